@@ -1,0 +1,47 @@
+# Alert filter operator: build, test and demo entry points.
+#   make test   installs everything it needs (idempotent, cached), then runs the whole suite
+#   make demo   the main job on the embedded local stack, on the real alerts
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+# Real alerts live beside the checkout, never in it (../shared/data/README.md).
+export ALERTFILTER_DATA ?= $(abspath $(ROOT)/../shared/data)
+export STRIMZI_CRDS_DIR ?= $(abspath $(ROOT)/../shared/strimzi-crds)
+PYTEST_ARGS ?=
+
+.PHONY: all venv kafka kube test unit integration demo clean
+
+all: test
+
+# The venv is rebuilt when a dependency list changes; pip's own cache makes that fast.
+$(VENV)/.installed: runtime/pyproject.toml devstack/pyproject.toml requirements-dev.txt constraints.txt
+	@echo ">> Python environment in $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -c constraints.txt -e runtime -e devstack -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+kafka:
+	@bash hack/fetch-kafka.sh >/dev/null
+
+kube:
+	@bash hack/build-kube.sh >/dev/null
+
+test: venv kafka
+	@bash .ci/pytest.sh $(PYTEST_ARGS)
+
+unit: venv
+	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: venv kafka
+	@$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+demo: venv kafka
+	@$(PY) -m alertfilter_devstack.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,205 @@
+"""A real Apache Kafka 4.x broker (KRaft, combined broker+controller) run from its Maven Central jars.
+
+The jars come from ``hack/fetch-kafka.sh`` (cached under ``.cache/kafka/<version>/libs``).
+Usage::
+
+    with KafkaBroker(workdir) as broker:
+        broker.bootstrap   # "127.0.0.1:<port>"
+
+or from a shell: ``python -m alertfilter_devstack.kafka start DIR`` / ``stop DIR``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .procs import free_port, port_open, repo_root, stop_process, wait_until
+
+#: Largest message the broker accepts, bytes. Rubin alerts are 50-250 KB (DMTN-102); a filter's
+#: output keeps the original bytes, so topics must take at least that plus headers.
+MESSAGE_MAX_BYTES = 10 * 1024 * 1024
+
+
+def kafka_libs() -> Path:
+    """Directory of the Kafka jars, fetched by ``hack/fetch-kafka.sh`` when missing.
+
+    Raises:
+        RuntimeError: when the fetch fails (no Maven, no Java, registry unreachable).
+    """
+    env_dir = os.environ.get("KAFKA_LIBS_DIR")
+    script = repo_root() / "hack" / "fetch-kafka.sh"
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=os.environ.copy())
+    if res.returncode != 0:
+        raise RuntimeError(f"fetching the Kafka jars failed ({script}):\n{res.stderr[-4000:]}")
+    return Path(env_dir or res.stdout.strip().splitlines()[-1])
+
+
+def java_bin() -> str:
+    """The ``java`` executable: ``$JAVA_HOME/bin/java`` when set, else ``java`` on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    return str(Path(home) / "bin" / "java") if home else "java"
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass
+class KafkaBroker:
+    """One single-node KRaft Kafka broker on free loopback ports.
+
+    Attributes:
+        workdir: folder for its config, data (``data/``) and log (``kafka.log``).
+        port: client (PLAINTEXT) port; chosen free when 0.
+        heap: JVM heap, e.g. ``"512m"``.
+    """
+
+    workdir: Path
+    port: int = 0
+    heap: str = "512m"
+    extra_config: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap address, ``127.0.0.1:<port>``."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "kafka.log"
+
+    def _write_config(self, controller_port: int) -> Path:
+        cfg = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.workdir / "data"),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(MESSAGE_MAX_BYTES),
+            "replica.fetch.max.bytes": str(MESSAGE_MAX_BYTES),
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": "24",
+            **self.extra_config,
+        }
+        path = self.workdir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
+        return path
+
+    def start(self, timeout_s: float = 90.0) -> "KafkaBroker":
+        """Format storage (first start only) and start the broker; wait until it accepts clients.
+
+        Raises:
+            RuntimeError: the broker exited or did not open its port in ``timeout_s``; the message
+                carries the end of its log, which stays in ``workdir``.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        libs = kafka_libs()
+        state_file = self.workdir / "ports.json"
+        if state_file.exists() and not self.port:
+            saved = json.loads(state_file.read_text())
+            self.port, controller_port = saved["port"], saved["controller_port"]
+        else:
+            self.port = self.port or free_port()
+            controller_port = free_port()
+        config = self._write_config(controller_port)
+        cp = f"{libs}/*"
+        java = java_bin()
+        log4j = self.workdir / "log4j2.properties"
+        log4j.write_text(
+            "rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
+            "appender.out.type=Console\nappender.out.name=OUT\n"
+            "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=[%d] %p %m (%c)%n\n"
+            "logger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
+            "logger.server.name=org.apache.kafka.server\nlogger.server.level=INFO\n"
+        )
+        jvm = [java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+               f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
+        if not (self.workdir / "data" / "meta.properties").exists():
+            fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
+                                        "-c", str(config)], capture_output=True, text=True)
+            if fmt.returncode != 0:
+                raise RuntimeError(f"formatting KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
+        state_file.write_text(json.dumps({"port": self.port, "controller_port": controller_port}))
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(jvm + ["kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        (self.workdir / "kafka.pid").write_text(str(self.proc.pid))
+        try:
+            wait_until(self._ready, timeout_s, f"Kafka broker on {self.bootstrap}", self.proc, self.log_path)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        from confluent_kafka.admin import AdminClient  # the runtime's client; present wherever tests run
+
+        try:
+            md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            return bool(md.brokers)
+        except Exception:  # noqa: BLE001 - not ready yet
+            return False
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, SIGKILL after 20 s); its data and log stay in ``workdir``."""
+        if self.proc is not None:
+            stop_process(self.proc, grace_s=20)
+            self.proc = None
+        (self.workdir / "kafka.pid").unlink(missing_ok=True)
+
+    def __enter__(self) -> "KafkaBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m alertfilter_devstack.kafka start DIR | stop DIR``: run a broker in the background."""
+    import argparse
+    import signal
+
+    p = argparse.ArgumentParser(prog="python -m alertfilter_devstack.kafka")
+    p.add_argument("action", choices=["start", "stop"])
+    p.add_argument("workdir", type=Path)
+    args = p.parse_args(argv)
+    if args.action == "start":
+        b = KafkaBroker(args.workdir).start()
+        b.proc = None  # leave it running
+        print(b.bootstrap)
+        return 0
+    pid_file = args.workdir / "kafka.pid"
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

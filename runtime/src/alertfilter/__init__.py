@@ -1,0 +1,13 @@
+"""Run astronomers' Python filters against a survey's Kafka alert stream.
+
+Public API for filter authors:
+
+- :class:`AlertFilter`: base class; override ``filter(self, alert) -> bool``.
+- :func:`load_filter`: compile filter source held in a string into a callable.
+- :class:`FilterSourceError`: what ``load_filter`` raises, with ``line``, ``column`` and ``message``.
+"""
+
+from .api import AlertFilter, FilterSourceError, LoadedFilter, load_filter
+
+__all__ = ["AlertFilter", "FilterSourceError", "LoadedFilter", "load_filter"]
+__version__ = "0.1.0"

@@ -1,0 +1,300 @@
+"""The ``alertfilter`` command line: run, check, produce, consume, simulate.
+
+Every option of ``run`` can also come from an environment variable ``ALERTFILTER_<OPTION>``
+(upper case, dashes as underscores), which is how the operator configures runner pods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .api import FilterSourceError, LoadedFilter, load_filter
+from .cap import DEFAULT_MAX_ALERTS_PER_VISIT, VisitCap
+from .codecs import BACKENDS, FORMATS, Decoder
+from .schemas import DirectorySchemaSource, RegistrySchemaSource, SchemaSource, load_schema_file
+
+log = logging.getLogger("alertfilter")
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get("ALERTFILTER_" + name.upper().replace("-", "_"), default)
+
+
+def _env_bool(name: str) -> bool:
+    return str(_env(name, "")).lower() in ("1", "true", "yes", "on")
+
+
+def _kv(items: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"alertfilter: -X expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler], force=True)
+
+
+def _add_decoding(p: argparse.ArgumentParser, env: bool = False) -> None:
+    e = _env if env else (lambda name, default=None: default)
+    p.add_argument("--format", choices=FORMATS, default=e("format", "confluent"),
+                   help="message format (default: confluent wire format)")
+    p.add_argument("--schema-dir", default=e("schema-dir"),
+                   help="directory of .avsc files: <id>.avsc, or Rubin's lsst.vX_Y.alert.avsc layout")
+    p.add_argument("--schema-registry", default=e("schema-registry"), help="URL of a Confluent-compatible schema registry")
+    p.add_argument("--schema", default=e("schema"), help="writer schema file, for --format schemaless")
+    p.add_argument("--reader-schema", default=e("reader-schema"), help="optional reader schema file")
+    p.add_argument("--decoder", choices=BACKENDS, default=e("decoder", "cavro"), help="Avro decoder (default: cavro)")
+
+
+def _decoder(args: argparse.Namespace) -> Decoder:
+    schemas: SchemaSource | None = None
+    if args.schema_registry:
+        schemas = RegistrySchemaSource(args.schema_registry)
+    elif args.schema_dir:
+        schemas = DirectorySchemaSource(args.schema_dir)
+    schema = load_schema_file(args.schema) if args.schema else None
+    reader = load_schema_file(args.reader_schema) if args.reader_schema else None
+    return Decoder(args.format, schemas, schema, reader, args.decoder)
+
+
+def _add_filter_rules(p: argparse.ArgumentParser, env: bool = False) -> None:
+    e = _env if env else (lambda name, default=None: default)
+    p.add_argument("--entrypoint", default=e("entrypoint"), help="class or function to use when the source defines several")
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--max-alerts-per-visit", type=int, default=int(e("max-alerts-per-visit", DEFAULT_MAX_ALERTS_PER_VISIT)),
+                     help="accept at most N alerts per visit (default 20, the original design's figure)")
+    cap.add_argument("--no-visit-cap", action="store_true", default=bool(env and _env_bool("no-visit-cap")),
+                     help="no per-visit cap")
+    p.add_argument("--visit-field", default=e("visit-field", "diaSource.visit"), help="dotted path of the visit id")
+    p.add_argument("--id-field", default=e("id-field", "diaSourceId"), help="dotted path of the alert id")
+    p.add_argument("--filter-timeout", type=float, default=float(e("filter-timeout", 1.0)),
+                   help="per-alert time budget of the filter call, s; over it the alert is an error (0: none)")
+
+
+def _load_filter_file(path: str, entrypoint: str | None) -> LoadedFilter:
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(f"alertfilter: cannot read filter {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"alertfilter: filter {path} is not UTF-8 text: {exc}") from None
+    try:
+        return load_filter(source, entrypoint)
+    except FilterSourceError as exc:
+        print(f"{path}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _cap(args: argparse.Namespace) -> int | None:
+    if args.no_visit_cap:
+        return None
+    if args.max_alerts_per_visit < 0:
+        raise SystemExit("alertfilter: --max-alerts-per-visit must be >= 0")
+    return args.max_alerts_per_visit
+
+
+# --- subcommands ---------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from .processor import AlertProcessor
+    from .runner import Runner, RunnerConfig
+
+    _setup_logging(args.log_format, args.log_level)
+    if not args.filter:
+        raise SystemExit("alertfilter run: --filter (or ALERTFILTER_FILTER) is required")
+    for name in ("bootstrap_servers", "input", "output"):
+        if not getattr(args, name):
+            raise SystemExit(f"alertfilter run: --{name.replace('_', '-')} (or ALERTFILTER_{name.upper()}) is required")
+    flt = _load_filter_file(args.filter, args.entrypoint)
+    try:
+        decoder = _decoder(args)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise SystemExit(f"alertfilter run: {exc}") from None
+    name = args.name or flt.name
+    processor = AlertProcessor(flt, decoder, VisitCap(_cap(args)), args.visit_field, args.id_field, args.filter_timeout)
+    config = RunnerConfig(
+        bootstrap_servers=args.bootstrap_servers, input_topic=args.input, output_topic=args.output,
+        dead_letter_topic=args.dead_letter_topic or f"{args.output}.deadletter",
+        group_id=args.group or f"alertfilter-{name}", batch_size=args.batch_size, exactly_once=args.exactly_once,
+        transactional_id=args.transactional_id, max_message_bytes=args.max_message_bytes,
+        metrics_port=args.metrics_port if args.metrics_port >= 0 else None, exit_when_idle_s=args.exit_when_idle,
+        kafka_config={**_kv((_env("kafka-config") or "").split(";") if _env("kafka-config") else []), **_kv(args.X)})
+    try:
+        runner = Runner(config, processor)
+    except ValueError as exc:
+        raise SystemExit(f"alertfilter run: {exc}") from None
+    log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s", name, flt.source_sha256[:12],
+             config.input_topic, config.output_topic, config.dead_letter_topic, config.group_id,
+             "exactly-once" if config.exactly_once else "at-least-once")
+    return runner.run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .tools import check
+
+    flt = _load_filter_file(args.filter, args.entrypoint)
+    try:
+        res = check(flt, args.alerts, _cap(args), args.visit_field, args.id_field, args.filter_timeout)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"alertfilter check: cannot read alerts: {exc}") from None
+    if args.json:
+        print(json.dumps(res.as_dict()))
+    else:
+        print(f"{res.alerts} alerts: {res.accepted} accepted, {res.capped} capped, {res.rejected} rejected, "
+              f"{res.errors} errors")
+        for e in res.first_errors[:5]:
+            print(f"  error at {e['file']}#{e['index']} (alert {e['alert_id']}): {e['reason']}: {e['message']}")
+        if res.accepted_ids:
+            print("accepted ids: " + ", ".join(map(str, res.accepted_ids[:20])) + (" ..." if res.accepted > 20 else ""))
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from .tools import produce
+
+    res = produce(args.bootstrap_servers, args.topic, args.files, args.schema_id, args.copies, args.alerts_per_visit,
+                  args.cadence, args.visit_field, args.id_field, args.first_visit, args.first_id,
+                  True if args.renumber else (False if args.keep_ids else None), args.partitions,
+                  args.write_schema_dir, kafka_config=_kv(args.X))
+    print(json.dumps({"alerts": res.alerts, "visits": res.visits, "bytes": res.bytes,
+                      "seconds": round(res.seconds, 3), "schema_ids": res.schema_ids}))
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    from .tools import consume
+
+    decoder = None
+    if args.mode != "count" and (args.schema_dir or args.schema_registry or args.schema or args.format == "container"):
+        decoder = _decoder(args)
+    consume(args.bootstrap_servers, args.topic, decoder, args.mode, args.idle_timeout, args.max_messages,
+            args.visit_field, args.id_field, kafka_config=_kv(args.X))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import simulate, write_container
+
+    if args.visits:
+        visits = [int(v) for v in args.visits.split(",") if v]
+    else:
+        visits = list(range(args.first_visit, args.first_visit + args.n_visits))
+    n = write_container(args.out, simulate(visits, args.alerts_per_visit, args.history, args.seed, args.cutout_bytes,
+                                           args.first_id))
+    print(json.dumps({"alerts": n, "visits": len(visits), "file": args.out}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alertfilter", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a filter against a Kafka topic (the filter-runner)")
+    r.add_argument("--filter", default=_env("filter"), help="the filter's Python source file")
+    r.add_argument("--name", default=_env("name"), help="filter name for headers, logs and the default group")
+    r.add_argument("--bootstrap-servers", default=_env("bootstrap-servers"), help="Kafka bootstrap servers")
+    r.add_argument("--input", default=_env("input"), help="input (full alert stream) topic")
+    r.add_argument("--output", default=_env("output"), help="output topic for accepted alerts")
+    r.add_argument("--dead-letter-topic", default=_env("dead-letter-topic"),
+                   help="topic for alerts that could not be filtered (default <output>.deadletter)")
+    r.add_argument("--group", default=_env("group"), help="consumer group (default alertfilter-<name>)")
+    r.add_argument("--batch-size", type=int, default=int(_env("batch-size", 200)), help="messages per batch/commit")
+    r.add_argument("--exactly-once", action="store_true", default=_env_bool("exactly-once"), help="use Kafka transactions")
+    r.add_argument("--transactional-id", default=_env("transactional-id"))
+    r.add_argument("--max-message-bytes", type=int, default=int(_env("max-message-bytes", 4 * 1024 * 1024)))
+    r.add_argument("--metrics-port", type=int, default=int(_env("metrics-port", 8080)),
+                   help="port of /metrics, /healthz, /readyz (-1: none)")
+    r.add_argument("--exit-when-idle", type=float, default=float(_env("exit-when-idle")) if _env("exit-when-idle") else None,
+                   help="exit 0 once all partitions are at their end for this many seconds")
+    r.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"))
+    r.add_argument("--log-level", default=_env("log-level", "info"))
+    r.add_argument("-X", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
+    _add_filter_rules(r, env=True)
+    _add_decoding(r, env=True)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="backtest a filter offline on Avro container files")
+    c.add_argument("filter")
+    c.add_argument("--alerts", nargs="+", required=True, help="Avro container files, read in order")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_filter_rules(c)
+    c.set_defaults(func=cmd_check)
+
+    pr = sub.add_parser("produce", help="send alerts of container files to a topic, one visit at a time")
+    pr.add_argument("files", nargs="+")
+    pr.add_argument("--bootstrap-servers", required=True)
+    pr.add_argument("--topic", required=True)
+    pr.add_argument("--schema-id", type=int, help="schema id in the header (default: from the schema name, vX_Y → X*100+Y)")
+    pr.add_argument("--copies", type=int, default=1, help="send the files' alerts this many times")
+    pr.add_argument("--alerts-per-visit", type=int, default=0, help="regroup into visits of N alerts with new visit ids")
+    pr.add_argument("--first-visit", type=int, default=1)
+    pr.add_argument("--first-id", type=int, default=1)
+    ids = pr.add_mutually_exclusive_group()
+    ids.add_argument("--renumber", action="store_true", help="give alerts new sequential ids (default with --copies > 1)")
+    ids.add_argument("--keep-ids", action="store_true", help="keep the original ids even with --copies")
+    pr.add_argument("--cadence", type=float, default=39.0, help="seconds between visits (default 39, the original sender's)")
+    pr.add_argument("--visit-field", default="diaSource.visit")
+    pr.add_argument("--id-field", default="diaSourceId")
+    pr.add_argument("--partitions", type=int, default=1, help="partitions when the topic is created")
+    pr.add_argument("--write-schema-dir", help="also write <schema id>.avsc files here")
+    pr.add_argument("-X", action="append", metavar="KEY=VALUE")
+    pr.set_defaults(func=cmd_produce)
+
+    co = sub.add_parser("consume", help="summarise, print (JSON lines) or count a topic's alerts")
+    co.add_argument("--bootstrap-servers", required=True)
+    co.add_argument("--topic", required=True)
+    co.add_argument("--mode", choices=("summary", "json", "count"), default="summary")
+    co.add_argument("--idle-timeout", type=float, default=5.0, help="stop after this long without messages, s")
+    co.add_argument("--max-messages", type=int)
+    co.add_argument("--visit-field", default="diaSource.visit")
+    co.add_argument("--id-field", default="diaSourceId")
+    co.add_argument("-X", action="append", metavar="KEY=VALUE")
+    _add_decoding(co)
+    co.set_defaults(func=cmd_consume)
+
+    s = sub.add_parser("simulate", help="write schema-valid simulated alerts (lsst.alert schema) to a container file")
+    s.add_argument("--out", required=True)
+    s.add_argument("--visits", help="comma-separated visit ids")
+    s.add_argument("--first-visit", type=int, default=1)
+    s.add_argument("--n-visits", type=int, default=1)
+    s.add_argument("--alerts-per-visit", type=int, default=100)
+    s.add_argument("--history", type=int, default=0, help="previous detections per alert")
+    s.add_argument("--cutout-bytes", type=int, default=34_560)
+    s.add_argument("--first-id", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``alertfilter`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

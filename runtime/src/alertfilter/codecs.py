@@ -1,0 +1,171 @@
+"""Decoding alerts from Kafka message values.
+
+Formats (``--format``):
+
+- ``confluent``: the Confluent wire format: byte 0 is 0, bytes 1-4 a big-endian unsigned schema
+  id, then a schemaless Avro body written with that schema (how Rubin publishes alerts).
+- ``schemaless``: a bare Avro body written with one configured schema.
+- ``container``: one Avro object container file per message, its writer schema in its header
+  (how ZTF publishes alerts).
+
+Backends: ``fastavro`` (reference) and ``cavro`` (a Cython codec, several times faster here; see
+``bench/RESULTS.md``). Both return the same plain dicts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any, Callable
+
+import fastavro
+
+from .schemas import SchemaNotFound, SchemaSource
+
+MAGIC_BYTE = 0
+HEADER = struct.Struct(">bI")
+FORMATS = ("confluent", "schemaless", "container")
+BACKENDS = ("fastavro", "cavro")
+
+
+class DecodeError(ValueError):
+    """A message value is not a decodable alert; ``str()`` says why."""
+
+
+def _fastavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
+    parsed_w = fastavro.parse_schema(writer)
+    parsed_r = fastavro.parse_schema(reader) if reader is not None else None
+    schemaless_reader = fastavro.schemaless_reader
+
+    def decode(body: bytes) -> Any:
+        bio = io.BytesIO(body)
+        record = schemaless_reader(bio, parsed_w, parsed_r)
+        if bio.tell() != len(body):
+            raise DecodeError(f"{len(body) - bio.tell()} bytes left over after the record: "
+                              "the writer schema does not match the data")
+        return record
+
+    return decode
+
+
+def _cavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
+    import cavro
+
+    # allow_invalid_default_values: ZTF's schemas carry defaults that do not match their types.
+    opts = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True, allow_invalid_default_values=True)
+    w = cavro.Schema(json.dumps(writer), options=opts)
+    if reader is not None:
+        r = cavro.Schema(json.dumps(reader), options=opts)
+        resolved = r.reader_for_writer(w)
+        return resolved.binary_decode
+    return w.binary_decode
+
+
+_BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], Callable[[bytes], Any]]] = {
+    "fastavro": _fastavro_reader,
+    "cavro": _cavro_reader,
+}
+
+
+class Decoder:
+    """Decodes message values to alert dicts.
+
+    Args:
+        fmt: one of :data:`FORMATS`.
+        schemas: resolves schema ids (``confluent`` format).
+        schema: the writer schema (``schemaless`` format).
+        reader_schema: optional reader schema; fields it lacks are skipped, as Avro resolution says.
+        backend: one of :data:`BACKENDS`.
+
+    Raises:
+        ValueError: for an unknown format or backend, or a format without what it needs.
+    """
+
+    def __init__(self, fmt: str = "confluent", schemas: SchemaSource | None = None,
+                 schema: dict[str, Any] | None = None, reader_schema: dict[str, Any] | None = None,
+                 backend: str = "fastavro") -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown decoder backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        if fmt == "confluent" and schemas is None:
+            raise ValueError("the confluent format needs a schema source (--schema-dir or --schema-registry)")
+        if fmt == "schemaless" and schema is None:
+            raise ValueError("the schemaless format needs the writer schema (--schema)")
+        self.fmt = fmt
+        self.schemas = schemas
+        self.reader_schema = reader_schema
+        self.backend = backend
+        self._make = _BACKENDS[backend]
+        self._by_id: dict[int, Callable[[bytes], Any]] = {}
+        self._schemaless = self._make(schema, reader_schema) if schema is not None else None
+        self.last_schema_id: int | None = None
+
+    def _for_id(self, schema_id: int) -> Callable[[bytes], Any]:
+        dec = self._by_id.get(schema_id)
+        if dec is None:
+            assert self.schemas is not None
+            try:
+                writer = self.schemas.get(schema_id)
+            except SchemaNotFound as exc:
+                raise DecodeError(str(exc)) from None
+            try:
+                dec = self._make(writer, self.reader_schema)
+            except Exception as exc:  # noqa: BLE001 - schema parse/resolution errors
+                raise DecodeError(f"schema id {schema_id} cannot be used: {exc}") from None
+            self._by_id[schema_id] = dec
+        return dec
+
+    def decode(self, value: bytes | None) -> dict[str, Any]:
+        """Decode one message value.
+
+        Raises:
+            DecodeError: empty value, wrong magic byte, unknown schema id, truncated or corrupt body,
+                a container holding other than one record, or a value that is not a record.
+        """
+        if not value:
+            raise DecodeError("empty message value")
+        try:
+            if self.fmt == "confluent":
+                if len(value) < 5:
+                    raise DecodeError(f"message of {len(value)} bytes is shorter than the 5-byte Confluent header")
+                magic, schema_id = HEADER.unpack_from(value)
+                if magic != MAGIC_BYTE:
+                    raise DecodeError(f"magic byte is {value[0]}, expected 0 (Confluent wire format)")
+                self.last_schema_id = schema_id
+                record = self._for_id(schema_id)(value[5:])
+            elif self.fmt == "schemaless":
+                assert self._schemaless is not None
+                record = self._schemaless(value)
+            else:
+                records = list(fastavro.reader(io.BytesIO(value), reader_schema=self.reader_schema))
+                if len(records) != 1:
+                    raise DecodeError(f"container holds {len(records)} records; one alert per message expected")
+                record = records[0]
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the codecs raise many kinds on corrupt input
+            raise DecodeError(f"corrupt Avro data: {type(exc).__name__}: {exc}") from None
+        if not isinstance(record, dict):
+            raise DecodeError(f"decoded value is a {type(record).__name__}, not a record")
+        return record
+
+
+def encode_confluent(record: dict[str, Any], parsed_schema: Any, schema_id: int) -> bytes:
+    """Encode ``record`` in the Confluent wire format with ``schema_id``.
+
+    Args:
+        parsed_schema: the output of ``fastavro.parse_schema``.
+    """
+    bio = io.BytesIO()
+    bio.write(HEADER.pack(MAGIC_BYTE, schema_id))
+    fastavro.schemaless_writer(bio, parsed_schema, record)
+    return bio.getvalue()
+
+
+def read_container(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The writer schema and the records of an Avro object container file."""
+    with open(path, "rb") as fh:
+        reader = fastavro.reader(fh)
+        return reader.writer_schema, list(reader)

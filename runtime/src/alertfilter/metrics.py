@@ -1,0 +1,111 @@
+"""Prometheus metrics and the health endpoints of the filter-runner.
+
+Endpoints (one HTTP port, ``--metrics-port``):
+
+- ``/metrics``: Prometheus text format.
+- ``/healthz``: 200 while the poll loop has turned within the liveness window, else 503.
+- ``/readyz``: 200 while the consumer has partitions assigned, else 503.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .processor import REASONS
+
+
+class RunnerMetrics:
+    """The runner's metrics, in their own registry.
+
+    Metrics: ``alertfilter_alerts_consumed_total``, ``alertfilter_alerts_accepted_total``,
+    ``alertfilter_alerts_rejected_total``, ``alertfilter_alerts_capped_total``,
+    ``alertfilter_errors_total{reason}``, ``alertfilter_filter_seconds`` (histogram of one filter
+    call, s), ``alertfilter_consumer_lag{topic,partition}`` (messages), ``alertfilter_dead_letters_total``.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("alertfilter_alerts_consumed", "Alerts (messages) consumed from the input topic.", registry=r)
+        self.accepted = Counter("alertfilter_alerts_accepted", "Alerts the filter accepted and the runner forwarded.", registry=r)
+        self.rejected = Counter("alertfilter_alerts_rejected", "Alerts the filter did not accept.", registry=r)
+        self.capped = Counter("alertfilter_alerts_capped", "Alerts the filter accepted beyond the per-visit cap.", registry=r)
+        self.errors = Counter("alertfilter_errors", "Alerts that could not be filtered, by reason.", ["reason"], registry=r)
+        for reason in REASONS:
+            self.errors.labels(reason)
+        self.dead_letters = Counter("alertfilter_dead_letters", "Records written to the dead-letter topic.", registry=r)
+        self.filter_seconds = Histogram(
+            "alertfilter_filter_seconds", "Wall time of one filter call, s.", registry=r,
+            buckets=(1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0))
+        self.lag = Gauge("alertfilter_consumer_lag", "Messages behind the end of each input partition.",
+                         ["topic", "partition"], registry=r)
+
+
+class HealthServer:
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
+
+    Args:
+        port: TCP port (0 picks a free one; see :attr:`port`).
+        metrics: the registry to expose.
+        alive: returns True while the poll loop makes progress.
+        ready: returns True while partitions are assigned.
+    """
+
+    def __init__(self, port: int, metrics: RunnerMetrics, alive: Callable[[], bool], ready: Callable[[], bool],
+                 host: str = "0.0.0.0") -> None:
+        registry = metrics.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+                elif path == "/healthz":
+                    ok = alive()
+                    body, ctype, code = (b"ok\n" if ok else b"poll loop stalled\n"), "text/plain", 200 if ok else 503
+                elif path == "/readyz":
+                    ok = ready()
+                    body, ctype, code = (b"ok\n" if ok else b"no partitions assigned\n"), "text/plain", 200 if ok else 503
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet access log
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+
+    def start(self) -> "HealthServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Heartbeat:
+    """Records when the poll loop last turned; ``alive()`` is False after ``window_s`` without a beat."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.last = time.monotonic()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last < self.window_s

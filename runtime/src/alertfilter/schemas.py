@@ -1,0 +1,176 @@
+"""Where writer schemas come from: a schema registry or a local directory of ``.avsc`` files.
+
+The writer schema of a message is always the one its schema id names (or its container header);
+the runtime never assumes the newest schema wrote the data. Rubin's schema ids are
+``major * 100 + minor`` (``lsst.v10_0.alert`` is 1000), per Rubin's alert distribution docs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro.schema
+
+_VERSION_RE = re.compile(r"v(\d+)_(\d+)")
+
+
+class SchemaNotFound(LookupError):
+    """No schema is known for a schema id."""
+
+
+class SchemaSource(Protocol):
+    """Resolves a schema id to a writer schema (an Avro schema as a JSON-compatible dict)."""
+
+    def get(self, schema_id: int) -> dict[str, Any]: ...
+
+
+def rubin_schema_id(full_name: str) -> int | None:
+    """``lsst.v10_0.alert`` → 1000 (major*100+minor); None when the name carries no version."""
+    m = _VERSION_RE.search(full_name)
+    return int(m.group(1)) * 100 + int(m.group(2)) if m else None
+
+
+def _full_name(schema: dict[str, Any]) -> str:
+    name = schema.get("name", "")
+    ns = schema.get("namespace")
+    return name if "." in name or not ns else f"{ns}.{name}"
+
+
+class DirectorySchemaSource:
+    """Schemas from a directory tree of ``.avsc`` files.
+
+    A file named ``<id>.avsc`` (digits) holds the schema with that id. Otherwise every
+    ``*.alert.avsc`` file whose full name carries a Rubin version (``lsst.v10_0.alert``) is indexed
+    under ``major*100+minor``; named types it references are loaded from sibling files
+    (``lsst.v10_0.diaSource.avsc``), as in Rubin's published schema layout.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a directory.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"schema directory {self.path} does not exist")
+        self._files: dict[int, Path] = {}
+        for f in sorted(self.path.rglob("*.avsc")):
+            stem = f.name[: -len(".avsc")]
+            if stem.isdigit():
+                self._files[int(stem)] = f
+            elif stem.endswith(".alert"):
+                sid = rubin_schema_id(stem)
+                if sid is not None:
+                    self._files.setdefault(sid, f)
+        self._cache: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def ids(self) -> list[int]:
+        """The schema ids this directory holds."""
+        return sorted(self._files)
+
+    def get(self, schema_id: int) -> dict[str, Any]:
+        """The schema with ``schema_id``, loaded once and cached.
+
+        Raises:
+            SchemaNotFound: no file for that id.
+        """
+        with self._lock:
+            if schema_id in self._cache:
+                return self._cache[schema_id]
+            f = self._files.get(schema_id)
+            if f is None:
+                raise SchemaNotFound(f"schema id {schema_id} not found in {self.path} "
+                                     f"(has: {', '.join(map(str, self.ids())) or 'none'})")
+            schema = load_schema_file(f)
+            self._cache[schema_id] = schema
+            return schema
+
+
+class RegistrySchemaSource:
+    """Schemas from a Confluent-compatible schema registry, through confluent-kafka's client.
+
+    Raises:
+        ImportError: when confluent-kafka's schema-registry extra (``httpx``, ``attrs``...) is missing.
+    """
+
+    def __init__(self, url: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        self.url = url
+        self._client = SchemaRegistryClient({"url": url})
+        self._cache: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, schema_id: int) -> dict[str, Any]:
+        """The schema registered under ``schema_id``, fetched once and cached.
+
+        Raises:
+            SchemaNotFound: the registry does not know the id or cannot be reached.
+        """
+        with self._lock:
+            if schema_id in self._cache:
+                return self._cache[schema_id]
+            try:
+                schema = json.loads(self._client.get_schema(schema_id).schema_str)
+            except Exception as exc:  # noqa: BLE001 - the client raises several kinds
+                raise SchemaNotFound(f"schema id {schema_id} from registry {self.url}: {exc}") from exc
+            self._cache[schema_id] = schema
+            return schema
+
+
+class StaticSchemaSource:
+    """A fixed mapping of schema id → schema (tests, and schemas written by ``alertfilter produce``)."""
+
+    def __init__(self, schemas: dict[int, dict[str, Any]]) -> None:
+        self._schemas = dict(schemas)
+
+    def get(self, schema_id: int) -> dict[str, Any]:
+        """Raises SchemaNotFound for an unknown id."""
+        try:
+            return self._schemas[schema_id]
+        except KeyError:
+            raise SchemaNotFound(f"schema id {schema_id} is not known") from None
+
+
+def _define_once(schema: Any, namespace: str | None, seen: set[str]) -> Any:
+    """Copy of an expanded schema in which each named type is defined once, then referenced by name."""
+    if isinstance(schema, list):
+        return [_define_once(s, namespace, seen) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    t = schema.get("type")
+    if t in ("record", "error", "enum", "fixed"):
+        name = schema["name"]
+        ns = schema.get("namespace", namespace)
+        full = name if "." in name or not ns else f"{ns}.{name}"
+        if full in seen:
+            return full
+        seen.add(full)
+        out = {k: v for k, v in schema.items() if k != "fields"}
+        out.pop("namespace", None)
+        out["name"] = full
+        if "fields" in schema:
+            inner_ns = full.rpartition(".")[0] or None
+            out["fields"] = [{**fld, "type": _define_once(fld["type"], inner_ns, seen)} for fld in schema["fields"]]
+        return out
+    if t == "array":
+        return {**schema, "items": _define_once(schema["items"], namespace, seen)}
+    if t == "map":
+        return {**schema, "values": _define_once(schema["values"], namespace, seen)}
+    if isinstance(t, (dict, list)):
+        return {**schema, "type": _define_once(t, namespace, seen)}
+    return schema
+
+
+def load_schema_file(path: str | Path) -> dict[str, Any]:
+    """Load one ``.avsc`` file as a self-contained schema dict (JSON-compatible).
+
+    Named types it references are loaded from sibling files named ``<full name>.avsc``; each is
+    defined once in the result and referenced by full name after that.
+    """
+    schema = fastavro.schema.load_schema(str(path), _write_hint=False)
+    return _define_once(fastavro.schema.expand_schema(schema), None, set())

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real alerts, a real Kafka broker.
+
+A fixture whose real part cannot start fails the test (never skips): a skipped test is a test
+that did not run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """The shared real-alert folder: ``$ALERTFILTER_DATA``, default ``../shared/data``."""
+    return Path(os.environ.get("ALERTFILTER_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def alerts_dir() -> Path:
+    d = data_dir() / "alerts"
+    if not (d / "rubin-v10_0-real-20.avro").is_file():
+        pytest.fail(f"real alerts not found in {d}; set ALERTFILTER_DATA to the shared data folder")
+    return d
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory):
+    """A real single-node KRaft Kafka broker for the whole session."""
+    from alertfilter_devstack.kafka import KafkaBroker
+
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except Exception as exc:  # noqa: BLE001 - report why, then fail
+        pytest.fail(f"the Kafka broker did not start: {exc}")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique prefix so tests sharing the broker never see each other's topics."""
+    return f"t{uuid.uuid4().hex[:10]}"

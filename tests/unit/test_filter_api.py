@@ -1,0 +1,159 @@
+"""The filter API: loading filter source and the errors a filter author sees."""
+
+import math
+
+import pytest
+
+from alertfilter import AlertFilter, FilterSourceError, load_filter
+from alertfilter.api import check_result
+
+CLASS_SRC = """
+from alertfilter import AlertFilter
+
+class Bright(AlertFilter):
+    def __init__(self):
+        self.limit = 10
+
+    def filter(self, alert):
+        return alert["diaSource"]["snr"] > self.limit
+"""
+
+
+def test_class_style_filter_is_called_with_the_alert():
+    f = load_filter(CLASS_SRC)
+    assert f.name == "Bright" and f.style == "class"
+    assert f({"diaSource": {"snr": 11.0}}) is True
+    assert f({"diaSource": {"snr": 3.0}}) is False
+
+
+def test_function_style_filter():
+    f = load_filter("def keep_r(alert):\n    return alert['band'] == 'r'\n")
+    assert f.name == "keep_r" and f.style == "function"
+    assert f({"band": "r"}) is True
+
+
+def test_source_hash_is_sha256_of_the_source():
+    import hashlib
+
+    src = "def f(alert):\n    return True\n"
+    assert load_filter(src).source_sha256 == hashlib.sha256(src.encode()).hexdigest()
+
+
+def test_syntax_error_carries_line_and_column():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("def f(alert):\n    return alert[\n\nx = 1 +\n")
+    assert ei.value.line >= 2 and ei.value.column >= 1
+    assert "syntax error" in ei.value.message
+    assert str(ei.value).startswith(f"line {ei.value.line}, column {ei.value.column}")
+
+
+def test_syntax_error_exact_position():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("def f(alert):\n    return alert ==\n")
+    assert (ei.value.line, ei.value.column) == (2, 20)
+
+
+def test_error_while_module_body_runs_names_its_line():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("import math\n\nLIMIT = undefined_name * 2\n\ndef f(alert):\n    return True\n")
+    assert ei.value.line == 3
+    assert "NameError" in ei.value.message
+
+
+def test_missing_entrypoint_lists_what_exists():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("def a(alert):\n    return True\n", entrypoint="b")
+    assert "'b' is not defined" in ei.value.message and "a" in ei.value.message
+
+
+def test_several_candidates_need_an_entrypoint():
+    src = "def a(alert):\n    return True\n\ndef b(alert):\n    return False\n"
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter(src)
+    assert "several filters" in ei.value.message and (ei.value.line, ei.value.column) == (4, 1)
+    assert load_filter(src, entrypoint="b")({}) is False
+
+
+def test_classes_win_over_helper_functions():
+    src = "from alertfilter import AlertFilter\ndef helper(x):\n    return x\nclass F(AlertFilter):\n    def filter(self, alert):\n        return helper(True)\n"
+    assert load_filter(src).name == "F"
+
+
+def test_private_helpers_are_not_candidates():
+    assert load_filter("def _h(x):\n    return x\ndef f(alert):\n    return _h(True)\n").name == "f"
+
+
+def test_wrong_function_signature_is_reported_at_its_def():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("x = 1\ndef f(alert, other):\n    return True\n")
+    assert (ei.value.line, ei.value.column) == (2, 1)
+    assert "exactly one argument" in ei.value.message
+
+
+def test_class_without_filter_method():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("from alertfilter import AlertFilter\nclass F(AlertFilter):\n    pass\n")
+    assert "does not define filter" in ei.value.message and ei.value.line == 2
+
+
+def test_class_filter_with_wrong_signature():
+    src = "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    def filter(self):\n        return True\n"
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter(src)
+    assert ei.value.line == 3 and "exactly one argument" in ei.value.message
+
+
+def test_class_that_needs_constructor_arguments():
+    src = "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    def __init__(self, x):\n        pass\n    def filter(self, a):\n        return True\n"
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter(src)
+    assert "F() failed" in ei.value.message
+
+
+def test_no_filter_at_all():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("X = 1\n")
+    assert "no filter found" in ei.value.message
+
+
+@pytest.mark.parametrize("src", ["", "   \n", None])
+def test_empty_source(src):
+    with pytest.raises(FilterSourceError):
+        load_filter(src)  # type: ignore[arg-type]
+
+
+def test_null_byte_in_source():
+    with pytest.raises(FilterSourceError):
+        load_filter("def f(alert):\n    return True\x00\n")
+
+
+def test_entrypoint_naming_a_non_callable():
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter("X = 1\ndef f(alert):\n    return True\n", entrypoint="X")
+    assert "not a class or function" in ei.value.message
+
+
+def test_nan_and_none_reach_the_filter_untouched():
+    src = ("from alertfilter import AlertFilter\n"
+           "class Keep(AlertFilter):\n"
+           "    def filter(self, alert):\n"
+           "        self.seen = alert\n"
+           "        return True\n")
+    f = load_filter(src)
+    alert = {"diaSource": {"snr": float("nan"), "psfFlux": None}}
+    assert f(alert) is True
+    seen = f.func.__self__.seen
+    assert seen is alert
+    assert math.isnan(seen["diaSource"]["snr"]) and seen["diaSource"]["psfFlux"] is None
+
+
+def test_check_result_accepts_only_bools():
+    assert check_result(True) is True and check_result(False) is False
+    for bad in (1, 0, None, "yes", [True]):
+        with pytest.raises(TypeError):
+            check_result(bad)
+
+
+def test_base_class_filter_raises():
+    with pytest.raises(NotImplementedError):
+        AlertFilter().filter({})
