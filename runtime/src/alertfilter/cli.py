@@ -142,7 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         group_id=args.group or f"alertfilter-{name}", batch_size=args.batch_size, exactly_once=args.exactly_once,
         transactional_id=args.transactional_id, max_message_bytes=args.max_message_bytes,
         metrics_port=args.metrics_port if args.metrics_port >= 0 else None, exit_when_idle_s=args.exit_when_idle,
+        topic_wait_s=args.topic_wait,
         kafka_config={**_kv((_env("kafka-config") or "").split(";") if _env("kafka-config") else []), **_kv(args.X)})
+    if args.create_topics:
+        from .kafkautil import ensure_topics
+
+        ensure_topics(config.bootstrap_servers, {config.output_topic: 1, config.dead_letter_topic: 1}, config.kafka_config)
     try:
         runner = Runner(config, processor)
     except ValueError as exc:
@@ -150,7 +155,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s", name, flt.source_sha256[:12],
              config.input_topic, config.output_topic, config.dead_letter_topic, config.group_id,
              "exactly-once" if config.exactly_once else "at-least-once")
-    return runner.run()
+    from .runner import TopicsMissing
+
+    try:
+        return runner.run()
+    except TopicsMissing as exc:
+        log.error("%s", exc)
+        return 3
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -230,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of /metrics, /healthz, /readyz (-1: none)")
     r.add_argument("--exit-when-idle", type=float, default=float(_env("exit-when-idle")) if _env("exit-when-idle") else None,
                    help="exit 0 once all partitions are at their end for this many seconds")
+    r.add_argument("--topic-wait", type=float, default=float(_env("topic-wait", 120)),
+                   help="wait this long at start for the topics to exist, s")
+    r.add_argument("--create-topics", action="store_true", default=_env_bool("create-topics"),
+                   help="create missing output and dead-letter topics (local runs; in a cluster the operator does)")
     r.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"))
     r.add_argument("--log-level", default=_env("log-level", "info"))
     r.add_argument("-X", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")

@@ -49,6 +49,10 @@ H_SRC_OFFSET = "alertfilter.source.offset"
 H_ALERT_ID = "alertfilter.alert-id"
 
 
+class TopicsMissing(RuntimeError):
+    """A topic the runner needs does not exist."""
+
+
 class DeliveryFailed(RuntimeError):
     """A produced record was not acknowledged; the batch's offsets were not committed."""
 
@@ -71,6 +75,8 @@ class RunnerConfig:
         max_poll_interval_ms: the consumer's ``max.poll.interval.ms``; must exceed
             ``batch_size * filter_timeout_s`` plus a 30 s margin so one slow filter never breaks it.
         metrics_port: HTTP port of /metrics, /healthz, /readyz; None for no server.
+        topic_wait_s: how long to wait at start for the input, output and dead-letter topics to
+            exist (the operator creates them as Strimzi KafkaTopics), s.
         exit_when_idle_s: exit 0 after this long with every assigned partition at its end (tests,
             demos, backfills); None to run until SIGTERM.
         kafka_config: extra librdkafka settings for both clients (security, timeouts...).
@@ -90,6 +96,7 @@ class RunnerConfig:
     metrics_port: int | None = None
     exit_when_idle_s: float | None = None
     liveness_window_s: float = 60.0
+    topic_wait_s: float = 120.0
     kafka_config: dict[str, str] = field(default_factory=dict)
 
     def validate(self, filter_timeout_s: float) -> None:
@@ -136,6 +143,10 @@ class Runner:
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
             "max.poll.interval.ms": config.max_poll_interval_ms,
+            # A killed runner's partitions move to a live one after this long; librdkafka's 45 s
+            # default would eat most of the 60 s delivery budget (DMTN-102).
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 3_000,
             "statistics.interval.ms": 5000,
             "stats_cb": self._on_stats,
             "error_cb": self._on_client_error,
@@ -212,6 +223,7 @@ class Runner:
         if cfg.metrics_port is not None:
             self.health = HealthServer(cfg.metrics_port, self.metrics, self.heartbeat.alive, self.ready).start()
             log.info("metrics and health on port %d", self.health.port)
+        self._wait_for_topics()
         if cfg.exactly_once:
             self.producer.init_transactions(60)
         self.consumer.subscribe([cfg.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -239,13 +251,58 @@ class Runner:
                     last_data = time.monotonic()
                 elif (cfg.exit_when_idle_s is not None and self._assigned and self._assigned <= self._eof
                       and time.monotonic() - last_data >= cfg.exit_when_idle_s):
-                    log.info("every assigned partition is at its end and idle for %.0f s; exiting", cfg.exit_when_idle_s)
-                    break
+                    if self._group_done():
+                        log.info("the group has processed every partition of %s and this runner was idle for %.0f s; "
+                                 "exiting", cfg.input_topic, cfg.exit_when_idle_s)
+                        break
+                    last_data = time.monotonic()
         finally:
             self._shutdown()
         return 0
 
     # --- internals ---------------------------------------------------------------------------
+    def _group_done(self) -> bool:
+        """True when the group's committed offset of every input partition is at its end."""
+        topic = self.config.input_topic
+        try:
+            md = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            parts = [TopicPartition(topic, p) for p in md.partitions]
+            for tp in self.consumer.committed(parts, timeout=10):
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+                if high > low and tp.offset < high:
+                    return False
+            return True
+        except (KafkaException, KeyError) as exc:
+            log.warning("cannot read the group's progress: %s", exc)
+            return False
+
+    def _wait_for_topics(self) -> None:
+        """Wait up to ``topic_wait_s`` for every topic the runner reads or writes.
+
+        Raises:
+            TopicsMissing: naming the topics still missing.
+        """
+        cfg = self.config
+        needed = [cfg.input_topic, cfg.output_topic, cfg.dead_letter_topic]
+        deadline = time.monotonic() + cfg.topic_wait_s
+        missing = needed
+        while not self._stop.is_set():
+            self.heartbeat.beat()
+            try:
+                topics = self.consumer.list_topics(timeout=10).topics
+                missing = [t for t in needed if t not in topics or topics[t].error is not None]
+            except KafkaException as exc:
+                log.warning("cannot list topics on %s: %s", cfg.bootstrap_servers, exc)
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                break
+            log.warning("waiting for topic(s) %s on %s", ", ".join(missing), cfg.bootstrap_servers)
+            self._stop.wait(2.0)
+        raise TopicsMissing(f"topic(s) {', '.join(missing)} do not exist on {cfg.bootstrap_servers} after "
+                            f"{cfg.topic_wait_s:.0f} s; the operator creates them (KafkaTopic resources), or create "
+                            "them yourself for a local run")
+
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
                  origin: Message) -> None:
         def on_delivery(err: KafkaError | None, msg: Message, origin: Message = origin) -> None:
@@ -336,13 +393,8 @@ class Runner:
             k = (m.topic(), m.partition())
             last[k] = max(last.get(k, -1), m.offset())
         meta = self.processor.cap.snapshot() if self.processor.cap.max_per_visit is not None else None
-        tps = []
-        for (t, p), o in last.items():
-            tp = TopicPartition(t, p, o + 1)
-            if meta:
-                tp.metadata = meta
-            tps.append(tp)
-        return tps
+        return [TopicPartition(t, p, o + 1, meta) if meta else TopicPartition(t, p, o + 1)
+                for (t, p), o in last.items()]
 
     def _process_batch(self, batch: list[Message]) -> None:
         if self.config.exactly_once:
