@@ -13,7 +13,7 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], kafka_config: dict[str
     Raises:
         KafkaException: creation failed for a reason other than the topic existing.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(kafka_config or {})})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(kafka_config or {})})
     existing = admin.list_topics(timeout=timeout_s).topics
     new = [NewTopic(t, num_partitions=p, config=dict(config or {"max.message.bytes": str(16 * 1024 * 1024)}))
            for t, p in topics.items() if t not in existing]

@@ -134,6 +134,9 @@ class Runner:
         self._failed: list[tuple[KafkaError, Message]] = []
         self._headers_base = [(H_FILTER, processor.filter.name.encode()), (H_SHA, processor.filter.source_sha256.encode())]
         self.health: HealthServer | None = None
+        #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, errors, dead_letters.
+        self.totals: dict[str, int] = dict.fromkeys(("consumed", "accepted", "rejected", "capped", "errors",
+                                                    "dead_letters"), 0)
         common = {"bootstrap.servers": config.bootstrap_servers, **config.kafka_config}
         self.consumer = Consumer({
             **common,
@@ -310,6 +313,7 @@ class Runner:
                 self._failed.append((err, origin))
             elif msg.topic() == self.config.output_topic:
                 self.metrics.accepted.inc()  # counted once acknowledged
+                self.totals["accepted"] += 1
 
         while True:
             try:
@@ -332,6 +336,7 @@ class Runner:
                     reason, m.topic(), m.partition(), m.offset(), alert_id, message)
         self._produce(self.config.dead_letter_topic, m.value() if keep_value else None, m.key(), headers, m)
         self.metrics.dead_letters.inc()
+        self.totals["dead_letters"] += 1
 
     def _forward(self, m: Message, oc: Outcome) -> None:
         headers = list(m.headers() or []) + self._headers_base + [(H_VISIT, str(oc.visit).encode())]
@@ -344,14 +349,16 @@ class Runner:
 
     def _too_large(self, m: Message, alert_id: Any) -> None:
         self.metrics.errors.labels(REASON_TOO_LARGE).inc()
+        self.totals["errors"] += 1
         size = len(m.value() or b"")
         self._dead_letter(m, REASON_TOO_LARGE, f"accepted alert of {size} bytes exceeds the producer's maximum "
                           f"message size ({self.config.max_message_bytes} bytes) or the output topic's "
                           "max.message.bytes", alert_id, keep_value=False)
 
     def _handle(self, m: Message) -> None:
-        mt = self.metrics
+        mt, totals = self.metrics, self.totals
         mt.consumed.inc()
+        totals["consumed"] += 1
         oc = self.processor.process(m.value())
         if oc.filter_seconds:
             mt.filter_seconds.observe(oc.filter_seconds)
@@ -359,10 +366,13 @@ class Runner:
             self._forward(m, oc)
         elif oc.kind == REJECTED:
             mt.rejected.inc()
+            totals["rejected"] += 1
         elif oc.kind == CAPPED:
             mt.capped.inc()
+            totals["capped"] += 1
         elif oc.kind == ERROR:
             mt.errors.labels(oc.reason).inc()
+            totals["errors"] += 1
             self._dead_letter(m, oc.reason, oc.message, oc.alert_id)
 
     def _settle(self) -> None:
@@ -427,4 +437,4 @@ class Runner:
             finally:
                 if self.health is not None:
                     self.health.stop()
-        log.info("stopped")
+        log.info("stopped; totals %s", json.dumps(self.totals))
