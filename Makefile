@@ -11,16 +11,16 @@ export ALERTFILTER_DATA ?= $(abspath $(ROOT)/../shared/data)
 export STRIMZI_CRDS_DIR ?= $(abspath $(ROOT)/../shared/strimzi-crds)
 PYTEST_ARGS ?=
 
-.PHONY: all venv kafka kube test unit integration demo clean
+.PHONY: all venv kafka kube crds test unit integration demo clean
 
 all: test
 
 # The venv is rebuilt when a dependency list changes; pip's own cache makes that fast.
-$(VENV)/.installed: runtime/pyproject.toml devstack/pyproject.toml requirements-dev.txt constraints.txt
+$(VENV)/.installed: runtime/pyproject.toml operator/pyproject.toml devstack/pyproject.toml requirements-dev.txt constraints.txt
 	@echo ">> Python environment in $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -c constraints.txt -e runtime -e devstack -r requirements-dev.txt
+	@$(PY) -m pip install -q -c constraints.txt -e runtime -e operator -e devstack -r requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -31,7 +31,10 @@ kafka:
 kube:
 	@bash hack/build-kube.sh >/dev/null
 
-test: venv kafka
+crds: venv
+	@$(PY) -m alertfilter_operator.crdgen crds
+
+test: venv kafka kube
 	@bash .ci/pytest.sh $(PYTEST_ARGS)
 
 unit: venv

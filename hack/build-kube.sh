@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-controller-manager and kube-scheduler from their Go modules.
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from their Go modules.
 #
-# Output: .cache/kube/<KUBE_VERSION>-etcd<ETCD_VERSION>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler}
+# Output: .cache/kube/<KUBE_VERSION>-etcd<ETCD_VERSION>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 # Rebuilt only when a pinned version in hack/versions.env changes. The Go module and build caches
 # stay where Go keeps them (go env GOMODCACHE / GOCACHE), so a rebuild after a bump is incremental.
 #
@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=/dev/null
 . "$root/hack/versions.env"
 out="${KUBE_BIN_DIR:-$root/.cache/kube/${KUBE_VERSION}-etcd${ETCD_VERSION}}"
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
 missing=0
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then echo "$out"; exit 0; fi
@@ -69,10 +69,13 @@ if [ ! -f go.mod ]; then
   } > go.mod.tmp
   mv go.mod.tmp go.mod
 fi
-for b in kube-apiserver kube-controller-manager kube-scheduler; do
+major=$(echo "$KUBE_VERSION" | cut -d. -f1); minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+vpkg=k8s.io/component-base/version
+ldflags="-s -w -X $vpkg.gitVersion=v${KUBE_VERSION} -X $vpkg.gitMajor=${major} -X $vpkg.gitMinor=${minor} -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   if [ ! -x "$out/$b" ]; then
     echo ">> building $b v${KUBE_VERSION} (first time only; several minutes on 2 cores)" >&2
-    go build -trimpath -ldflags "-s -w" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
+    go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
     mv "$out/$b.tmp" "$out/$b"
   fi
 done

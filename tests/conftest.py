@@ -42,6 +42,53 @@ def kafka(tmp_path_factory: pytest.TempPathFactory):
     broker.stop()
 
 
+def strimzi_crds_dir() -> Path:
+    """Strimzi's CRDs: ``$STRIMZI_CRDS_DIR``, default ``../shared/strimzi-crds``."""
+    return Path(os.environ.get("STRIMZI_CRDS_DIR", ROOT.parent / "shared" / "strimzi-crds")).resolve()
+
+
+def install_crds(cp) -> None:
+    """Install Strimzi's CRDs and the project's, and wait until they are served."""
+    crd_files = sorted(strimzi_crds_dir().glob("*-Crd-*.yaml"))
+    if not crd_files:
+        pytest.fail(f"Strimzi CRDs not found in {strimzi_crds_dir()}; set STRIMZI_CRDS_DIR")
+    for f in [*crd_files, *sorted((ROOT / "crds").glob("*.yaml"))]:
+        cp.kubectl("apply", "--server-side", "-f", str(f))
+    cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    import time
+
+    deadline = time.monotonic() + 60  # the OpenAPI document (kubectl explain) lags the CRDs a little
+    while cp.kubectl("explain", "alertfilter.spec", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail("the API server never published the AlertFilter schema")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory):
+    """A real etcd + kube-apiserver for the whole session, with Strimzi's and the project's CRDs."""
+    from alertfilter_devstack.controlplane import ControlPlane
+
+    cp = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    try:
+        cp.start()
+        install_crds(cp)
+    except Exception as exc:  # noqa: BLE001 - report why, then fail
+        cp.stop()
+        pytest.fail(f"the Kubernetes control plane did not start: {exc}")
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture
+def namespace(apiserver, request) -> str:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    apiserver.kubectl("create", "namespace", name)
+    yield name
+    apiserver.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture
 def topic_prefix() -> str:
     """A unique prefix so tests sharing the broker never see each other's topics."""

@@ -87,7 +87,7 @@ def _add_filter_rules(p: argparse.ArgumentParser, env: bool = False) -> None:
     p.add_argument("--entrypoint", default=e("entrypoint"), help="class or function to use when the source defines several")
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--max-alerts-per-visit", type=int, default=int(e("max-alerts-per-visit", DEFAULT_MAX_ALERTS_PER_VISIT)),
-                     help="accept at most N alerts per visit (default 20, the original design's figure)")
+                     help="accept at most N alerts per visit (default 20, the original design's figure; 0: no cap)")
     cap.add_argument("--no-visit-cap", action="store_true", default=bool(env and _env_bool("no-visit-cap")),
                      help="no per-visit cap")
     p.add_argument("--visit-field", default=e("visit-field", "diaSource.visit"), help="dotted path of the visit id")
@@ -111,10 +111,11 @@ def _load_filter_file(path: str, entrypoint: str | None) -> LoadedFilter:
 
 
 def _cap(args: argparse.Namespace) -> int | None:
-    if args.no_visit_cap:
+    """The cap N, or None for no cap (``--no-visit-cap`` or ``--max-alerts-per-visit 0``)."""
+    if args.no_visit_cap or args.max_alerts_per_visit == 0:
         return None
     if args.max_alerts_per_visit < 0:
-        raise SystemExit("alertfilter: --max-alerts-per-visit must be >= 0")
+        raise SystemExit("alertfilter: --max-alerts-per-visit must be >= 0 (0 means no cap)")
     return args.max_alerts_per_visit
 
 
