@@ -157,3 +157,55 @@ def test_check_result_accepts_only_bools():
 def test_base_class_filter_raises():
     with pytest.raises(NotImplementedError):
         AlertFilter().filter({})
+
+
+# --- check_source: the operator's static check must agree with load_filter -----------------------
+from alertfilter import check_source  # noqa: E402
+
+AGREEING_SOURCES = [
+    CLASS_SRC,
+    "def keep_r(alert):\n    return alert['band'] == 'r'\n",
+    "def f(alert):\n    return alert[\n\nx = 1 +\n",
+    "def f(alert):\n    return alert ==\n",
+    "def a(alert):\n    return True\n\ndef b(alert):\n    return False\n",
+    "x = 1\ndef f(alert, other):\n    return True\n",
+    "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    pass\n",
+    "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    def filter(self):\n        return True\n",
+    "X = 1\n",
+    "async def f(alert):\n    return True\n",
+    "def f(alert, extra=1):\n    return True\n",
+    "def _h(x):\n    return x\ndef f(alert):\n    return _h(True)\n",
+    "import alertfilter\nclass F(alertfilter.AlertFilter):\n    def filter(self, a):\n        return True\n",
+]
+
+
+@pytest.mark.parametrize("src", AGREEING_SOURCES)
+def test_check_source_agrees_with_load_filter(src):
+    try:
+        loaded = load_filter(src)
+    except FilterSourceError as exc:
+        with pytest.raises(FilterSourceError) as ei:
+            check_source(src)
+        assert (ei.value.line, ei.value.column) == (exc.line, exc.column), (ei.value, exc)
+    else:
+        assert check_source(src).name == loaded.name
+
+
+def test_check_source_never_runs_the_source(tmp_path):
+    marker = tmp_path / "ran"
+    src = f"open({str(marker)!r}, 'w').write('x')\ndef f(alert):\n    return True\n"
+    assert check_source(src).name == "f"
+    assert not marker.exists()
+
+
+def test_check_source_rejects_constructor_arguments():
+    src = "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    def __init__(self, x):\n        pass\n    def filter(self, a):\n        return True\n"
+    with pytest.raises(FilterSourceError) as ei:
+        check_source(src)
+    assert ei.value.line == 3
+
+
+def test_check_source_entrypoint_assigned_at_run_time_is_left_to_the_runner():
+    assert check_source("def make():\n    return lambda a: True\nflt = make()\n", entrypoint="flt").name == "flt"
+    with pytest.raises(FilterSourceError, match="'nope' is not defined"):
+        check_source("def f(alert):\n    return True\n", entrypoint="nope")

@@ -148,6 +148,7 @@ class AlertFilterStatus(_Model):
     outputTopic: Annotated[str | None, Field(description="The topic accepted alerts are written to.")] = None
     deadLetterTopic: Annotated[str | None, Field(description="The topic alerts that could not be filtered go to.")] = None
     bootstrapServers: Annotated[str | None, Field(description="Bootstrap address of the pool's Kafka, for consumers of the output topic.")] = None
+    kafkaNamespace: Annotated[str | None, Field(description="Namespace of the pool's Kafka, its topics and users.")] = None
     sourceHash: Annotated[str | None, Field(description="sha256 of spec.source (hex).")] = None
     sourceError: Annotated[SourceError | None, Field(description="Where spec.source fails to load, when it does.")] = None
 
@@ -174,6 +175,9 @@ class PoolKafka(_Model):
     namespace: Annotated[str, Field(description="Namespace of the pool-local Kafka, its topics, users and mirror.",
                                     pattern=DNS_LABEL, max_length=63)] = "kafka"
     replicas: Annotated[int, Field(description="Brokers of the pool-local Kafka (combined broker/controller, KRaft).", ge=1, le=15)] = 3
+    authentication: Annotated[Literal["scram-sha-512", "none"], Field(
+        description="Client authentication of the pool-local Kafka: scram-sha-512 (a KafkaUser with ACLs per filter) "
+                    "or none (development only).")] = "scram-sha-512"
     storage: Annotated[Storage, Field(description="Broker storage.", default_factory=Storage)]
     resources: Annotated[Resources | None, Field(description="Resources of each broker.")] = None
 

@@ -1,0 +1,55 @@
+"""The validating admission webhook: ``kubectl apply`` of a filter whose source does not compile
+fails at once, with the line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import kopf
+
+from alertfilter.api import FilterSourceError, check_source
+
+from .certs import make_webhook_certs
+
+
+def validate_source(spec: kopf.Spec, **_: Any) -> None:
+    """Reject an AlertFilter whose ``spec.source`` fails :func:`alertfilter.check_source`.
+
+    The source is checked statically (compiled, never run), so no filter code runs in the operator.
+
+    Raises:
+        kopf.AdmissionError: ``spec.source: line L, column C: message`` (HTTP 422).
+    """
+    try:
+        check_source(spec.get("source") or "", spec.get("entrypoint"))
+    except FilterSourceError as exc:
+        raise kopf.AdmissionError(f"spec.source: line {exc.line}, column {exc.column}: {exc.message}", code=422)
+
+
+def local_webhook_server(port: int, cert_dir: Path) -> kopf.WebhookServer:
+    """A webhook server on 127.0.0.1 announced by URL (development: the API server runs on this host)."""
+    certs = make_webhook_certs(cert_dir, ["127.0.0.1", "localhost"])
+    return kopf.WebhookServer(addr="127.0.0.1", port=port, host="127.0.0.1", certfile=str(certs.certfile),
+                              pkeyfile=str(certs.pkeyfile), cadata=certs.ca_pem)
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """A webhook server on 0.0.0.0 announced to the API server as a Service (in-cluster), rather than
+    a URL: the API server cannot resolve cluster DNS names."""
+
+    def __init__(self, *, namespace: str, name: str, port: int, cert_dir: Path) -> None:
+        host = f"{name}.{namespace}.svc"
+        certs = make_webhook_certs(cert_dir, [host, f"{host}.cluster.local", name])
+        super().__init__(addr="0.0.0.0", port=port, host=host, certfile=str(certs.certfile),
+                         pkeyfile=str(certs.pkeyfile), cadata=certs.ca_pem)
+        self._service = {"namespace": namespace, "name": name, "port": port}
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async for config in super().__call__(fn):
+            url = config.get("url") or ""
+            path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else None
+            service: dict[str, Any] = dict(self._service)
+            if path:
+                service["path"] = path
+            yield kopf.WebhookClientConfig(caBundle=config.get("caBundle"), service=service)  # type: ignore[typeddict-item]
