@@ -32,6 +32,11 @@ cat > "$work/pom.xml" <<POM
   </dependencies>
 </project>
 POM
-mvn -q -B -f "$work/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dest.tmp" -DincludeScope=runtime >&2
+# -Dstyle.color=never turns Maven's colours off; some Maven builds (Debian's 3.8.7) still print bare
+# reset codes (ESC[0m) even then, so they are stripped too, with the empty lines they leave. pipefail
+# keeps Maven's exit status.
+esc=$'\033'
+mvn -q -B -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dest.tmp" \
+    -DincludeScope=runtime 2>&1 | { sed "s/${esc}\[[0-9;]*m//g" | grep -v '^[[:space:]]*$' || true; } >&2
 rm -rf "$dest"; mv "$dest.tmp" "$dest"; touch "$dest/.complete"
 echo "$dest"

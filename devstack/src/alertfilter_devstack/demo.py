@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,8 @@ def main() -> int:
     for f in FILTERS:
         if f.name not in runners:
             say(f"{f.name:<20} rejected at load time (see above); no runner started")
+    for line in _notes(rows):
+        say(line)
     say("")
     say(f"finished in {time.monotonic() - t0:.0f} s; logs in {work}")
     if failures:
@@ -151,6 +154,20 @@ def main() -> int:
     say("Try a filter of your own offline:  .venv/bin/alertfilter check examples/filters/bright_significant.py "
         f"--alerts {files[0]}")
     return 0
+
+
+def _notes(rows: list[tuple[str, dict[str, int], list]]) -> list[str]:
+    """The lines under the table that explain what a reader would otherwise wonder about."""
+    notes = []
+    errors = {name: got["errors"] for name, got, _ in rows}
+    if errors.get("known-objects", 0) > 0:
+        notes.append(f"known-objects raises TypeError on the alerts without a diaObject (solar-system sources); "
+                     f"those {errors['known-objects']} alerts went to its dead-letter topic known-objects.deadletter, "
+                     "with the reason in the alertfilter.error.reason and alertfilter.error.message headers.")
+    notes.append("The demo renumbers the replicated alerts' ids (1, 2, 3, ...) so that the copies stay distinct: "
+                 "hence the small diaSourceIds.")
+    return ["", "notes:"] + [line for n in notes
+                             for line in textwrap.wrap(n, 100, initial_indent="  - ", subsequent_indent="    ")]
 
 
 def _read_values(bootstrap: str, topic: str) -> list[bytes]:

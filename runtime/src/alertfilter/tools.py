@@ -163,8 +163,10 @@ def produce(bootstrap: str, topic: str, files: list[str | Path], schema_id: int 
             Path(write_schema_dir).mkdir(parents=True, exist_ok=True)
             (Path(write_schema_dir) / f"{sid}.avsc").write_text(json.dumps(schema))
     ensure_topics(bootstrap, {topic: partitions}, kafka_config)
+    # log_level 3: librdkafka logs errors only, not the harmless notices of a fresh broker
+    # ("Coordinator load in progress: retrying"); kafka_config may set another level.
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 16 * 1024 * 1024,
-                         "enable.idempotence": True, **kafka_config})
+                         "enable.idempotence": True, "log_level": 3, **kafka_config})
     vpath, ipath = parse_path(visit_field), parse_path(id_field)
     res = ProduceResult(schema_ids=sorted(set(ids)))
     t0 = time.monotonic()
