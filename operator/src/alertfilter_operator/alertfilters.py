@@ -118,7 +118,7 @@ def _runner_name(name: str) -> str:
     return runner_name(name)
 
 
-def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> None:
+def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter, retry: int = 0) -> None:
     """Bring one AlertFilter's children and status in line with its spec (idempotent).
 
     Raises:
@@ -201,7 +201,7 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
         st.write(state)
     refresh_pool_status(state, pool_name)
     if waiting_for_credentials:
-        raise kopf.TemporaryError("waiting for the KafkaUser's credentials", delay=15)
+        raise kopf.TemporaryError("waiting for the KafkaUser's credentials", delay=min(15 * 2 ** retry, 300))
 
 
 def delete(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> None:

@@ -53,8 +53,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
 @kopf.on.create(GROUP, VERSION, "alertfilters")
 @kopf.on.update(GROUP, VERSION, "alertfilters", field="spec")
 @kopf.on.resume(GROUP, VERSION, "alertfilters")
-def reconcile_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    alertfilters.reconcile(memo.state, dict(body), logger)
+def reconcile_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, retry: int, **_: Any) -> None:
+    alertfilters.reconcile(memo.state, dict(body), logger, retry)
 
 
 @kopf.timer(GROUP, VERSION, "alertfilters", interval=_CONFIG.resync_seconds, initial_delay=_CONFIG.resync_seconds,
