@@ -42,28 +42,14 @@ def kafka(tmp_path_factory: pytest.TempPathFactory):
     broker.stop()
 
 
-def strimzi_crds_dir() -> Path:
-    """Strimzi's CRDs: ``$STRIMZI_CRDS_DIR``, default ``../shared/strimzi-crds``."""
-    return Path(os.environ.get("STRIMZI_CRDS_DIR", ROOT.parent / "shared" / "strimzi-crds")).resolve()
-
-
 def install_crds(cp) -> None:
-    """Install Strimzi's CRDs and the project's, and wait until they are served."""
-    crd_files = sorted(strimzi_crds_dir().glob("*-Crd-*.yaml"))
-    if not crd_files:
-        pytest.fail(f"Strimzi CRDs not found in {strimzi_crds_dir()}; set STRIMZI_CRDS_DIR")
-    for f in [*crd_files, *sorted((ROOT / "crds").glob("*.yaml"))]:
-        cp.kubectl("apply", "--server-side", "-f", str(f))
-    import time
+    """Install Strimzi's CRDs and the project's (see alertfilter_devstack.crds)."""
+    from alertfilter_devstack.crds import install_crds as install
 
-    deadline = time.monotonic() + 60
-    # a CRD has no conditions for a moment after its creation; then the OpenAPI document
-    # (kubectl explain) lags the CRDs a little
-    while (cp.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all", check=False).returncode
-           or cp.kubectl("explain", "alertfilter.spec", check=False).returncode):
-        if time.monotonic() > deadline:
-            pytest.fail("the API server never published the AlertFilter schema")
-        time.sleep(0.5)
+    try:
+        install(cp)
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

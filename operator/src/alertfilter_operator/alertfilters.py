@@ -164,7 +164,11 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
             st.set("Ready", FALSE, "PoolNotFound", f"FilterPool {pool_name!r} does not exist")
             st.write(state)
             raise kopf.TemporaryError(f"FilterPool {pool_name} not found", delay=30)
-        pool = PoolInfo.from_spec(pool_name, FilterPoolSpec.model_validate(pool_body.get("spec") or {}))
+        pool_spec = FilterPoolSpec.model_validate(pool_body.get("spec") or {})
+        from .models import pool_kafka_name
+
+        kafka = kube.get("Kafka", pool_kafka_name(pool_name, pool_spec), pool_spec.kafka.namespace)
+        pool = PoolInfo.from_spec(pool_name, pool_spec, (kafka or {}).get("status"))
         ref = FilterRef(ns, name, uid, spec, digest)
         owner = owner_reference(body)
 
@@ -187,7 +191,8 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
             else:
                 waiting_for_credentials = True
         kube.apply(own(build_network_policy(ref, pool, cfg.schema_registry_port)))
-        kube.apply(own(build_deployment(ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy)))
+        kube.apply(own(build_deployment(ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy,
+                                        cfg.schema_dir)))
         st.fields.update(pool=pool_name, inputTopic=pool.input_topic, outputTopic=ref.output_topic,
                          deadLetterTopic=ref.dead_letter_topic, bootstrapServers=pool.bootstrap,
                          kafkaNamespace=pool.kafka_namespace)

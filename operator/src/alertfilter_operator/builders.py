@@ -51,11 +51,17 @@ class PoolInfo:
     authentication: str = "scram-sha-512"
 
     @classmethod
-    def from_spec(cls, name: str, spec: FilterPoolSpec) -> "PoolInfo":
+    def from_spec(cls, name: str, spec: FilterPoolSpec, kafka_status: dict[str, Any] | None = None) -> "PoolInfo":
+        """``kafka_status``: the pool Kafka's ``status``; its ``plain`` listener's ``bootstrapServers``,
+        when Strimzi has published it, wins over the conventional service name."""
         cluster = pool_kafka_name(name, spec)
         ns = spec.kafka.namespace
+        bootstrap = f"{cluster}-kafka-bootstrap.{ns}.svc:{KAFKA_PORT}"
+        for listener in (kafka_status or {}).get("listeners") or []:
+            if listener.get("name") == "plain" and listener.get("bootstrapServers"):
+                bootstrap = listener["bootstrapServers"]
         return cls(name=name, kafka_cluster=cluster, kafka_namespace=ns,
-                   bootstrap=f"{cluster}-kafka-bootstrap.{ns}.svc:{KAFKA_PORT}", input_topic=spec.mirror.topic,
+                   bootstrap=bootstrap, input_topic=spec.mirror.topic,
                    node_selector=dict(spec.nodeSelector),
                    tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
                    kafka_replicas=spec.kafka.replicas, authentication=spec.kafka.authentication)
@@ -187,7 +193,8 @@ def _resources(f: FilterRef) -> dict[str, Any]:
     return f.spec.resources.model_dump(exclude_none=True)
 
 
-def runner_env(f: FilterRef, pool: PoolInfo, schema_registry: str | None = None) -> list[dict[str, Any]]:
+def runner_env(f: FilterRef, pool: PoolInfo, schema_registry: str | None = None,
+               schema_dir: str | None = None) -> list[dict[str, Any]]:
     """The runner's settings as ``ALERTFILTER_*`` environment variables (see ``alertfilter run --help``)."""
     s = f.spec
     env = {
@@ -215,6 +222,8 @@ def runner_env(f: FilterRef, pool: PoolInfo, schema_registry: str | None = None)
         env["ALERTFILTER_EXACTLY_ONCE"] = "true"
     if schema_registry:
         env["ALERTFILTER_SCHEMA_REGISTRY"] = schema_registry
+    elif schema_dir:
+        env["ALERTFILTER_SCHEMA_DIR"] = schema_dir
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     if pool.authentication == "scram-sha-512":
         out += [
@@ -228,7 +237,7 @@ def runner_env(f: FilterRef, pool: PoolInfo, schema_registry: str | None = None)
 
 
 def build_deployment(f: FilterRef, pool: PoolInfo, image: str, schema_registry: str | None = None,
-                     image_pull_policy: str = "IfNotPresent") -> dict[str, Any]:
+                     image_pull_policy: str = "IfNotPresent", schema_dir: str | None = None) -> dict[str, Any]:
     """The filter-runner Deployment.
 
     Pods run the runtime image's runner with the settings as environment variables and the source
@@ -270,7 +279,7 @@ def build_deployment(f: FilterRef, pool: PoolInfo, image: str, schema_registry: 
                         "image": image,
                         "imagePullPolicy": image_pull_policy,
                         "args": ["run"],
-                        "env": runner_env(f, pool, schema_registry),
+                        "env": runner_env(f, pool, schema_registry, schema_dir),
                         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                         "resources": _resources(f),
                         "livenessProbe": probe,

@@ -14,7 +14,9 @@ class OperatorConfig:
     Environment variables:
         ALERTFILTER_OPERATOR_RUNNER_IMAGE: image of the filter-runner (default ``alertfilter-runner:0.1.0``).
         ALERTFILTER_OPERATOR_RUNNER_PULL_POLICY: its imagePullPolicy (default ``IfNotPresent``).
-        ALERTFILTER_OPERATOR_SCHEMA_REGISTRY: schema registry URL handed to runners (optional).
+        ALERTFILTER_OPERATOR_SCHEMA_REGISTRY: schema registry URL handed to runners (the usual setting).
+        ALERTFILTER_OPERATOR_SCHEMA_DIR: instead, a directory of .avsc files as the runners see it
+            (an image or volume path; the local stack uses a local folder).
         ALERTFILTER_OPERATOR_NAMESPACES: comma-separated namespaces to watch for AlertFilters (default: all).
         ALERTFILTER_OPERATOR_WEBHOOK: ``local`` (serve on 127.0.0.1, announced by URL: development with a
             local API server), ``service`` (in-cluster: serve on 0.0.0.0 behind
@@ -29,6 +31,7 @@ class OperatorConfig:
     runner_image: str = "alertfilter-runner:0.1.0"
     runner_pull_policy: str = "IfNotPresent"
     schema_registry: str | None = None
+    schema_dir: str | None = None
     namespaces: tuple[str, ...] = ()
     webhook: str = "local"
     webhook_port: int = 9443
@@ -68,6 +71,7 @@ class OperatorConfig:
             runner_image=env.get(p + "RUNNER_IMAGE", cls.runner_image),
             runner_pull_policy=env.get(p + "RUNNER_PULL_POLICY", cls.runner_pull_policy),
             schema_registry=env.get(p + "SCHEMA_REGISTRY") or None,
+            schema_dir=env.get(p + "SCHEMA_DIR") or None,
             namespaces=tuple(n.strip() for n in env.get(p + "NAMESPACES", "").split(",") if n.strip()),
             webhook=webhook, webhook_port=int(num("WEBHOOK_PORT", 9443)), webhook_service=service,
             health_port=int(num("HEALTH_PORT", 8081)), resync_seconds=float(num("RESYNC_SECONDS", 300.0, float)),

@@ -103,11 +103,23 @@ def delete_filterpool(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, 
 
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkas", labels={OWNER_KIND: "FilterPool"})
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkamirrormaker2s", labels={OWNER_KIND: "FilterPool"})
-def pool_child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The pool's Kafka or mirror changed: refresh the FilterPool's conditions."""
+def pool_child_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """The pool's Kafka or mirror changed: refresh the FilterPool's conditions; when the Kafka's
+    published bootstrap address changed, re-reconcile the pool's filters so their runners follow."""
     name = (body["metadata"].get("labels") or {}).get(OWNER_NAME)
-    if name and getattr(memo, "state", None) is not None:
-        pools.refresh_pool_status(memo.state, name)
+    state = getattr(memo, "state", None)
+    if not name or state is None:
+        return
+    if pools.refresh_pool_status(state, name):
+        with state.placement_lock:
+            keys = [k for k, (p, _) in state.placements.items() if p == name]
+        for ns, fname in keys:
+            af = state.kube.get("AlertFilter", fname, ns)
+            if af is not None:
+                try:
+                    alertfilters.reconcile(state, af, logger)
+                except (kopf.TemporaryError, kopf.PermanentError) as exc:
+                    logger.info("re-reconcile of %s/%s: %s", ns, fname, exc)
 
 
 if _CONFIG.webhook != "off":  # kopf refuses admission handlers without a server

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from .builders import (KAFKA_PORT, build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool)
+from .builders import (build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool)
 from .conditions import FALSE, TRUE, UNKNOWN, set_condition, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
 from .kube import post_event
@@ -35,17 +35,21 @@ def _set(state: State, body: dict[str, Any], conditions: list[dict[str, Any]], t
     return conditions
 
 
-def refresh_pool_status(state: State, name: str) -> None:
-    """Recompute a pool's capacity, use and conditions from its children and the placement book."""
+def refresh_pool_status(state: State, name: str) -> bool:
+    """Recompute a pool's capacity, use and conditions from its children and the placement book.
+
+    Returns:
+        True when the pool's bootstrap address changed (its filters' runners must be updated).
+    """
     kube = state.kube
     with state.lock("FilterPool", None, name):
         body = kube.get("FilterPool", name)
         if body is None:
-            return
+            return False
         try:
             spec = FilterPoolSpec.model_validate(body.get("spec") or {})
         except ValidationError:
-            return
+            return False
         cluster = pool_kafka_name(name, spec)
         ns = spec.kafka.namespace
         with state.placement_lock:
@@ -53,7 +57,8 @@ def refresh_pool_status(state: State, name: str) -> None:
             used = state.pool_usage(name)
         capacity = spec.capacity.nodes * spec.capacity.filtersPerNode
         conditions = [dict(c) for c in (body.get("status") or {}).get("conditions") or []]
-        k = strimzi_ready(kube.get("Kafka", cluster, ns))
+        kafka = kube.get("Kafka", cluster, ns)
+        k = strimzi_ready(kafka)
         conditions = _set(state, body, conditions, "KafkaReady", *k)
         m = strimzi_ready(kube.get("KafkaMirrorMaker2", f"{cluster}-mirror", ns))
         conditions = _set(state, body, conditions, "MirrorReady", *m)
@@ -63,9 +68,14 @@ def refresh_pool_status(state: State, name: str) -> None:
             bad = ("KafkaReady", k) if k[0] != TRUE else ("MirrorReady", m)
             conditions = _set(state, body, conditions, "Ready", FALSE if bad[1][0] == FALSE else UNKNOWN, bad[1][1],
                               f"{bad[0]} is {bad[1][0]}: {bad[1][2]}")
+        from .builders import PoolInfo
+
+        bootstrap = PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap
+        old_bootstrap = (body.get("status") or {}).get("bootstrapServers")
         _write(state, body, conditions, {
             "capacity": capacity, "used": used, "free": max(capacity - used, 0),
-            "bootstrapServers": f"{cluster}-kafka-bootstrap.{ns}.svc:{KAFKA_PORT}", "kafkaCluster": cluster})
+            "bootstrapServers": bootstrap, "kafkaCluster": cluster})
+        return old_bootstrap is not None and old_bootstrap != bootstrap
 
 
 def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> None:
