@@ -43,7 +43,7 @@ unit: venv
 integration: venv kafka
 	@$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-demo: venv kafka
+demo: venv kafka kube
 	@$(PY) -m alertfilter_devstack.demo
 
 clean:

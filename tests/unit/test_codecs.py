@@ -153,3 +153,13 @@ def test_project_schemas_resolve_named_types_from_sibling_files():
         assert _same(outs[0], outs[1])  # float fields come back as float32 in both
         assert outs[0]["diaSource"]["diaSourceId"] == a["diaSource"]["diaSourceId"]
         assert outs[0]["cutoutDifference"]["stampData"] == a["cutoutDifference"]["stampData"]
+
+
+def test_schema_directory_finds_a_schema_added_after_start(tmp_path, real, monkeypatch):
+    schema, _ = real
+    src = DirectorySchemaSource(tmp_path)
+    with pytest.raises(SchemaNotFound):
+        src.get(1000)
+    (tmp_path / "1000.avsc").write_text(json.dumps(schema))
+    monkeypatch.setattr(DirectorySchemaSource, "RESCAN_INTERVAL_S", 0.0)
+    assert src.get(1000)["name"] == "lsst.v10_0.alert"

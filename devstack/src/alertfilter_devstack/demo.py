@@ -1,58 +1,74 @@
-"""``make demo``: real alerts through real filters on a real local Kafka broker.
+"""``make demo``: real alerts through the whole chain on the local stack.
 
-Starts a KRaft broker, produces the shared real Rubin alerts (replicated into a few thousand, in
-visits at a short cadence) in the Confluent wire format, runs the example filters as
-filter-runner processes, and prints per filter: alerts seen, accepted, capped, errors and the first
-accepted ids. Each count is compared with what the filter must give, computed in this process
-from the same stream; any difference exits non-zero.
+Brings the stack up (``devstack up``), applies a FilterPool and the example AlertFilters with
+``kubectl apply`` (the invalid one is rejected by the operator's webhook with its line and
+column), produces the shared real Rubin alerts (replicated into 3,000, 300 per visit, one visit a
+second) to the central Kafka, lets MirrorMaker 2 mirror them to the pool's Kafka and the
+filter-runner processes filter them, then prints per filter: alerts seen, accepted, capped,
+errors and the first accepted ids, and ``kubectl get alertfilters``. Every count is compared with
+an independent run of the same filter over the same mirrored stream; a difference exits 1.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import textwrap
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .kafka import KafkaBroker
+from . import stack
 from .procs import repo_root
 
 COPIES = 125  # 24 real alerts x 125 = 3,000 alerts
 ALERTS_PER_VISIT = 300
 CADENCE_S = 1.0
+NS = stack.DEMO_NAMESPACE
 
 
 @dataclass
 class DemoFilter:
     name: str
     file: str
-    cap: int | None = 20
+    manifest: str
+    note: str = ""
 
 
 FILTERS = [
-    DemoFilter("bright-significant", "bright_significant.py"),
-    DemoFilter("reliable-i-band", "reliable_i_band.py"),
-    DemoFilter("known-objects", "known_objects.py"),
-    DemoFilter("broken-syntax", "broken_syntax.py"),
+    DemoFilter("bright-significant", "bright_significant.py", "alertfilter-bright-significant.yaml",
+               "the original design's filter: S/N > 5 and brighter than magnitude 20"),
+    DemoFilter("reliable-i-band", "reliable_i_band.py", "alertfilter-reliable-i-band.yaml",
+               "a per-band filter; placed by the operator (no spec.pool)"),
+    DemoFilter("known-objects", "known_objects.py", "alertfilter-known-objects.yaml",
+               "raises TypeError on alerts without a diaObject: those go to known-objects' dead-letter topic"),
 ]
+INVALID = "alertfilter-broken-syntax.yaml"
 
 
-def say(msg: str) -> None:
+def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+def _metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("alertfilter_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            key = name.split("{")[0]
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 def main() -> int:
-    from alertfilter import FilterSourceError, load_filter
+    from alertfilter import load_filter
     from alertfilter.cap import VisitCap
     from alertfilter.codecs import Decoder
-    from alertfilter.kafkautil import ensure_topics
     from alertfilter.processor import ACCEPTED, CAPPED, ERROR, AlertProcessor
     from alertfilter.schemas import DirectorySchemaSource
-    from alertfilter.tools import produce
+    from alertfilter.tools import consume, produce
 
     root = repo_root()
     data = Path(os.environ.get("ALERTFILTER_DATA", root.parent / "shared" / "data")) / "alerts"
@@ -61,133 +77,166 @@ def main() -> int:
         if not f.is_file():
             say(f"demo: real alerts not found at {f}; set ALERTFILTER_DATA to the shared data folder")
             return 1
-    work = root / ".cache" / "demo"
-    subprocess.run(["rm", "-rf", str(work)], check=True)
-    work.mkdir(parents=True)
-    schema_dir = work / "schemas"
     t0 = time.monotonic()
-    say("== starting a Kafka broker (KRaft, from the Maven Central jars)")
-    with KafkaBroker(work / "kafka") as broker:
-        say(f"   broker on {broker.bootstrap}")
-        say(f"== producing {24 * COPIES} real Rubin alerts (real-20 + history-4 x {COPIES}) to topic 'alerts', "
-            f"{ALERTS_PER_VISIT} per visit, one visit every {CADENCE_S:g} s")
-        res = produce(broker.bootstrap, "alerts", files, copies=COPIES, alerts_per_visit=ALERTS_PER_VISIT,
-                      cadence_s=CADENCE_S, first_visit=2026120100001, partitions=1, write_schema_dir=schema_dir,
-                      out=sys.stdout)
-        say(f"   {res.alerts} alerts, {res.bytes / 1e6:.0f} MB, schema id(s) {res.schema_ids}")
+    st = stack.up()
+    cp = stack.control_plane()
+    central, pool_bootstrap = st["kafka_central"]["bootstrap"], st["kafka_pool"]["bootstrap"]
+    schema_dir = Path(st["schema_dir"])
+    kubectl_cmd = f"kubectl --kubeconfig {st['controlplane']['kubeconfig']}"
 
-        say("== starting one filter-runner per filter")
-        runners = {}
-        for f in FILTERS:
-            src = root / "examples" / "filters" / f.file
-            try:
-                load_filter(src.read_text())
-            except FilterSourceError as exc:
-                say(f"   {f.name}: rejected: {src.name}:{exc.line}:{exc.column}: {exc.message}")
-                continue
-            ensure_topics(broker.bootstrap, {f.name: 1, f"{f.name}.deadletter": 1})
-            cmd = [sys.executable, "-m", "alertfilter", "run", "--bootstrap-servers", broker.bootstrap,
-                   "--input", "alerts", "--output", f.name, "--filter", str(src), "--schema-dir", str(schema_dir),
-                   "--name", f.name, "--metrics-port", "-1", "--exit-when-idle", "3"]
-            cmd += ["--no-visit-cap"] if f.cap is None else ["--max-alerts-per-visit", str(f.cap)]
-            log = open(work / f"{f.name}.log", "w")
-            runners[f.name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), work / f"{f.name}.log")
-            say(f"   {f.name}: running ({src.name})")
-        totals = {}
-        for name, (proc, logf) in runners.items():
-            rc = proc.wait(timeout=600)
-            line = [ln for ln in logf.read_text().splitlines() if "stopped; totals" in ln]
-            totals[name] = json.loads(line[-1].split("totals ", 1)[1]) if line else {}
-            if rc != 0:
-                say(f"   {name}: runner exited {rc}; log {logf}")
-
-        say("== reading the input and output topics back")
-        from alertfilter.tools import consume
-
-        dec = Decoder("confluent", DirectorySchemaSource(schema_dir), backend="cavro")
-        stream = _read_values(broker.bootstrap, "alerts")
-        failures = []
-        rows = []
-        for f in FILTERS:
-            if f.name not in runners:
-                continue
-            proc = AlertProcessor(load_filter((root / "examples" / "filters" / f.file).read_text()),
-                                  dec, VisitCap(f.cap), filter_timeout_s=None)
-            want = {"seen": 0, "accepted": 0, "capped": 0, "errors": 0}
-            ids = []
-            for v in stream:
-                oc = proc.process(v)
-                want["seen"] += 1
-                if oc.kind == ACCEPTED:
-                    want["accepted"] += 1
-                    ids.append(oc.alert_id)
-                elif oc.kind == CAPPED:
-                    want["capped"] += 1
-                elif oc.kind == ERROR:
-                    want["errors"] += 1
-            out = consume(broker.bootstrap, f.name, dec, "summary", 2.0, out=open(os.devnull, "w"))
-            dlq = consume(broker.bootstrap, f"{f.name}.deadletter", None, "count", out=open(os.devnull, "w"))
-            t = totals.get(f.name, {})
-            got = {"seen": t.get("consumed", -1), "accepted": out.messages, "capped": t.get("capped", -1),
-                   "errors": dlq.messages}
-            if got != want or out.ids != ids:
-                failures.append(f"{f.name}: got {got}, expected {want}")
-            rows.append((f.name, got, out.ids[:3]))
-    say("")
-    say(f"{'filter':<20} {'seen':>6} {'accepted':>9} {'capped':>7} {'errors':>7}  first accepted diaSourceIds")
-    for name, got, first in rows:
-        say(f"{name:<20} {got['seen']:>6} {got['accepted']:>9} {got['capped']:>7} {got['errors']:>7}  "
-            + ", ".join(map(str, first)))
+    say("== kubectl apply: the FilterPool and the example AlertFilters")
+    say("   " + cp.kubectl("apply", "-f", st["filterpool"]).stdout.strip())
     for f in FILTERS:
-        if f.name not in runners:
-            say(f"{f.name:<20} rejected at load time (see above); no runner started")
-    for line in _notes(rows):
-        say(line)
-    say("")
-    say(f"finished in {time.monotonic() - t0:.0f} s; logs in {work}")
+        # a fresh start: the demo's filters read the stream from the beginning
+        cp.kubectl("delete", "alertfilter", f.name, "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=60s",
+                   check=False)
+    for f in FILTERS:
+        say("   " + cp.kubectl("apply", "-n", NS, "-f", str(root / "examples" / f.manifest)).stdout.strip())
+    r = cp.kubectl("apply", "-n", NS, "-f", str(root / "examples" / INVALID), check=False)
+    say(f"   {INVALID}: {'rejected: ' + r.stderr.strip().split('denied the request: ')[-1] if r.returncode else 'accepted?!'}")
+
+    say("== waiting for the filter-runner pods to be ready")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        out = json.loads(cp.kubectl("get", "alertfilters", "-n", NS, "-o", "json").stdout)["items"]
+        ready = [a["metadata"]["name"] for a in out if any(c["type"] == "Ready" and c["status"] == "True"
+                                                           for c in (a.get("status") or {}).get("conditions", []))]
+        if all(f.name in ready for f in FILTERS):
+            break
+        time.sleep(1)
+    else:
+        say(cp.kubectl("get", "alertfilters,pods", "-n", NS, "-o", "wide").stdout)
+        say(f"demo: the filters did not become ready; see {st['dir']}/*.log")
+        return 1
+    say("   " + ", ".join(f.name for f in FILTERS) + ": Ready")
+
+    say(f"== producing {24 * COPIES} real Rubin alerts to the central Kafka ({central}), topic '{stack.INPUT_TOPIC}': "
+        f"{ALERTS_PER_VISIT} per visit, a visit every {CADENCE_S:g} s")
+    start_offset = _end_offset(central, stack.INPUT_TOPIC)
+    res = produce(central, stack.INPUT_TOPIC, files, copies=COPIES, alerts_per_visit=ALERTS_PER_VISIT,
+                  cadence_s=CADENCE_S, first_visit=int(time.time()) * 100, write_schema_dir=schema_dir,
+                  out=open(os.devnull, "w"))
+    say(f"   {res.alerts} alerts, {res.bytes / 1e6:.0f} MB in {res.visits} visits")
+
+    say("== waiting for MirrorMaker 2 to mirror them and the runners to filter them")
+    target = _end_offset(central, stack.INPUT_TOPIC)
+    pods = {}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        mirrored = _end_offset(pool_bootstrap, stack.INPUT_TOPIC)
+        done = 0
+        for f in FILTERS:
+            pods[f.name] = _runner_port(cp, f.name)
+            try:
+                m = _metrics(pods[f.name]) if pods[f.name] else {}
+            except OSError:
+                m = {}
+            done += int(m.get("alertfilter_alerts_consumed_total", 0) >= res.alerts)
+        if mirrored >= target and done == len(FILTERS):
+            break
+        time.sleep(1)
+    else:
+        say(f"demo: not every alert was filtered in time (mirrored {mirrored}/{target}); logs in {st['dir']}")
+        return 1
+
+    say("== reading the output topics back from the pool's Kafka")
+    dec = Decoder("confluent", DirectorySchemaSource(schema_dir), backend="cavro")
+    stream = _values(pool_bootstrap, stack.INPUT_TOPIC, start_offset)
+    rows, failures = [], []
+    for f in FILTERS:
+        proc = AlertProcessor(load_filter((root / "examples" / "filters" / f.file).read_text()), dec, VisitCap(20),
+                              filter_timeout_s=None)
+        want = {"seen": 0, "accepted": 0, "capped": 0, "errors": 0}
+        ids = []
+        for v in stream:
+            oc = proc.process(v)
+            want["seen"] += 1
+            if oc.kind == ACCEPTED:
+                want["accepted"] += 1
+                ids.append(oc.alert_id)
+            elif oc.kind == CAPPED:
+                want["capped"] += 1
+            elif oc.kind == ERROR:
+                want["errors"] += 1
+        m = _metrics(pods[f.name])
+        topic = f"{NS}.{f.name}"
+        out = consume(pool_bootstrap, topic, dec, "summary", 2.0, out=open(os.devnull, "w"))
+        dlq = consume(pool_bootstrap, f"{topic}.deadletter", None, "count", out=open(os.devnull, "w"))
+        got = {"seen": int(m.get("alertfilter_alerts_consumed_total", -1)), "accepted": out.messages,
+               "capped": int(m.get("alertfilter_alerts_capped_total", -1)), "errors": dlq.messages}
+        if got != want or out.ids != ids:
+            failures.append(f"{f.name}: got {got}, expected {want}" + ("" if out.ids == ids else "; ids differ"))
+        rows.append((f, got, out.ids[:3]))
+
+    say()
+    say(f"{'filter':<20} {'seen':>6} {'accepted':>9} {'capped':>7} {'errors':>7}  first accepted ids (renumbered copies)")
+    for f, got, first in rows:
+        say(f"{f.name:<20} {got['seen']:>6} {got['accepted']:>9} {got['capped']:>7} {got['errors']:>7}  "
+            + ", ".join(map(str, first)))
+    say(f"{'broken-syntax':<20} rejected by the webhook at kubectl apply (line 6, column 17)")
+    say()
+    for f in FILTERS:
+        say(f"  {f.name}: {f.note}")
+    say()
+    say(cp.kubectl("get", "alertfilters", "-n", NS).stdout.rstrip())
+    say()
+    say(f"finished in {time.monotonic() - t0:.0f} s")
     if failures:
         say("MISMATCH between the topics and what the filters must give:")
         for line in failures:
             say("  " + line)
         return 1
-    say("every count matches an independent run of the same filters over the same stream.")
-    say("Try a filter of your own offline:  .venv/bin/alertfilter check examples/filters/bright_significant.py "
-        f"--alerts {files[0]}")
+    say("every count and every accepted id matches an independent run of the same filters over the mirrored stream.")
+    say()
+    say("Go on from here:")
+    say("  eval \"$(.venv/bin/devstack env)\"            # KUBECONFIG, kubectl, bootstrap addresses")
+    say(f"  kubectl get alertfilters,pods -n {NS}         # or: {kubectl_cmd} ...")
+    say(f"  .venv/bin/alertfilter consume --bootstrap-servers {pool_bootstrap} --topic {NS}.bright-significant "
+        f"--schema-dir {schema_dir}")
+    say("  .venv/bin/devstack down                       # stop everything (--purge also removes the data)")
     return 0
 
 
-def _notes(rows: list[tuple[str, dict[str, int], list]]) -> list[str]:
-    """The lines under the table that explain what a reader would otherwise wonder about."""
-    notes = []
-    errors = {name: got["errors"] for name, got, _ in rows}
-    if errors.get("known-objects", 0) > 0:
-        notes.append(f"known-objects raises TypeError on the alerts without a diaObject (solar-system sources); "
-                     f"those {errors['known-objects']} alerts went to its dead-letter topic known-objects.deadletter, "
-                     "with the reason in the alertfilter.error.reason and alertfilter.error.message headers.")
-    notes.append("The demo renumbers the replicated alerts' ids (1, 2, 3, ...) so that the copies stay distinct: "
-                 "hence the small diaSourceIds.")
-    return ["", "notes:"] + [line for n in notes
-                             for line in textwrap.wrap(n, 100, initial_indent="  - ", subsequent_indent="    ")]
+def _end_offset(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-probe", "log_level": 3})
+    try:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return 0
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
+    finally:
+        c.close()
 
 
-def _read_values(bootstrap: str, topic: str) -> list[bytes]:
-    """Every value of ``topic`` in the order a single consumer sees them: by partition, then offset."""
+def _runner_port(cp, name: str) -> int | None:
+    pods = json.loads(cp.kubectl("get", "pods", "-n", NS, "-l", f"alerts.lsst.io/filter={name}", "-o", "json").stdout)["items"]
+    for p in pods:
+        port = (p["metadata"].get("annotations") or {}).get("devstack.alerts.lsst.io/metrics-port")
+        if port and (p.get("status") or {}).get("phase") == "Running":
+            return int(port)
+    return None
+
+
+def _values(bootstrap: str, topic: str, start: int) -> list[bytes]:
+    """Values of a one-partition topic from offset ``start`` to its end."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{time.time_ns()}", "enable.partition.eof": True})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, -2) for p in parts])
-    got: dict[int, list[bytes]] = {p: [] for p in parts}
-    eof: set[int] = set()
-    while len(eof) < len(parts):
-        for m in c.consume(500, 1.0):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                continue
-            got[m.partition()].append(m.value())
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{time.time_ns()}", "enable.partition.eof": True,
+                  "log_level": 3})
+    c.assign([TopicPartition(topic, 0, start)])
+    out: list[bytes] = []
+    while True:
+        msgs = c.consume(500, 2.0)
+        if any(m.error() and m.error().code() == KafkaError._PARTITION_EOF for m in msgs):
+            out += [m.value() for m in msgs if not m.error()]
+            break
+        out += [m.value() for m in msgs if not m.error()]
+        if not msgs:
+            break
     c.close()
-    return [v for p in sorted(got) for v in got[p]]
+    return out
 
 
 if __name__ == "__main__":

@@ -57,6 +57,19 @@ class DirectorySchemaSource:
         if not self.path.is_dir():
             raise FileNotFoundError(f"schema directory {self.path} does not exist")
         self._files: dict[int, Path] = {}
+        self._scanned_at = 0.0
+        self._scan()
+        self._cache: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    #: At most one re-read of the directory per this many seconds when an unknown id arrives.
+    RESCAN_INTERVAL_S = 2.0
+
+    def _scan(self) -> None:
+        """(Re)index the directory: a schema added after start (a new alert schema version) is found."""
+        import time
+
+        self._scanned_at = time.monotonic()
         for f in sorted(self.path.rglob("*.avsc")):
             stem = f.name[: -len(".avsc")]
             if stem.isdigit():
@@ -65,8 +78,6 @@ class DirectorySchemaSource:
                 sid = rubin_schema_id(stem)
                 if sid is not None:
                     self._files.setdefault(sid, f)
-        self._cache: dict[int, dict[str, Any]] = {}
-        self._lock = threading.Lock()
 
     def ids(self) -> list[int]:
         """The schema ids this directory holds."""
@@ -82,6 +93,12 @@ class DirectorySchemaSource:
             if schema_id in self._cache:
                 return self._cache[schema_id]
             f = self._files.get(schema_id)
+            if f is None:
+                import time
+
+                if time.monotonic() - self._scanned_at >= self.RESCAN_INTERVAL_S:
+                    self._scan()
+                    f = self._files.get(schema_id)
             if f is None:
                 raise SchemaNotFound(f"schema id {schema_id} not found in {self.path} "
                                      f"(has: {', '.join(map(str, self.ids())) or 'none'})")
