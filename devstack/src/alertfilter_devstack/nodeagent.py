@@ -254,11 +254,16 @@ class NodeAgent:
         return env
 
     def _rewrite(self, value: str, ctr: Container) -> str:
+        """A container path under a volume mount → the volume's local folder. Host paths that exist
+        (a process node shares the host's file system) are left alone: ``/tmp/x`` stays ``/tmp/x``
+        on the host even when the pod mounts an emptyDir at ``/tmp``."""
+        if not value.startswith("/") or os.path.exists(value):
+            return value
         mounts = ctr.spec["_mounts"]
-        for m in ctr.spec.get("volumeMounts") or []:
-            local = mounts.get(m["name"])
-            if local is not None and value.startswith(m["mountPath"]):
-                return str(local) + value[len(m["mountPath"]):]
+        for m in sorted(ctr.spec.get("volumeMounts") or [], key=lambda m: -len(m["mountPath"])):
+            local, mp = mounts.get(m["name"]), m["mountPath"].rstrip("/")
+            if local is not None and (value == mp or value.startswith(mp + "/")):
+                return str(local) + value[len(mp):]
         return value
 
     def _start(self, run: PodRun, ctr: Container) -> None:
@@ -279,9 +284,8 @@ class NodeAgent:
             for k, v in list(env.items()):
                 if v == str(metrics["containerPort"]) and k.endswith("PORT"):
                     env[k] = str(ctr.metrics_port)
-        cmd = (ctr.spec.get("command") or base) + [self._rewrite(a, ctr) for a in ctr.spec.get("args") or []]
-        if ctr.spec.get("command"):
-            cmd = base + [self._rewrite(a, ctr) for a in ctr.spec.get("args") or []]
+        # the image's entrypoint stands for any command the spec names: process nodes run only it
+        cmd = base + [self._rewrite(a, ctr) for a in ctr.spec.get("args") or []]
         full_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ALERTFILTER_", "KUBECONFIG"))}, **env}
         logf = open(run.dir / f"{ctr.name}.log", "ab")
         ctr.proc = subprocess.Popen(cmd, env=full_env, stdout=logf, stderr=subprocess.STDOUT, cwd=run.dir,
