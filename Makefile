@@ -11,7 +11,7 @@ export ALERTFILTER_DATA ?= $(abspath $(ROOT)/../shared/data)
 export STRIMZI_CRDS_DIR ?= $(abspath $(ROOT)/../shared/strimzi-crds)
 PYTEST_ARGS ?=
 
-.PHONY: all venv kafka kube crds test unit integration demo clean
+.PHONY: all venv kafka kube helm crds test unit integration demo clean
 
 all: test
 
@@ -31,10 +31,13 @@ kafka:
 kube:
 	@bash hack/build-kube.sh >/dev/null
 
+helm:
+	@bash hack/build-helm.sh >/dev/null
+
 crds: venv
 	@$(PY) -m alertfilter_operator.crdgen crds
 
-test: venv kafka kube
+test: venv kafka kube helm
 	@bash .ci/pytest.sh $(PYTEST_ARGS)
 
 unit: venv
