@@ -74,6 +74,7 @@ class Container:
     waiting_reason: str | None = None
     waiting_message: str = ""
     metrics_port: int | None = None
+    exit_message: str = ""
 
 
 @dataclass
@@ -317,6 +318,7 @@ class NodeAgent:
                 for ctr in run.containers:
                     if ctr.proc is not None and ctr.proc.poll() is not None:
                         ctr.last_exit, ctr.finished_at = ctr.proc.returncode, now()
+                        ctr.exit_message = _last_lines(run.dir / f"{ctr.name}.log") if ctr.last_exit else ""
                         ctr.proc = None
                         ctr.ready = False
                         changed = True
@@ -348,8 +350,10 @@ class NodeAgent:
             else:
                 st["state"] = {"terminated": {"exitCode": c.last_exit or 0, "finishedAt": c.finished_at or now(),
                                               "reason": "Completed" if not c.last_exit else "Error"}}
-            if c.last_exit is not None and c.proc is not None:
-                st["lastState"] = {"terminated": {"exitCode": c.last_exit, "finishedAt": c.finished_at}}
+            if c.last_exit is not None and (c.proc is not None or c.waiting_reason):
+                st["lastState"] = {"terminated": {"exitCode": c.last_exit, "finishedAt": c.finished_at,
+                                                  "reason": "Error" if c.last_exit else "Completed",
+                                                  "message": c.exit_message}}
             statuses.append(st)
         all_ready = all(c.ready for c in run.containers)
         running = any(c.proc is not None for c in run.containers)
@@ -421,6 +425,15 @@ class NodeAgent:
         for target in (self.heartbeat, self.watch_pods, self.supervise):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         self.stop.wait()
+
+
+def _last_lines(path: Path, n: int = 3, limit: int = 1500) -> str:
+    """The end of a container's log, as kubelet's FallbackToLogsOnError termination message."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return ""
+    return "\n".join(lines)[-limit:]
 
 
 def parse_taints(spec: str) -> list[dict[str, str]]:

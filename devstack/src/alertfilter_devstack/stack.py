@@ -223,6 +223,9 @@ def status() -> int:
     for node, pid in (st.get("nodes") or {}).items():
         rows.append((f"node {node}", _alive(pid), ""))
     rows.append(("strimzi stand-in", _alive(st.get("standin")), ""))
+    for pid_file in sorted((state_dir() / "mirrormaker2").glob("*.pid")):
+        pid = int(pid_file.read_text().strip() or 0)
+        rows.append((f"mirrormaker2 {pid_file.stem}", _alive(pid), f"log {pid_file.with_suffix('.log')}"))
     rows.append(("operator", _alive(st.get("operator")) and _http_ok(f"http://127.0.0.1:{st.get('operator_health')}/healthz"),
                  f"/healthz on {st.get('operator_health')}"))
     ok = all(r[1] for r in rows)
@@ -237,7 +240,7 @@ def env_lines() -> list[str]:
         return []
     cpst = st["controlplane"]
     return [f"export KUBECONFIG={cpst['kubeconfig']}",
-            f"export PATH={Path(cpst['kubectl']).parent}:$PATH   # kubectl {Path(cpst['kubectl']).name} matching the API server",
+            f"export PATH={Path(cpst['kubectl']).parent}:$PATH   # a kubectl matching the API server",
             f"export CENTRAL_BOOTSTRAP={st['kafka_central']['bootstrap']}   # produce alerts to topic '{INPUT_TOPIC}' here",
             f"export POOL_BOOTSTRAP={st['kafka_pool']['bootstrap']}   # filtered topics live here",
             f"export SCHEMA_DIR={st['schema_dir']}",

@@ -109,7 +109,29 @@ def _child_conditions(state: State, body: dict[str, Any], st: _Status) -> None:
         return
     dep = kube.get("Deployment", _runner_name(meta["name"]), meta["namespace"])
     s, reason, msg = deployment_ready(dep, suspended)
+    if s != TRUE and dep is not None and not suspended:
+        why = runner_pod_problem(kube.list("Pod", meta["namespace"], f"alerts.lsst.io/filter={meta['name']}"))
+        if why:
+            reason, msg = why[0], f"{msg}; {why[1]}"
     st.set("RunnerReady", s, reason, msg)
+
+
+def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first runner container that is waiting or crashed, from the Pods' status:
+    e.g. ("CrashLoopBackOff", "exit code 2: .../filter.py:1:1: the source raised ModuleNotFoundError ...")."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting")
+            last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated")
+            if waiting or (last and last.get("exitCode")):
+                reason = (waiting or {}).get("reason") or (last or {}).get("reason") or "ContainerFailed"
+                detail = ""
+                if last:
+                    detail = f"exit code {last.get('exitCode')}: {(last.get('message') or '').strip()}"
+                elif waiting and waiting.get("message"):
+                    detail = waiting["message"]
+                return reason, f"pod {pod['metadata']['name']}: {reason}" + (f", {detail}" if detail else "")
+    return None
 
 
 def _runner_name(name: str) -> str:

@@ -81,6 +81,15 @@ def runner_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any)
         alertfilters.refresh_status(memo.state, body["metadata"]["namespace"], owner["name"])
 
 
+@kopf.on.event("", "v1", "pods",
+               labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"})
+def runner_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A runner pod changed (crashed, restarted): refresh RunnerReady so it says why."""
+    name = (body["metadata"].get("labels") or {}).get("alerts.lsst.io/filter")
+    if name and getattr(memo, "state", None) is not None:
+        alertfilters.refresh_status(memo.state, body["metadata"]["namespace"], name)
+
+
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkatopics", labels={OWNER_KIND: "AlertFilter"})
 def topic_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A filter's KafkaTopic changed (Strimzi set Ready): refresh the AlertFilter's TopicReady and Ready."""

@@ -112,7 +112,7 @@ class AlertFilterSpec(_Model):
         min_length=1, max_length=MAX_SOURCE_BYTES)]
     entrypoint: Annotated[str | None, Field(description="Name of the class or function to run when the source defines several.",
                                             pattern=PY_IDENTIFIER, max_length=200)] = None
-    pool: Annotated[str | None, Field(description="FilterPool to run in. Default: a pool with free capacity, chosen by the operator.",
+    pool: Annotated[str | None, Field(description="FilterPool to run in. Default: the pool with the most free capacity (ties: by name), chosen by the operator.",
                                       pattern=DNS_LABEL, max_length=63)] = None
     maxAlertsPerVisit: Annotated[int | None, Field(
         description="Accept at most this many alerts per visit (default 20, the original design's figure); 0 (or null) for no cap.",

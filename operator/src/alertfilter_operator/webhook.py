@@ -24,7 +24,8 @@ def validate_source(spec: kopf.Spec, **_: Any) -> None:
     try:
         check_source(spec.get("source") or "", spec.get("entrypoint"))
     except FilterSourceError as exc:
-        raise kopf.AdmissionError(f"spec.source: line {exc.line}, column {exc.column}: {exc.message}", code=422)
+        message = exc.message.replace("name one as the entrypoint", "name one in spec.entrypoint")
+        raise kopf.AdmissionError(f"spec.source: line {exc.line}, column {exc.column}: {message}", code=422)
 
 
 def local_webhook_server(port: int, cert_dir: Path) -> kopf.WebhookServer:
