@@ -119,3 +119,14 @@ class RunnerProcess:
         rc = self.wait(timeout)
         self.args = self.args[:-2]
         return rc
+
+
+def committed(bootstrap: str, topic: str, group: str) -> list[tuple[int, str | None]]:
+    """The group's committed ``(offset, metadata)`` of each partition of ``topic`` (offset < 0: none)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        tps = c.committed([TopicPartition(topic, p) for p in sorted(md.partitions)], timeout=10)
+        return [(tp.offset, tp.metadata) for tp in tps]
+    finally:
+        c.close()

@@ -66,7 +66,7 @@ def test_container_format_takes_the_schema_from_the_header(alerts_dir):
 
 def test_container_with_several_records_is_an_error(alerts_dir):
     value = (alerts_dir / "rubin-v10_0-history-4.avro").read_bytes()
-    with pytest.raises(DecodeError, match="4 records"):
+    with pytest.raises(DecodeError, match="more than one record"):
         Decoder("container").decode(value)
 
 
@@ -163,3 +163,113 @@ def test_schema_directory_finds_a_schema_added_after_start(tmp_path, real, monke
     (tmp_path / "1000.avsc").write_text(json.dumps(schema))
     monkeypatch.setattr(DirectorySchemaSource, "RESCAN_INTERVAL_S", 0.0)
     assert src.get(1000)["name"] == "lsst.v10_0.alert"
+
+
+# --- container messages: never more than two records are read ---------------------------------------
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _container(schema, count: int, body: bytes = b"") -> bytes:
+    """An Avro container whose one block claims ``count`` records in ``body`` (as /work/breaker/f/bomb.py)."""
+    sync = bytes(range(16))
+    meta = {"avro.schema": json.dumps(schema).encode(), "avro.codec": b"null"}
+    header = b"Obj\x01" + _zigzag(len(meta)) + b"".join(
+        _zigzag(len(k)) + k.encode() + _zigzag(len(v)) + v for k, v in meta.items()) + _zigzag(0) + sync
+    return header + _zigzag(count) + _zigzag(len(body)) + body + sync
+
+
+@pytest.mark.parametrize("schema", ["null", {"type": "record", "name": "E", "fields": []}])
+def test_container_claiming_2_to_the_40_records_is_a_quick_decode_error(schema):
+    import time
+
+    bomb = _container(schema, 2**40)
+    assert len(bomb) < 200
+    t0 = time.monotonic()
+    with pytest.raises(DecodeError, match="more than one record"):
+        Decoder("container").decode(bomb)
+    assert time.monotonic() - t0 < 1
+
+
+def test_container_without_records_is_a_decode_error():
+    with pytest.raises(DecodeError, match="holds no record"):
+        Decoder("container").decode(_container({"type": "record", "name": "E", "fields": []}, 0))
+
+
+# --- a schema source that cannot be used is not the message's fault -----------------------------------
+def test_malformed_schema_file_is_a_schema_source_error_not_a_decode_error(tmp_path, real, monkeypatch):
+    import alertfilter.schemas as schemas_mod
+    from alertfilter.schemas import SchemaSourceError
+
+    schema, records = real
+    (tmp_path / "1000.avsc").write_text('{"type": "record", "name": "x", "fields": [')
+    value = encode_confluent(records[0], fastavro.parse_schema(schema), 1000)
+    calls = []
+    real_load = schemas_mod.load_schema_file
+    monkeypatch.setattr(schemas_mod, "load_schema_file", lambda f: calls.append(f) or real_load(f))
+    dec = Decoder("confluent", DirectorySchemaSource(tmp_path, failure_ttl_s=60))
+    for _ in range(5):
+        with pytest.raises(SchemaSourceError, match=r"1000\.avsc \(schema id 1000\) cannot be used"):
+            dec.decode(value)
+    assert len(calls) == 1  # the failure is remembered: the file is not parsed again per message
+    with pytest.raises(DecodeError, match="schema id 7 not found"):  # an unknown id is still the message's problem
+        dec.decode(b"\x00\x00\x00\x00\x07" + value[5:])
+
+
+def test_schema_file_fixed_after_a_failure_is_used(tmp_path, real):
+    from alertfilter.schemas import SchemaSourceError
+
+    schema, records = real
+    (tmp_path / "1000.avsc").write_text("{not json")
+    src = DirectorySchemaSource(tmp_path, failure_ttl_s=0)
+    with pytest.raises(SchemaSourceError):
+        src.get(1000)
+    (tmp_path / "1000.avsc").write_text(json.dumps(schema))
+    assert src.get(1000)["name"] == "lsst.v10_0.alert"
+
+
+def test_schema_the_decoder_cannot_compile_is_a_schema_source_error(real):
+    from alertfilter.schemas import SchemaSourceError
+
+    schema, records = real
+    value = encode_confluent(records[0], fastavro.parse_schema(schema), 5)
+    bad = {"type": "record", "name": "x", "fields": [{"name": "a", "type": "NoSuchType"}]}
+    for backend in BACKENDS:
+        with pytest.raises(SchemaSourceError, match="schema id 5 cannot be used"):
+            Decoder("confluent", StaticSchemaSource({5: bad}), backend=backend).decode(value)
+
+
+class _Registry:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def get_schema(self, schema_id):
+        raise self.exc
+
+
+def _registry(exc):
+    import threading
+
+    from alertfilter.schemas import RegistrySchemaSource, _Failures
+
+    src = RegistrySchemaSource.__new__(RegistrySchemaSource)
+    src.url, src._client, src._cache, src._lock = "http://registry:8081", _Registry(exc), {}, threading.Lock()
+    src._failures = _Failures(60)
+    return src
+
+
+def test_registry_that_cannot_be_reached_is_a_schema_source_error_and_an_unknown_id_is_not():
+    from alertfilter.schemas import SchemaSourceError
+
+    with pytest.raises(SchemaSourceError, match="registry http://registry:8081 cannot give schema id 1000"):
+        _registry(ConnectionError("connection refused")).get(1000)
+    missing = Exception("Schema 1000 not found")
+    missing.http_status_code = 404
+    with pytest.raises(SchemaNotFound):
+        _registry(missing).get(1000)

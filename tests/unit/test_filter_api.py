@@ -209,3 +209,104 @@ def test_check_source_entrypoint_assigned_at_run_time_is_left_to_the_runner():
     assert check_source("def make():\n    return lambda a: True\nflt = make()\n", entrypoint="flt").name == "flt"
     with pytest.raises(FilterSourceError, match="'nope' is not defined"):
         check_source("def f(alert):\n    return True\n", entrypoint="nope")
+
+
+# --- what a filter source can do to the loader: always a FilterSourceError ---------------------------
+@pytest.mark.parametrize("body, line, what", [
+    ("import sys\nsys.exit(3)\n", 2, "SystemExit: 3"),
+    ("x = 1\nraise KeyboardInterrupt\n", 2, "KeyboardInterrupt"),
+    ("raise GeneratorExit('bye')\n", 1, "GeneratorExit: bye"),
+])
+def test_module_body_that_exits_or_interrupts_is_a_source_error(body, line, what):
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter(body + "def f(alert):\n    return True\n")
+    assert ei.value.line == line and what in ei.value.message and "when loaded" in ei.value.message
+
+
+@pytest.mark.parametrize("exc", ["SystemExit(0)", "KeyboardInterrupt", "GeneratorExit"])
+def test_init_that_exits_or_interrupts_is_a_source_error(exc):
+    src = ("from alertfilter import AlertFilter\n"
+           "class F(AlertFilter):\n"
+           "    def __init__(self):\n"
+           f"        raise {exc}\n"
+           "    def filter(self, alert):\n"
+           "        return True\n")
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter(src)
+    assert ei.value.line == 4 and ei.value.message.startswith("F() failed: " + exc.split("(")[0])
+
+
+@pytest.mark.parametrize("attr, words", [
+    ("filter = 5", "F.filter is an int, not a method"),
+    ("filter = None", "F.filter is a NoneType, not a method"),
+    ("@property\n    def filter(self):\n        raise RuntimeError('no')", "reading F.filter raised RuntimeError: no"),
+])
+def test_filter_attribute_that_is_not_a_method(attr, words):
+    with pytest.raises(FilterSourceError) as ei:
+        load_filter(f"from alertfilter import AlertFilter\nclass F(AlertFilter):\n    {attr}\n")
+    assert words in ei.value.message and ei.value.line >= 3
+
+
+@pytest.mark.parametrize("src", [
+    "x = " + "1+" * 200_000 + "1\ndef f(a):\n    return True\n",  # RecursionError in the compiler
+    "x = " + "-" * 200_000 + "1\ndef f(a):\n    return True\n",  # MemoryError in the parser
+])
+def test_source_too_deep_to_compile_is_a_source_error(src):
+    with pytest.raises(FilterSourceError, match="too deeply nested or too large to compile"):
+        load_filter(src)
+
+
+def test_empty_entrypoint_is_an_error():
+    for name in ("", "  "):
+        with pytest.raises(FilterSourceError, match="empty entrypoint"):
+            load_filter("def f(alert):\n    return True\n", entrypoint=name)
+
+
+def test_utf8_bom_at_the_start_is_ignored_and_hashed_as_given():
+    import hashlib
+
+    src = "\ufeffdef f(alert):\n    return True\n"
+    flt = load_filter(src)
+    assert flt.name == "f" and flt({}) is True
+    assert flt.source_sha256 == hashlib.sha256(src.encode()).hexdigest()
+
+
+# --- check_result: what a filter returns cannot break the runner -------------------------------------
+class _BadRepr:
+    def __repr__(self):
+        raise RuntimeError("repr boom")
+
+
+def test_check_result_names_the_type_when_repr_raises():
+    from alertfilter.api import NonBoolResult
+
+    with pytest.raises(NonBoolResult) as ei:
+        check_result(_BadRepr())
+    assert "filter returned _BadRepr <_BadRepr object>, not bool" == str(ei.value)
+    assert isinstance(ei.value, TypeError)
+
+
+def test_numpy_booleans_are_verdicts():
+    np = pytest.importorskip("numpy")
+    assert check_result(np.True_) is True and check_result(np.float64(3.0) > 5) is False
+    assert check_result(np.isfinite(np.float64("nan"))) is False
+
+
+def _fake_numpy_bool(name, module, truth):
+    def __bool__(self):
+        if isinstance(truth, BaseException):
+            raise truth
+        return truth
+
+    return type(name, (), {"__module__": module, "__bool__": __bool__, "__repr__": lambda self: "fake"})()
+
+
+def test_only_numpys_own_bool_type_counts():
+    from alertfilter.api import NonBoolResult
+
+    assert check_result(_fake_numpy_bool("bool", "numpy", True)) is True     # numpy 2 names it bool
+    assert check_result(_fake_numpy_bool("bool_", "numpy", False)) is False  # numpy 1 names it bool_
+    with pytest.raises(NonBoolResult, match="filter returned bool_ fake, not bool"):
+        check_result(_fake_numpy_bool("bool_", "alertfilter_user_filter", True))  # a filter's own class
+    with pytest.raises(NonBoolResult, match="truth value cannot be read: ZeroDivisionError: boom"):
+        check_result(_fake_numpy_bool("bool", "numpy", ZeroDivisionError("boom")))

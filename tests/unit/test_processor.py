@@ -169,3 +169,110 @@ def test_simulate_cli_then_check_with_the_original_visit_field(tmp_path):
     assert res["alerts"] == 90 and res["accepted"] == len({a["diaSource"]["ccdVisitId"] for a in records})
     r = run_cli("check", f, "--alerts", out, "--json")  # default visit field diaSource.visit is absent here
     assert json.loads(r.stdout)["errors_by_reason"] == {"missing-visit-field": 90}
+
+
+# --- the visit id: an int or a string, nothing else ----------------------------------------------------
+@pytest.mark.parametrize("visit, words", [
+    ({"id": 1}, "holds a dict {'id': 1}"),
+    ([1, 2], "holds a list [1, 2]"),
+    (float("nan"), "holds a float nan"),
+    (59000.5, "holds a float 59000.5"),
+    (True, "holds a bool True"),
+    (b"12", "holds a bytes b'12'"),
+])
+def test_visit_that_is_not_an_int_or_string_is_an_error_naming_its_type(visit, words):
+    p = proc("def f(a):\n    return True\n", cap=1)
+    for _ in range(3):  # never crashes the cap, never slips through it
+        oc = p.process_alert(alert(7, visit=visit))
+        assert (oc.kind, oc.reason, oc.alert_id) == (ERROR, "invalid-visit-field", 7)
+        assert words in oc.message and "diaSource.visit" in oc.message and "integer or a string" in oc.message
+
+
+def test_int_and_string_visits_are_capped_separately():
+    p = proc("def f(a):\n    return True\n", cap=1)
+    kinds = [p.process_alert(alert(i, visit=v)).kind for i, v in enumerate([12, "12", 12, "12", "a,b", "a,b"])]
+    assert kinds == [ACCEPTED, ACCEPTED, CAPPED, CAPPED, ACCEPTED, CAPPED]
+
+
+def test_invalid_visit_reason_is_a_registered_metric_label():
+    from alertfilter.metrics import RunnerMetrics
+    from alertfilter.processor import REASONS
+
+    assert "invalid-visit-field" in REASONS
+    text = __import__("prometheus_client").generate_latest(RunnerMetrics().registry).decode()
+    assert 'alertfilter_errors_total{reason="invalid-visit-field"} 0.0' in text
+
+
+def test_check_cli_reports_a_record_as_visit_field(alerts_dir):
+    r = run_cli("check", BRIGHT, "--alerts", alerts_dir / "rubin-v10_0-real-20.avro", "--visit-field", "diaSource")
+    assert r.returncode == 0, r.stderr
+    assert "20 errors" in r.stdout and "invalid-visit-field=20" in r.stdout
+    assert "holds a dict" in r.stdout and "does not hold an integer or a string in some alerts" in r.stdout
+    r = run_cli("check", BRIGHT, "--alerts", alerts_dir / "rubin-v10_0-real-20.avro", "--visit-field", "diaSource",
+                "--json")
+    assert json.loads(r.stdout)["errors_by_reason"] == {"invalid-visit-field": 20}
+
+
+# --- what a filter raises or returns never stops the loop ----------------------------------------------
+@pytest.mark.parametrize("stmt, name", [
+    ("import sys; sys.exit(3)", "SystemExit: 3"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ("raise GeneratorExit", "GeneratorExit"),
+    ("raise ValueError('x' * 5000)", "ValueError: xxx"),
+])
+def test_filter_that_exits_or_interrupts_is_a_filter_exception(stmt, name):
+    p = proc(f"def f(a):\n    if a['diaSourceId'] == 1:\n        {stmt}\n    return True\n")
+    oc = p.process_alert(alert(1))
+    assert (oc.kind, oc.reason) == (ERROR, "filter-exception") and oc.message.startswith(name)
+    assert len(oc.message) <= 1000
+    assert p.process_alert(alert(2)).kind == ACCEPTED
+
+
+def test_exception_whose_str_raises_is_reported_by_its_type():
+    src = ("class Odd(Exception):\n"
+           "    def __str__(self):\n"
+           "        raise RuntimeError('str boom')\n"
+           "def f(a):\n"
+           "    raise Odd()\n")
+    oc = proc(src).process_alert(alert(1))
+    assert (oc.kind, oc.reason, oc.message) == (ERROR, "filter-exception", "Odd: <Odd object>")
+
+
+def test_result_whose_repr_or_bool_raises_is_a_non_bool_result():
+    src = ("class R:\n"
+           "    def __repr__(self):\n"
+           "        raise RuntimeError('repr boom')\n"
+           "def f(a):\n"
+           "    return R()\n")
+    oc = proc(src).process_alert(alert(1))
+    assert (oc.kind, oc.reason, oc.message) == (ERROR, "non-bool-result", "filter returned R <R object>, not bool")
+    fake = ("class bool_:\n"
+            "    __module__ = 'numpy'\n"
+            "    def __bool__(self):\n"
+            "        raise ZeroDivisionError('boom')\n"
+            "def f(a):\n"
+            "    return bool_()\n")
+    oc = proc(fake).process_alert(alert(1))
+    assert (oc.kind, oc.reason) == (ERROR, "non-bool-result") and "truth value cannot be read" in oc.message
+
+
+def test_numpy_booleans_are_accepted():
+    pytest.importorskip("numpy")
+    p = proc("import numpy as np\ndef f(a):\n    return np.float64(a['diaSource']['x']) > 0\n")
+    assert p.process_alert(alert(1, x=1.0)).kind == ACCEPTED
+    assert p.process_alert(alert(2, x=-1.0)).kind == REJECTED
+
+
+def test_filter_that_swallows_its_timeout_is_still_a_timeout():
+    src = ("import time\n"
+           "def f(a):\n"
+           "    try:\n"
+           "        time.sleep(3)\n"
+           "    except BaseException:\n"
+           "        pass\n"
+           "    return True\n")
+    p = proc(src, timeout=0.2)
+    t0 = time.monotonic()
+    oc = p.process_alert(alert(1))
+    assert (oc.kind, oc.reason) == (ERROR, "filter-timeout") and time.monotonic() - t0 < 2
+    assert proc("def f(a):\n    return 1\n").process_alert(alert(2)).reason == "non-bool-result"  # no stale alarm

@@ -22,6 +22,56 @@ from typing import Any, Callable
 
 FILTER_FILENAME = "<filter>"
 
+#: What the runtime catches around code a filter controls (its module body, ``__init__``, ``filter``,
+#: and the ``__repr__``/``__str__``/``__bool__`` of what it returns or raises): every exception a
+#: filter can raise, ``sys.exit()`` and a stray ``KeyboardInterrupt`` or ``GeneratorExit`` included.
+#: The runner's own time-budget exception (``processor.FilterTimeout``) is deliberately not here.
+FILTER_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit, KeyboardInterrupt)
+
+
+def type_name(obj: Any) -> str:
+    """The name of ``obj``'s type, even when a metaclass makes ``__name__`` misbehave."""
+    cls = type(obj)
+    try:
+        name = type.__dict__["__name__"].__get__(cls)
+        return name if isinstance(name, str) else "object"
+    except FILTER_ERRORS:
+        return "object"
+
+
+def a_or_an(word: str) -> str:
+    """``"an int"``, ``"a dict"``: the indefinite article and ``word``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def safe_repr(obj: Any, limit: int = 80) -> str:
+    """``repr(obj)`` cut to ``limit`` characters; never raises (``<T object>`` when ``__repr__`` fails)."""
+    try:
+        text = repr(obj)
+        if not isinstance(text, str):
+            raise TypeError
+    except FILTER_ERRORS:
+        return f"<{type_name(obj)} object>"
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def safe_str(obj: Any, limit: int = 1000) -> str:
+    """``str(obj)`` cut to ``limit`` characters; never raises (``<T object>`` when ``__str__`` fails)."""
+    try:
+        text = str(obj)
+        if not isinstance(text, str):
+            raise TypeError
+    except FILTER_ERRORS:
+        return f"<{type_name(obj)} object>"
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def describe_exception(exc: BaseException, limit: int = 1000) -> str:
+    """``"TypeName: message"`` (or just the type name when the message is empty); never raises."""
+    text = safe_str(exc, limit)
+    name = type_name(exc)
+    return f"{name}: {text}"[:limit] if text else name
+
 
 class AlertFilter:
     """Base class of class-style filters.
@@ -90,6 +140,10 @@ def _where(tree: ast.Module) -> dict[str, tuple[int, int]]:
             for sub in node.body:
                 if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     out[f"{node.name}.{sub.name}"] = (sub.lineno, sub.col_offset + 1)
+                elif isinstance(sub, (ast.Assign, ast.AnnAssign)):
+                    for t in (sub.targets if isinstance(sub, ast.Assign) else [sub.target]):
+                        if isinstance(t, ast.Name):
+                            out[f"{node.name}.{t.id}"] = (sub.lineno, sub.col_offset + 1)
     return out
 
 
@@ -102,46 +156,81 @@ def _line_in_source(exc: BaseException) -> int:
 
 def _accepts_one_alert(func: Callable[..., Any]) -> bool:
     try:
-        inspect.signature(func).bind({})
+        sig = inspect.signature(func)
+    except ValueError:  # no signature (builtins): let it be called
         return True
     except TypeError:
         return False
-    except ValueError:  # no signature (builtins): let it be called
+    try:
+        sig.bind({})
         return True
+    except TypeError:
+        return False
+
+
+def _compile(source: str) -> tuple[ast.Module, Any]:
+    """Parse and compile ``source``; every failure is a :class:`FilterSourceError`."""
+    try:
+        tree = ast.parse(source, filename=FILTER_FILENAME)
+        code = compile(tree, FILTER_FILENAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise FilterSourceError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
+    except (RecursionError, MemoryError) as exc:
+        raise FilterSourceError(f"the source is too deeply nested or too large to compile ({type(exc).__name__}); "
+                                "simplify the expression") from None
+    except ValueError as exc:  # e.g. null bytes or lone surrogates in the source
+        raise FilterSourceError(f"invalid source: {safe_str(exc)}") from None
+    return tree, code
 
 
 def load_filter(source: str, entrypoint: str | None = None) -> LoadedFilter:
     """Compile filter ``source`` and return the filter as a callable.
 
+    A UTF-8 byte-order mark at the start of the source is ignored, as Python ignores it in a file.
+
     Args:
         source: Python source text (for example ``spec.source`` of an AlertFilter resource).
-        entrypoint: name of the class or function to use when the source defines several.
+        entrypoint: name of the class or function to use when the source defines several; None
+            to pick the only candidate. An empty name is an error.
 
     Returns:
         A :class:`LoadedFilter`; call it with an alert dict.
 
     Raises:
-        FilterSourceError: with line and column, for a syntax error, an error raised while the
-            module body runs, no filter defined, a missing ``entrypoint``, several candidates and no
-            ``entrypoint``, a class that does not override ``filter`` or cannot be created without
-            arguments, or a filter that cannot be called with exactly one argument (the alert).
+        FilterSourceError: with line and column, for a syntax error, a source too deeply nested to
+            compile, anything raised while the module body runs (``sys.exit()`` and
+            ``KeyboardInterrupt`` included), no filter defined, an empty or missing ``entrypoint``,
+            several candidates and no ``entrypoint``, a class that does not override ``filter`` or
+            cannot be created without arguments, a ``filter`` attribute that is not a method, or a
+            filter that cannot be called with exactly one argument (the alert). Never any other
+            exception type.
     """
     if not isinstance(source, str) or not source.strip():
         raise FilterSourceError("the filter source is empty")
+    if entrypoint is not None and not entrypoint.strip():
+        raise FilterSourceError("empty entrypoint: name a class or function the source defines, or give none")
     try:
-        tree = ast.parse(source, filename=FILTER_FILENAME)
-        code = compile(tree, FILTER_FILENAME, "exec")
-    except SyntaxError as exc:
-        raise FilterSourceError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
-    except ValueError as exc:  # e.g. null bytes in the source
-        raise FilterSourceError(f"invalid source: {exc}") from None
+        return _load(source, entrypoint)
+    except FilterSourceError:
+        raise
+    except FILTER_ERRORS as exc:  # anything the checks below did not foresee is still the source's problem
+        raise FilterSourceError(f"the filter cannot be loaded: {describe_exception(exc, 300)}",
+                                _line_in_source(exc)) from None
+
+
+def _load(original: str, entrypoint: str | None) -> LoadedFilter:
+    source = original.removeprefix("\ufeff")  # a BOM, as an editor may save it; Python ignores it in a file
+    if not source.strip():
+        raise FilterSourceError("the filter source is empty")
+    tree, code = _compile(source)
+    digest = source_sha256(original)
     where = _where(tree)
     module_name = "alertfilter_user_filter"
     namespace: dict[str, Any] = {"__name__": module_name, "__file__": FILTER_FILENAME, "__builtins__": __builtins__}
     try:
         exec(code, namespace)  # noqa: S102 - running the author's filter is this function's job
-    except Exception as exc:  # noqa: BLE001 - any error in the module body is the author's to fix
-        raise FilterSourceError(f"the source raised {type(exc).__name__} when loaded: {exc}",
+    except FILTER_ERRORS as exc:  # any error in the module body, sys.exit() included, is the author's to fix
+        raise FilterSourceError(f"the source raised {describe_exception(exc, 300)} when loaded",
                                 _line_in_source(exc)) from None
 
     def defined_here(obj: Any) -> bool:
@@ -152,7 +241,7 @@ def load_filter(source: str, entrypoint: str | None = None) -> LoadedFilter:
     functions = {n: o for n, o in namespace.items()
                  if inspect.isfunction(o) and defined_here(o) and not n.startswith("_")}
 
-    if entrypoint:
+    if entrypoint is not None:
         obj = namespace.get(entrypoint)
         if obj is None:
             known = ", ".join(sorted(classes) + sorted(functions)) or "nothing callable"
@@ -170,38 +259,49 @@ def load_filter(source: str, entrypoint: str | None = None) -> LoadedFilter:
                                     line, col)
         name, obj = next(iter(candidates.items()))
     line, col = where.get(name, (1, 1))
-    digest = source_sha256(source)
 
     if inspect.isclass(obj):
         if not issubclass(obj, AlertFilter):
             raise FilterSourceError(f"class {name!r} does not derive from AlertFilter", line, col)
-        if obj.filter is AlertFilter.filter:
+        fline, fcol = where.get(f"{name}.filter", (line, col))
+        declared = inspect.getattr_static(obj, "filter", None)
+        if declared is AlertFilter.filter:
             raise FilterSourceError(f"class {name!r} does not define filter(self, alert)", line, col)
         try:
             instance = obj()
-        except Exception as exc:  # noqa: BLE001
-            raise FilterSourceError(f"{name}() failed: {type(exc).__name__}: {exc}",
+        except FILTER_ERRORS as exc:
+            raise FilterSourceError(f"{name}() failed: {describe_exception(exc, 300)}",
                                     _line_in_source(exc) if _line_in_source(exc) > 1 else line, col) from None
-        func = instance.filter
+        try:
+            func = instance.filter
+        except FILTER_ERRORS as exc:
+            raise FilterSourceError(f"reading {name}.filter raised {describe_exception(exc, 300)}",
+                                    _line_in_source(exc) if _line_in_source(exc) > 1 else fline, fcol) from None
+        if not callable(func):
+            raise FilterSourceError(f"{name}.filter is {a_or_an(type_name(func))}, not a method filter(self, alert)",
+                                    fline, fcol)
         if inspect.iscoroutinefunction(func):
-            raise FilterSourceError(f"{name}.filter must be a plain def, not async def", line, col)
+            raise FilterSourceError(f"{name}.filter must be a plain def, not async def", fline, fcol)
         if not _accepts_one_alert(func):
-            fline, fcol = where.get(f"{name}.filter", (line, col))
             raise FilterSourceError(f"{name}.filter must take exactly one argument besides self (the alert); "
-                                    f"it is filter{inspect.signature(obj.filter)}", fline, fcol)
+                                    f"it is filter{_signature(declared)}", fline, fcol)
         return LoadedFilter(name, func, digest, "class")
-    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "filter", None)):
+    if inspect.iscoroutinefunction(obj):
         raise FilterSourceError(f"{name} must be a plain def, not async def", line, col)
     if callable(obj):
         if not _accepts_one_alert(obj):
-            sig = ""
-            try:
-                sig = str(inspect.signature(obj))
-            except (TypeError, ValueError):
-                pass
-            raise FilterSourceError(f"{name} must take exactly one argument (the alert); it is {name}{sig}", line, col)
+            raise FilterSourceError(f"{name} must take exactly one argument (the alert); it is {name}{_signature(obj)}",
+                                    line, col)
         return LoadedFilter(name, obj, digest, "function")
-    raise FilterSourceError(f"entrypoint {name!r} is a {type(obj).__name__}, not a class or function", line, col)
+    raise FilterSourceError(f"entrypoint {name!r} is {a_or_an(type_name(obj))}, not a class or function", line, col)
+
+
+def _signature(obj: Any) -> str:
+    """``"(self, a)"``, or ``""`` when Python cannot tell."""
+    try:
+        return str(inspect.signature(obj))
+    except FILTER_ERRORS:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -320,18 +420,42 @@ def check_source(source: str, entrypoint: str | None = None) -> SourceCheck:
     return SourceCheck(name, "function", digest)
 
 
+class NonBoolResult(TypeError):
+    """The filter returned something other than a bool (raised by :func:`check_result`)."""
+
+
+def _is_numpy_bool(result: Any) -> bool:
+    """numpy's boolean scalar (``numpy.bool_``; its type is named ``bool`` in numpy 2), without importing numpy."""
+    cls = type(result)
+    try:
+        module = type.__dict__["__module__"].__get__(cls)
+    except FILTER_ERRORS:
+        return False
+    return module == "numpy" and type_name(result) in ("bool", "bool_")
+
+
 def check_result(result: Any) -> bool:
     """The filter's verdict as a bool.
 
+    ``True`` and ``False`` are verdicts, and so are numpy's boolean scalars (``numpy.True_``, what
+    ``numpy.isfinite(x)`` or ``numpy.float64(x) > 0`` return). Nothing else is: not 1, not None.
+
     Raises:
-        TypeError: when ``result`` is not a ``bool`` (numpy's ``bool_`` counts as one).
+        NonBoolResult: (a ``TypeError``) when ``result`` is not a bool, or is a numpy boolean whose
+            truth value cannot be read; the message names the type and shows a short repr (and never raises itself, even
+            when the object's ``__repr__`` does).
     """
     if result is True or result is False:
         return result
-    if type(result).__name__ == "bool_":  # numpy.bool_, without importing numpy
-        return bool(result)
-    raise TypeError(f"filter returned {type(result).__name__} {result!r:.80}, not bool")
+    if _is_numpy_bool(result):
+        try:
+            verdict = bool(result)
+        except FILTER_ERRORS as exc:
+            raise NonBoolResult(f"filter returned {type_name(result)} {safe_repr(result)} whose truth value "
+                            f"cannot be read: {describe_exception(exc, 200)}") from None
+        return verdict
+    raise NonBoolResult(f"filter returned {type_name(result)} {safe_repr(result)}, not bool")
 
 
-__all__ = ["AlertFilter", "FilterSourceError", "LoadedFilter", "SourceCheck", "check_result", "check_source",
-           "load_filter", "source_sha256"]
+__all__ = ["FILTER_ERRORS", "AlertFilter", "FilterSourceError", "LoadedFilter", "NonBoolResult", "SourceCheck", "check_result",
+           "check_source", "describe_exception", "load_filter", "safe_repr", "safe_str", "source_sha256", "type_name"]

@@ -4,12 +4,16 @@ The original mini-broker (DMTN-028) capped each filter at N = 20 alerts per visi
 counter whenever the visit id changed, so alerts of interleaved visits broke the cap. Here each
 visit id has its own counter; only the ``max_visits`` most recently seen visits are remembered,
 so memory stays bounded (one visit every ~39 s gives ~1,000 visits a night).
+
+The cap is per :class:`VisitCap`, i.e. per runner process: with several replicas of a filter, each
+counts only the alerts it processes, so up to ``replicas x N`` alerts of a visit may be accepted.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
-from typing import Hashable, Iterable
+from typing import Any, Hashable, Iterable
 
 #: The original design's cap (DMTN-028): 20 alerts per visit per filter.
 DEFAULT_MAX_ALERTS_PER_VISIT = 20
@@ -58,34 +62,57 @@ class VisitCap:
     def __len__(self) -> int:
         return len(self._counts)
 
+    def checkpoint(self) -> OrderedDict[Hashable, int]:
+        """A copy of the counts, for :meth:`rollback` (when processed alerts will be processed again)."""
+        return OrderedDict(self._counts) if self.max_per_visit is not None else OrderedDict()
+
+    def rollback(self, checkpoint: OrderedDict[Hashable, int]) -> None:
+        """Return to the counts of ``checkpoint`` (from :meth:`checkpoint`)."""
+        if self.max_per_visit is not None:
+            self._counts = OrderedDict(checkpoint)
+
     def snapshot(self, max_bytes: int = 3000) -> str:
-        """The most recent visits' counts as ``"visit:count,..."``, at most ``max_bytes`` long.
+        """The most recent visits' counts as compact JSON ``[[visit, count], ...]``, most recent
+        last, at most ``max_bytes`` long (older visits are left out to fit).
 
         Stored with committed offsets (Kafka offset metadata, 4096 bytes by default on the broker:
-        ``offset.metadata.max.bytes``) so that a restarted runner keeps the cap exact.
+        ``offset.metadata.max.bytes``) so that a restarted runner keeps the cap exact. Visits keep
+        their type: ``12`` and ``"12"`` are different visits.
         """
-        parts: list[str] = []
-        size = 0
+        items: list[str] = []
+        size = 2
         for visit, n in reversed(self._counts.items()):
-            item = f"{visit}:{n}"
-            if size + len(item) + 1 > max_bytes:
+            item = json.dumps([visit, n], separators=(",", ":"), ensure_ascii=False)
+            if size + len(item.encode()) + 1 > max_bytes:
                 break
-            parts.append(item)
-            size += len(item) + 1
-        return ",".join(reversed(parts))
+            items.append(item)
+            size += len(item.encode()) + 1
+        return "[" + ",".join(reversed(items)) + "]"
 
-    def restore(self, snapshots: Iterable[str]) -> None:
-        """Merge snapshots taken by :meth:`snapshot` (the largest count of each visit wins).
+    def restore(self, snapshots: Iterable[str | list[Any]]) -> None:
+        """Merge snapshots taken by :meth:`snapshot` (JSON text, or the list it holds); the largest
+        count of each visit wins, and the visits keep the snapshot's order (most recent last).
 
-        Visit ids that look like integers are restored as ``int``; malformed items are ignored.
+        Only ``[visit, count]`` pairs with an int or string visit and a non-negative int count are
+        used; anything else (malformed text, another format) is ignored.
         """
         for snap in snapshots:
-            for item in (snap or "").split(","):
-                visit_s, _, n_s = item.rpartition(":")
-                if not visit_s or not n_s.isdigit():
+            if isinstance(snap, str):
+                try:
+                    snap = json.loads(snap)
+                except ValueError:
                     continue
-                visit: Hashable = int(visit_s) if visit_s.lstrip("-").isdigit() else visit_s
-                self._counts[visit] = max(self._counts.get(visit, 0), int(n_s))
+            if not isinstance(snap, list):
+                continue
+            for item in snap:
+                if not (isinstance(item, list) and len(item) == 2):
+                    continue
+                visit, n = item
+                if isinstance(visit, bool) or not isinstance(visit, (int, str)):
+                    continue
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    continue
+                self._counts[visit] = max(self._counts.get(visit, 0), n)
                 self._counts.move_to_end(visit)
         while len(self._counts) > self.max_visits:
             self._counts.popitem(last=False)

@@ -1,7 +1,14 @@
 """The ``alertfilter`` command line: run, check, produce, consume, simulate.
 
 Every option of ``run`` can also come from an environment variable ``ALERTFILTER_<OPTION>``
-(upper case, dashes as underscores), which is how the operator configures runner pods.
+(upper case, dashes as underscores), which is how the operator configures runner pods. An option
+given on the command line wins over its variable; a variable with a value the option refuses is an
+error naming the variable (only for ``run``, the command that reads them).
+
+Exit codes of ``run``: 0 stopped cleanly; 2 a usage or configuration error (including an error in
+the filter source, an invalid Kafka setting, a metrics port in use); 3 the brokers cannot be
+reached or a topic does not exist; 4 the schema source stayed unusable; 70 the watchdog ended a
+message past the hard limit; 1 anything else.
 """
 
 from __future__ import annotations
@@ -9,20 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import __version__
 from .api import FilterSourceError, LoadedFilter, load_filter
 from .cap import DEFAULT_MAX_ALERTS_PER_VISIT, VisitCap
 from .codecs import BACKENDS, FORMATS, Decoder
+from .fields import parse_path
+from .logs import JsonFormatter, setup_logging
 from .schemas import DirectorySchemaSource, RegistrySchemaSource, SchemaSource, load_schema_file
 
 log = logging.getLogger("alertfilter")
 
+__all__ = ["JsonFormatter", "build_parser", "check_warnings", "kafka_env", "main"]
 
 DESCRIPTION = ("alertfilter: run an astronomer's Python filter against a survey's alert stream (run), "
                "and the filter author's tools: backtest a filter offline (check), make test alerts (simulate), "
@@ -32,11 +42,40 @@ RUN_EPILOG = (
     "Environment: every option of run except -X can also be set as an environment variable "
     "ALERTFILTER_<OPTION> (upper case, dashes as underscores): --bootstrap-servers is "
     "ALERTFILTER_BOOTSTRAP_SERVERS, --max-alerts-per-visit is ALERTFILTER_MAX_ALERTS_PER_VISIT; flags take "
-    "1, true, yes or on. An option given on the command line wins over its variable."
+    "1, true, yes or on (0, false, no or off to unset). An option given on the command line wins over its "
+    "variable; an empty variable counts as unset."
     "\n\n"
     "ALERTFILTER_KAFKA_<KEY> variables become librdkafka settings (lower case, underscores as dots): "
     "ALERTFILTER_KAFKA_SASL_USERNAME=alice is sasl.username=alice. ALERTFILTER_KAFKA_CONFIG holds "
-    "key=value;key=value pairs. -X KEY=VALUE wins over both.")
+    "key=value;key=value pairs. -X KEY=VALUE wins over both."
+    "\n\n"
+    "Exit codes: 0 stopped cleanly (SIGTERM, --exit-when-idle); 2 a usage or configuration error; 3 the brokers "
+    "cannot be reached or a topic does not exist; 4 the schema source stayed unusable; 70 a message outlived "
+    "--filter-hard-timeout (it was dead-lettered; restart the runner to go on past it).")
+
+
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` on stderr and exit with code 2 (a usage or configuration error)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+class EnvDefault:
+    """The default of an option of ``run`` that an environment variable may set.
+
+    Shown in ``--help`` as the built-in default; replaced after parsing (see :func:`resolve_env`) by
+    the variable's value, converted like a command-line value, or else by the built-in default.
+    """
+
+    def __init__(self, var: str, plain: Any) -> None:
+        self.var = var
+        self.plain = plain
+
+    def __str__(self) -> str:
+        return str(self.plain)
+
+    def __repr__(self) -> str:
+        return repr(self.plain)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -45,7 +84,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = action.help or ""
-        if action.default is None or action.default is False or "default" in help_text:
+        default = action.default.plain if isinstance(action.default, EnvDefault) else action.default
+        if default is None or default is False or "default" in help_text:
             return help_text
         return super()._get_help_string(action)
 
@@ -53,21 +93,122 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return "\n\n".join(super(HelpFormatter, self)._fill_text(par, width, indent) for par in text.split("\n\n"))
 
 
-def _env(name: str, default: Any = None) -> Any:
-    return os.environ.get("ALERTFILTER_" + name.upper().replace("-", "_"), default)
+def _env_name(name: str) -> str:
+    return "ALERTFILTER_" + name.upper().replace("-", "_")
+
+
+# --- value checks (argparse types): each raises ArgumentTypeError with what is wrong -------------
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` → True, ``0/false/no/off`` → False (any case).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1, true, yes or on (or 0, false, no, off), got {text!r}")
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (no upper bound when ``high`` is None)."""
+    def convert(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+    convert.__name__ = "integer"
+    return convert
+
+
+def seconds(allow_zero: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, >= 0 (> 0 when ``allow_zero`` is False)."""
+    def convert(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}, "
+                                             f"got {text!r}")
+        return value
+    convert.__name__ = "seconds"
+    return convert
+
+
+def field_path(text: str) -> str:
+    """An argparse type: a dotted field path such as ``diaSource.visit``."""
+    try:
+        parse_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def resolve_env(parser: argparse.ArgumentParser, args: argparse.Namespace, prog: str) -> dict[str, str]:
+    """Replace every :class:`EnvDefault` left in ``args`` (the option was not on the command line)
+    by its variable's value, checked like a command-line value, or the built-in default.
+
+    Returns:
+        Where each such option's value came from: ``{dest: "cli" | "env" | "default"}``.
+
+    Raises:
+        SystemExit: (code 2) a variable with a value the option refuses, naming the variable.
+    """
+    origin: dict[str, str] = {}
+    for action in parser._actions:
+        default = action.default
+        if not isinstance(default, EnvDefault):
+            continue
+        if getattr(args, action.dest, None) is not default:
+            origin[action.dest] = "cli"
+            continue
+        raw = os.environ.get(default.var)
+        if raw is None or raw == "":
+            setattr(args, action.dest, default.plain)
+            origin[action.dest] = "default"
+            continue
+        try:
+            if isinstance(action, argparse._StoreTrueAction):
+                value: Any = parse_bool(raw)
+            elif action.type is not None:
+                value = action.type(raw)
+            else:
+                value = raw
+            if action.choices is not None and value not in action.choices:
+                raise argparse.ArgumentTypeError(f"expected one of {', '.join(map(str, action.choices))}")
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            _fail(f"{prog}: {default.var}={raw!r}: {exc}")
+        setattr(args, action.dest, value)
+        origin[action.dest] = "env"
+    return origin
 
 
 def kafka_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """librdkafka settings from ``ALERTFILTER_KAFKA_<KEY>`` variables: ``ALERTFILTER_KAFKA_SASL_USERNAME``
     becomes ``sasl.username`` (lower case, ``_`` → ``.``). ``ALERTFILTER_KAFKA_CONFIG`` holds
-    ``key=value;key=value`` pairs."""
+    ``key=value;key=value`` pairs.
+
+    Raises:
+        SystemExit: (code 2) ``ALERTFILTER_KAFKA_CONFIG`` is not ``key=value`` pairs.
+    """
     environ = dict(os.environ if environ is None else environ)
     out: dict[str, str] = {}
     for item in (environ.get("ALERTFILTER_KAFKA_CONFIG") or "").split(";"):
         if item.strip():
             key, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"alertfilter: ALERTFILTER_KAFKA_CONFIG expects key=value pairs separated by ';', got {item!r}")
+            if not sep or not key.strip():
+                _fail(f"alertfilter: ALERTFILTER_KAFKA_CONFIG expects key=value pairs separated by ';', got {item!r}")
             out[key.strip()] = value.strip()
     for name, value in environ.items():
         if name.startswith("ALERTFILTER_KAFKA_") and name != "ALERTFILTER_KAFKA_CONFIG":
@@ -75,40 +216,22 @@ def kafka_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def _env_bool(name: str) -> bool:
-    return str(_env(name, "")).lower() in ("1", "true", "yes", "on")
-
-
 def _kv(items: Sequence[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"alertfilter: -X expects key=value, got {item!r}")
+        if not sep or not key.strip():
+            _fail(f"alertfilter: -X expects key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line: time, level, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-               "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
 def _setup_logging(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler], force=True)
+    setup_logging(fmt, level)
 
 
 def _add_decoding(p: argparse.ArgumentParser, env: bool = False) -> None:
-    e = _env if env else (lambda name, default=None: default)
+    e = _envdefault if env else (lambda name, default=None: default)
     p.add_argument("--format", choices=FORMATS, default=e("format", "confluent"),
                    help="message format: confluent (Confluent wire format, how Rubin publishes), "
                         "schemaless (--schema) or container (an Avro container file per message)")
@@ -120,29 +243,57 @@ def _add_decoding(p: argparse.ArgumentParser, env: bool = False) -> None:
     p.add_argument("--decoder", choices=BACKENDS, default=e("decoder", "cavro"), help="Avro decoder")
 
 
+def _envdefault(name: str, default: Any = None) -> EnvDefault:
+    return EnvDefault(_env_name(name), default)
+
+
+def _schema_file(option: str, path: str) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise ValueError(f"cannot read {option} {path}: no such file")
+    try:
+        return load_schema_file(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - JSON and fastavro parse errors alike
+        raise ValueError(f"{option} {path} is not a usable Avro schema: {type(exc).__name__}: {exc}") from None
+
+
 def _decoder(args: argparse.Namespace) -> Decoder:
+    """The decoder the options describe.
+
+    Raises:
+        ValueError: a schema file missing or unparsable, a format without what it needs...
+        FileNotFoundError: the schema directory does not exist. ImportError: the registry extra is missing.
+    """
     schemas: SchemaSource | None = None
     if args.schema_registry:
         schemas = RegistrySchemaSource(args.schema_registry)
     elif args.schema_dir:
         schemas = DirectorySchemaSource(args.schema_dir)
-    schema = load_schema_file(args.schema) if args.schema else None
-    reader = load_schema_file(args.reader_schema) if args.reader_schema else None
-    return Decoder(args.format, schemas, schema, reader, args.decoder)
+    schema = _schema_file("--schema", args.schema) if args.schema else None
+    reader = _schema_file("--reader-schema", args.reader_schema) if args.reader_schema else None
+    try:
+        return Decoder(args.format, schemas, schema, reader, args.decoder)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the schema cannot be compiled by the decoder
+        raise ValueError(f"the writer schema cannot be used: {type(exc).__name__}: {exc}") from None
 
 
 def _add_filter_rules(p: argparse.ArgumentParser, env: bool = False) -> None:
-    e = _env if env else (lambda name, default=None: default)
+    e = _envdefault if env else (lambda name, default=None: default)
     p.add_argument("--entrypoint", default=e("entrypoint"), help="the class or function to use: needed when the source defines several classes deriving from "
                         "AlertFilter or, with no such class, several public functions")
     cap = p.add_mutually_exclusive_group()
-    cap.add_argument("--max-alerts-per-visit", type=int, default=int(e("max-alerts-per-visit", DEFAULT_MAX_ALERTS_PER_VISIT)),
+    cap.add_argument("--max-alerts-per-visit", type=int_in(0), default=e("max-alerts-per-visit", DEFAULT_MAX_ALERTS_PER_VISIT),
                      help="accept at most N alerts per visit (20 is the original design's figure; 0: no cap)")
-    cap.add_argument("--no-visit-cap", action="store_true", default=bool(env and _env_bool("no-visit-cap")),
+    cap.add_argument("--no-visit-cap", action="store_true", default=e("no-visit-cap", False),
                      help="no per-visit cap")
-    p.add_argument("--visit-field", default=e("visit-field", "diaSource.visit"), help="dotted path of the visit id the cap counts by")
-    p.add_argument("--id-field", default=e("id-field", "diaSourceId"), help="dotted path of the alert id shown in outputs and logs")
-    p.add_argument("--filter-timeout", type=float, default=float(e("filter-timeout", 1.0)),
+    p.add_argument("--visit-field", type=field_path, default=e("visit-field", "diaSource.visit"),
+                   help="dotted path of the visit id the cap counts by (its value must be an integer or a string)")
+    p.add_argument("--id-field", type=field_path, default=e("id-field", "diaSourceId"),
+                   help="dotted path of the alert id shown in outputs and logs")
+    p.add_argument("--filter-timeout", type=seconds(), default=e("filter-timeout", 1.0),
                    help="per-alert time budget of the filter call, s; over it the alert is an error (0: none)")
 
 
@@ -152,9 +303,9 @@ def _load_filter_file(path: str, entrypoint: str | None, json_errors: bool = Fal
     try:
         source = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise SystemExit(f"alertfilter: cannot read filter {path}: {exc.strerror}") from None
+        _fail(f"alertfilter: cannot read filter {path}: {exc.strerror or exc}")
     except UnicodeDecodeError as exc:
-        raise SystemExit(f"alertfilter: filter {path} is not UTF-8 text: {exc}") from None
+        _fail(f"alertfilter: filter {path} is not UTF-8 text: {exc}")
     try:
         return load_filter(source, entrypoint)
     except FilterSourceError as exc:
@@ -168,27 +319,61 @@ def _cap(args: argparse.Namespace) -> int | None:
     """The cap N, or None for no cap (``--no-visit-cap`` or ``--max-alerts-per-visit 0``)."""
     if args.no_visit_cap or args.max_alerts_per_visit == 0:
         return None
-    if args.max_alerts_per_visit < 0:
-        raise SystemExit("alertfilter: --max-alerts-per-visit must be >= 0 (0 means no cap)")
     return args.max_alerts_per_visit
 
 
-# --- subcommands ---------------------------------------------------------------------------------
-def cmd_run(args: argparse.Namespace) -> int:
-    from .processor import AlertProcessor
-    from .runner import Runner, RunnerConfig
+def hard_timeout(filter_timeout_s: float, hard: float | None) -> float:
+    """The hard limit of one message, s: ``hard`` when given (0: none), else ``max(10 x filter timeout, 10)``."""
+    if hard is not None:
+        return hard
+    return max(10 * filter_timeout_s, 10.0)
 
+
+# --- subcommands ---------------------------------------------------------------------------------
+def _run_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices["run"]
+
+
+def resolve_run_args(args: argparse.Namespace) -> None:
+    """Complete parsed ``run`` arguments from the environment (:func:`resolve_env`); the command line
+    wins: ``--max-alerts-per-visit N`` overrides ``ALERTFILTER_NO_VISIT_CAP``.
+
+    Raises:
+        SystemExit: (code 2) a variable with a bad value, or both cap variables set.
+    """
+    prog = "alertfilter run"
+    origin = resolve_env(getattr(args, "run_parser", None) or _run_parser(), args, prog)
+    if args.no_visit_cap and origin.get("no_visit_cap") == "env":
+        if origin.get("max_alerts_per_visit") == "cli":
+            args.no_visit_cap = False  # the command line wins over the environment
+        elif origin.get("max_alerts_per_visit") == "env":
+            _fail(f"{prog}: ALERTFILTER_NO_VISIT_CAP and ALERTFILTER_MAX_ALERTS_PER_VISIT are both set; set one")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``alertfilter run``; returns the exit code (see the module's docstring)."""
+    from confluent_kafka import KafkaException
+
+    from .processor import AlertProcessor
+    from .runner import (EXIT_HARD_TIMEOUT, BrokersUnreachable, Runner, RunnerConfig, StartupError, TopicsMissing)
+    from .schemas import SchemaSourceError
+
+    prog = "alertfilter run"
+    resolve_run_args(args)
     _setup_logging(args.log_format, args.log_level)
     if not args.filter:
-        raise SystemExit("alertfilter run: --filter (or ALERTFILTER_FILTER) is required")
+        _fail(f"{prog}: --filter (or ALERTFILTER_FILTER) is required")
     for name in ("bootstrap_servers", "input", "output"):
         if not getattr(args, name):
-            raise SystemExit(f"alertfilter run: --{name.replace('_', '-')} (or ALERTFILTER_{name.upper()}) is required")
+            _fail(f"{prog}: --{name.replace('_', '-')} (or ALERTFILTER_{name.upper()}) is required")
+    hard = hard_timeout(args.filter_timeout, args.filter_hard_timeout)
+    kafka_config = {**kafka_env(), **_kv(args.X)}
     flt = _load_filter_file(args.filter, args.entrypoint)
     try:
         decoder = _decoder(args)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"alertfilter run: {exc}") from None
+    except (ValueError, OSError, ImportError) as exc:
+        _fail(f"{prog}: {exc}")
     name = args.name or flt.name
     processor = AlertProcessor(flt, decoder, VisitCap(_cap(args)), args.visit_field, args.id_field, args.filter_timeout)
     config = RunnerConfig(
@@ -197,48 +382,74 @@ def cmd_run(args: argparse.Namespace) -> int:
         group_id=args.group or f"alertfilter-{name}", batch_size=args.batch_size, exactly_once=args.exactly_once,
         transactional_id=args.transactional_id, max_message_bytes=args.max_message_bytes,
         metrics_port=args.metrics_port if args.metrics_port >= 0 else None, exit_when_idle_s=args.exit_when_idle,
+        hard_timeout_s=hard, liveness_window_s=args.liveness_window, schema_retries=args.schema_retries,
         topic_wait_s=args.topic_wait,
-        kafka_config={**kafka_env(), **_kv(args.X)})
+        log_format=args.log_format, kafka_config=kafka_config)
+    try:
+        runner = Runner(config, processor)
+    except (ValueError, StartupError) as exc:
+        _fail(f"{prog}: {exc}")
     if args.create_topics:
         from .kafkautil import ensure_topics
 
-        ensure_topics(config.bootstrap_servers, {config.output_topic: 1, config.dead_letter_topic: 1}, config.kafka_config)
-    try:
-        runner = Runner(config, processor)
-    except ValueError as exc:
-        raise SystemExit(f"alertfilter run: {exc}") from None
-    log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s", name, flt.source_sha256[:12],
-             config.input_topic, config.output_topic, config.dead_letter_topic, config.group_id,
-             "exactly-once" if config.exactly_once else "at-least-once")
-    from .runner import TopicsMissing
-
+        try:
+            ensure_topics(config.bootstrap_servers, {config.output_topic: 1, config.dead_letter_topic: 1},
+                          config.kafka_config)
+        except KafkaException as exc:
+            log.error("cannot create the output and dead-letter topics on %s: %s", config.bootstrap_servers, exc)
+            return 3
+    log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s; hard limit %s", name,
+             flt.source_sha256[:12], config.input_topic, config.output_topic, config.dead_letter_topic,
+             config.group_id, "exactly-once" if config.exactly_once else "at-least-once",
+             f"{hard:g} s (exit code {EXIT_HARD_TIMEOUT})" if hard else "none")
     try:
         return runner.run()
-    except TopicsMissing as exc:
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 2
+    except (TopicsMissing, BrokersUnreachable) as exc:
         log.error("%s", exc)
         return 3
+    except SchemaSourceError as exc:
+        log.error("the schema source cannot be used: %s", exc)
+        return 4
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .tools import check
+    from .tools import AlertFileError, check, jsonable
 
     flt = _load_filter_file(args.filter, args.entrypoint, json_errors=args.json)
+    file_error: AlertFileError | None = None
     try:
         res = check(flt, args.alerts, _cap(args), args.visit_field, args.id_field, args.filter_timeout)
+    except AlertFileError as exc:
+        file_error, res = exc, exc.result
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"alertfilter check: cannot read alerts: {exc}") from None
+        _fail(f"alertfilter check: cannot read alerts: {exc}")
     if args.json:
-        print(json.dumps(res.as_dict()))
+        out = jsonable(res.as_dict())
+        if file_error is not None:
+            out["file_error"] = str(file_error)
+        print(json.dumps(out))
     else:
         print(f"{res.alerts} alerts: {res.accepted} accepted, {res.capped} capped, {res.rejected} rejected, "
               f"{res.errors} errors")
         for e in res.first_errors[:5]:
-            print(f"  error at {e['file']}#{e['index']} (alert {e['alert_id']}): {e['reason']}: {e['message']}")
+            print(f"  error at {e['file']}#{e['index']} (alert {_show_id(e['alert_id'])}): {e['reason']}: {e['message']}")
         if res.accepted_ids:
-            print("accepted ids: " + ", ".join(map(str, res.accepted_ids[:20])) + (" ..." if res.accepted > 20 else ""))
+            print("accepted ids: " + ", ".join(map(_show_id, res.accepted_ids[:20])) + (" ..." if res.accepted > 20 else ""))
         for line in check_warnings(res, args.visit_field, args.id_field):
             print(line)
+    if file_error is not None:
+        print(f"alertfilter check: {file_error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _show_id(alert_id: Any) -> str:
+    if isinstance(alert_id, (bytes, bytearray)):
+        return f"<{len(alert_id)} bytes>"
+    return str(alert_id)
 
 
 def check_warnings(res: Any, visit_field: str, id_field: str) -> list[str]:
@@ -251,6 +462,9 @@ def check_warnings(res: Any, visit_field: str, id_field: str) -> list[str]:
         if "missing-visit-field" in res.errors_by_reason:
             lines.append(f"  the alerts lack the visit field {visit_field}: set --visit-field "
                          "(simulated lsst.alert alerts: --visit-field diaSource.ccdVisitId)")
+        if "invalid-visit-field" in res.errors_by_reason:
+            lines.append(f"  the visit field {visit_field} does not hold an integer or a string in some alerts, so the "
+                         "per-visit cap cannot count them: point --visit-field at the visit id")
     if res.accepted_ids and all(i is None for i in res.accepted_ids):
         lines.append(f"note: the accepted alerts have no id at {id_field}: set --id-field "
                      "(simulated lsst.alert alerts: --id-field alertId)")
@@ -272,11 +486,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_consume(args: argparse.Namespace) -> int:
     from .tools import consume
 
+    from .schemas import SchemaSourceError
+
     decoder = None
     if args.mode != "count" and (args.schema_dir or args.schema_registry or args.schema or args.format == "container"):
-        decoder = _decoder(args)
-    consume(args.bootstrap_servers, args.topic, decoder, args.mode, args.idle_timeout, args.max_messages,
-            args.visit_field, args.id_field, kafka_config=_kv(args.X))
+        try:
+            decoder = _decoder(args)
+        except (ValueError, OSError, ImportError) as exc:
+            _fail(f"alertfilter consume: {exc}")
+    try:
+        consume(args.bootstrap_servers, args.topic, decoder, args.mode, args.idle_timeout, args.max_messages,
+                args.visit_field, args.id_field, kafka_config=_kv(args.X))
+    except SchemaSourceError as exc:
+        _fail(f"alertfilter consume: the schema source cannot be used: {exc}")
     return 0
 
 
@@ -308,44 +530,57 @@ def build_parser() -> argparse.ArgumentParser:
             "each alert, write accepted alerts (at most N per visit) to the output topic and alerts that could not "
             "be filtered to the dead-letter topic. Every option can also be set as an environment variable "
             "ALERTFILTER_<OPTION> (see below).", RUN_EPILOG)
-    r.add_argument("--filter", default=_env("filter"),
+    e = _envdefault
+    r.add_argument("--filter", default=e("filter"),
                    help="the filter's Python source file; required (or via the environment)")
-    r.add_argument("--name", default=_env("name"),
+    r.add_argument("--name", default=e("name"),
                    help="filter name for headers, logs and the default group (default: the class or function name)")
-    r.add_argument("--bootstrap-servers", default=_env("bootstrap-servers"),
+    r.add_argument("--bootstrap-servers", default=e("bootstrap-servers"),
                    help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; required (or via the environment)")
-    r.add_argument("--input", default=_env("input"),
+    r.add_argument("--input", default=e("input"),
                    help="input topic (the full alert stream); required (or via the environment)")
-    r.add_argument("--output", default=_env("output"),
+    r.add_argument("--output", default=e("output"),
                    help="output topic for accepted alerts; required (or via the environment)")
-    r.add_argument("--dead-letter-topic", default=_env("dead-letter-topic"),
+    r.add_argument("--dead-letter-topic", default=e("dead-letter-topic"),
                    help="topic for alerts that could not be filtered (default: <output>.deadletter)")
-    r.add_argument("--group", default=_env("group"), help="consumer group (default: alertfilter-<name>)")
-    r.add_argument("--batch-size", type=int, default=int(_env("batch-size", 200)),
-                   help="messages per consume call and per commit (or transaction)")
-    r.add_argument("--exactly-once", action="store_true", default=_env_bool("exactly-once"),
+    r.add_argument("--group", default=e("group"), help="consumer group (default: alertfilter-<name>)")
+    r.add_argument("--batch-size", type=int_in(1, 100_000), default=e("batch-size", 200),
+                   help="messages per consume call and per commit (or transaction), 1 to 100000")
+    r.add_argument("--exactly-once", action="store_true", default=e("exactly-once", False),
                    help="use Kafka transactions (read the output with isolation.level=read_committed); "
                         "default: at-least-once")
-    r.add_argument("--transactional-id", default=_env("transactional-id"),
+    r.add_argument("--transactional-id", default=e("transactional-id"),
                    help="transactional.id for --exactly-once (default: alertfilter-<group>-<hostname>)")
-    r.add_argument("--max-message-bytes", type=int, default=int(_env("max-message-bytes", 4 * 1024 * 1024)),
-                   help="largest record produced, bytes; a larger accepted alert goes to the dead-letter topic")
-    r.add_argument("--metrics-port", type=int, default=int(_env("metrics-port", 8080)),
+    r.add_argument("--max-message-bytes", type=int_in(1024, 1_000_000_000), default=e("max-message-bytes", 4 * 1024 * 1024),
+                   help="largest record produced, bytes (>= 1024); a larger accepted alert goes to the dead-letter topic, "
+                        "without its value")
+    r.add_argument("--metrics-port", type=int_in(-1, 65535), default=e("metrics-port", 8080),
                    help="port of /metrics, /healthz, /readyz (-1: none)")
-    r.add_argument("--exit-when-idle", type=float, default=float(_env("exit-when-idle")) if _env("exit-when-idle") else None,
+    r.add_argument("--filter-hard-timeout", type=seconds(), default=e("filter-hard-timeout"),
+                   help="hard limit of one alert's processing, s (default: max(10 x --filter-timeout, 10); 0: none): "
+                        "past it, even when the filter defeats --filter-timeout, the alert is dead-lettered and the "
+                        "runner exits with code 70 to restart past it")
+    r.add_argument("--liveness-window", type=seconds(allow_zero=False), default=e("liveness-window"),
+                   help="/healthz fails after this long without progress, s (default: max(60, 3 x the hard limit))")
+    r.add_argument("--schema-retries", type=int_in(0, 100), default=e("schema-retries", 5),
+                   help="while a schema cannot be had (a malformed schema file, an unreachable registry), retry "
+                        "the batch this many times, waiting 1, 2, 4... up to 30 s, then exit with code 4; its "
+                        "messages are neither dead-lettered nor committed meanwhile")
+    r.add_argument("--exit-when-idle", type=seconds(), default=e("exit-when-idle"),
                    help="exit 0 once all partitions are at their end for this many seconds (default: never)")
-    r.add_argument("--topic-wait", type=float, default=float(_env("topic-wait", 120)),
-                   help="wait this long at start for the topics to exist, s")
-    r.add_argument("--create-topics", action="store_true", default=_env_bool("create-topics"),
+    r.add_argument("--topic-wait", type=seconds(), default=e("topic-wait", 120.0),
+                   help="wait this long at start for the brokers to answer and the topics to exist, s")
+    r.add_argument("--create-topics", action="store_true", default=e("create-topics", False),
                    help="create missing output and dead-letter topics (local runs; in a cluster the operator does)")
-    r.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"),
+    r.add_argument("--log-format", choices=("text", "json"), default=e("log-format", "text"),
                    help="log lines as text or as one JSON object each")
-    r.add_argument("--log-level", default=_env("log-level", "info"), help="debug, info, warning or error")
+    r.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower,
+                   default=e("log-level", "info"), help="debug, info, warning or error")
     r.add_argument("-X", action="append", metavar="KEY=VALUE",
                    help="extra librdkafka setting (repeatable; wins over ALERTFILTER_KAFKA_* variables)")
     _add_filter_rules(r, env=True)
     _add_decoding(r, env=True)
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, run_parser=r)
 
     c = add("check", "backtest a filter offline on Avro container files",
             "Backtest a filter offline on Avro container files, with the runner's rules (per-visit cap, errors, "

@@ -17,16 +17,20 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 from typing import Any, Callable
 
 import fastavro
 
-from .schemas import SchemaNotFound, SchemaSource
+from .schemas import FAILURE_TTL_S, SchemaNotFound, SchemaSource, SchemaSourceError
 
 MAGIC_BYTE = 0
 HEADER = struct.Struct(">bI")
 FORMATS = ("confluent", "schemaless", "container")
 BACKENDS = ("fastavro", "cavro")
+
+
+_NOTHING = object()
 
 
 class DecodeError(ValueError):
@@ -99,6 +103,7 @@ class Decoder:
         self.backend = backend
         self._make = _BACKENDS[backend]
         self._by_id: dict[int, Callable[[bytes], Any]] = {}
+        self._unusable: dict[int, tuple[float, SchemaSourceError]] = {}
         self._schemaless = self._make(schema, reader_schema) if schema is not None else None
         self.last_schema_id: int | None = None
 
@@ -106,14 +111,20 @@ class Decoder:
         dec = self._by_id.get(schema_id)
         if dec is None:
             assert self.schemas is not None
+            failed = self._unusable.get(schema_id)
+            if failed is not None and time.monotonic() - failed[0] < FAILURE_TTL_S:
+                raise failed[1]
             try:
                 writer = self.schemas.get(schema_id)
             except SchemaNotFound as exc:
                 raise DecodeError(str(exc)) from None
             try:
                 dec = self._make(writer, self.reader_schema)
-            except Exception as exc:  # noqa: BLE001 - schema parse/resolution errors
-                raise DecodeError(f"schema id {schema_id} cannot be used: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - a schema that cannot be parsed or resolved
+                err = SchemaSourceError(f"schema id {schema_id} cannot be used: {type(exc).__name__}: {exc}")
+                self._unusable[schema_id] = (time.monotonic(), err)
+                raise err from None
+            self._unusable.pop(schema_id, None)
             self._by_id[schema_id] = dec
         return dec
 
@@ -123,6 +134,9 @@ class Decoder:
         Raises:
             DecodeError: empty value, wrong magic byte, unknown schema id, truncated or corrupt body,
                 a container holding other than one record, or a value that is not a record.
+            SchemaSourceError: the schema of the message's id cannot be had now (a schema file or
+                registry schema that cannot be parsed, a registry that cannot be reached): not the
+                message's fault.
         """
         if not value:
             raise DecodeError("empty message value")
@@ -139,11 +153,14 @@ class Decoder:
                 assert self._schemaless is not None
                 record = self._schemaless(value)
             else:
-                records = list(fastavro.reader(io.BytesIO(value), reader_schema=self.reader_schema))
-                if len(records) != 1:
-                    raise DecodeError(f"container holds {len(records)} records; one alert per message expected")
-                record = records[0]
-        except DecodeError:
+                # Never more than two records: a block may claim 2**40 of them in a few bytes.
+                records = iter(fastavro.reader(io.BytesIO(value), reader_schema=self.reader_schema))
+                record = next(records, _NOTHING)
+                if record is _NOTHING:
+                    raise DecodeError("container holds no record; one alert per message expected")
+                if next(records, _NOTHING) is not _NOTHING:
+                    raise DecodeError("container holds more than one record; one alert per message expected")
+        except (DecodeError, SchemaSourceError):
             raise
         except Exception as exc:  # noqa: BLE001 - the codecs raise many kinds on corrupt input
             raise DecodeError(f"corrupt Avro data: {type(exc).__name__}: {exc}") from None

@@ -3,7 +3,8 @@
 Endpoints (one HTTP port, ``--metrics-port``):
 
 - ``/metrics``: Prometheus text format.
-- ``/healthz``: 200 while the poll loop has turned within the liveness window, else 503.
+- ``/healthz``: 200 while the runner has processed a message or turned its poll loop within the
+  liveness window (it beats once per message, so a slow but progressing batch stays healthy), else 503.
 - ``/readyz``: 200 while the consumer has partitions assigned, else 503.
 """
 
@@ -98,7 +99,11 @@ class HealthServer:
 
 
 class Heartbeat:
-    """Records when the poll loop last turned; ``alive()`` is False after ``window_s`` without a beat."""
+    """Records when the runner last made progress; ``alive()`` is False after ``window_s`` (s) without a beat.
+
+    :meth:`beat` is called by the poll loop; the runner also sets :attr:`last` (``time.monotonic()``)
+    directly for every message, which is cheaper than a method call.
+    """
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s

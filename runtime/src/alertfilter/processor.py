@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .api import LoadedFilter, check_result
+from .api import (FILTER_ERRORS, LoadedFilter, NonBoolResult, a_or_an, check_result, describe_exception, safe_repr,
+                  type_name)
 from .cap import VisitCap
 from .codecs import DecodeError, Decoder
 from .fields import MissingField, get_field, parse_path
@@ -28,12 +29,13 @@ ERROR = "error"
 # ``reason`` label of ``alertfilter_errors_total``.
 REASON_DECODE = "decode-error"
 REASON_MISSING_VISIT = "missing-visit-field"
+REASON_INVALID_VISIT = "invalid-visit-field"
 REASON_FILTER_EXCEPTION = "filter-exception"
 REASON_NON_BOOL = "non-bool-result"
 REASON_TIMEOUT = "filter-timeout"
 REASON_TOO_LARGE = "output-too-large"
-REASONS = (REASON_DECODE, REASON_MISSING_VISIT, REASON_FILTER_EXCEPTION, REASON_NON_BOOL, REASON_TIMEOUT,
-           REASON_TOO_LARGE)
+REASONS = (REASON_DECODE, REASON_MISSING_VISIT, REASON_INVALID_VISIT, REASON_FILTER_EXCEPTION, REASON_NON_BOOL,
+           REASON_TIMEOUT, REASON_TOO_LARGE)
 
 
 class FilterTimeout(BaseException):
@@ -65,8 +67,19 @@ class Outcome:
     filter_seconds: float = 0.0
 
 
+#: True only while a filter call's time budget runs: an alarm that fires just after the call
+#: returned (its signal handler runs a few bytecodes later) must not raise outside the call.
+_alarm_armed = False
+#: Set when the budget of the current call ran out, even if the filter swallowed the FilterTimeout
+#: (``except BaseException``): the call is then a timeout whatever it returns.
+_alarm_fired = False
+
+
 def _on_alarm(signum: int, frame: Any) -> None:
-    raise FilterTimeout()
+    global _alarm_fired
+    if _alarm_armed:
+        _alarm_fired = True
+        raise FilterTimeout()
 
 
 class AlertProcessor:
@@ -87,6 +100,7 @@ class AlertProcessor:
         self.filter = flt
         self.decoder = decoder
         self.cap = cap
+        self.visit_field = visit_field
         self.visit_path = parse_path(visit_field)
         self.id_path = parse_path(id_field)
         self.filter_timeout_s = filter_timeout_s or 0.0
@@ -94,18 +108,39 @@ class AlertProcessor:
         if self._use_alarm:
             signal.signal(signal.SIGALRM, _on_alarm)
         self._clock: Callable[[], float] = time.perf_counter
+        #: The id of the alert whose filter call runs now (None between calls): for the runner's watchdog.
+        self.current_alert_id: Any = None
+        #: Called with the alert id just before each filter call (the runner's watchdog records it).
+        self.on_filter_start: Callable[[Any], None] | None = None
 
-    def _call_filter(self, alert: dict[str, Any]) -> Any:
+    def _call_filter(self, alert: dict[str, Any]) -> bool:
+        """The filter's verdict, read within the time budget (``__bool__`` of what it returns included)."""
+        global _alarm_armed, _alarm_fired
         if not self._use_alarm:
-            return self.filter.func(alert)
+            return check_result(self.filter.func(alert))
+        _alarm_fired = False
+        _alarm_armed = True
         signal.setitimer(signal.ITIMER_REAL, self.filter_timeout_s)
         try:
-            return self.filter.func(alert)
+            verdict = check_result(self.filter.func(alert))
         finally:
+            _alarm_armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
+        if _alarm_fired:  # the filter caught the FilterTimeout and went on: still over budget
+            raise FilterTimeout()
+        return verdict
+
+    def _timeout(self, alert_id: Any, visit: Any, t0: float) -> Outcome:
+        return Outcome(ERROR, REASON_TIMEOUT, f"filter call exceeded its budget of {self.filter_timeout_s:g} s",
+                       alert_id, visit, self._clock() - t0)
 
     def process(self, value: bytes | None) -> Outcome:
-        """Decode, filter and cap one message value. Never raises for bad input."""
+        """Decode, filter and cap one message value. Never raises for bad input.
+
+        Raises:
+            SchemaSourceError: the message's schema cannot be had now (a malformed schema, an
+                unreachable registry): not the message's fault, so no outcome is given for it.
+        """
         try:
             alert = self.decoder.decode(value)
         except DecodeError as exc:
@@ -113,7 +148,9 @@ class AlertProcessor:
         return self.process_alert(alert)
 
     def process_alert(self, alert: dict[str, Any]) -> Outcome:
-        """Filter and cap one decoded alert. Never raises for bad input."""
+        """Filter and cap one decoded alert. Never raises: whatever the filter raises (``sys.exit()``
+        and ``KeyboardInterrupt`` included) or returns, and whatever the visit field holds, is an
+        :class:`Outcome` (an error one when it must be)."""
         try:
             alert_id = get_field(alert, self.id_path, allow_null=True)
         except MissingField:
@@ -122,21 +159,30 @@ class AlertProcessor:
             visit = get_field(alert, self.visit_path)
         except MissingField as exc:
             return Outcome(ERROR, REASON_MISSING_VISIT, str(exc), alert_id)
+        if isinstance(visit, bool) or not isinstance(visit, (int, str)):
+            return Outcome(ERROR, REASON_INVALID_VISIT,
+                           f"the visit field {self.visit_field} holds {a_or_an(type_name(visit))} "
+                           f"{safe_repr(visit, 60)}, not an integer or a string: the per-visit cap cannot count it",
+                           alert_id)
+        self.current_alert_id = alert_id
+        if self.on_filter_start is not None:
+            self.on_filter_start(alert_id)
         t0 = self._clock()
         try:
-            result = self._call_filter(alert)
+            accepted = self._call_filter(alert)
         except FilterTimeout:
-            dt = self._clock() - t0
-            return Outcome(ERROR, REASON_TIMEOUT, f"filter call exceeded its budget of {self.filter_timeout_s:g} s",
-                           alert_id, visit, dt)
-        except Exception as exc:  # noqa: BLE001 - a filter may raise anything; the loop goes on
-            dt = self._clock() - t0
-            return Outcome(ERROR, REASON_FILTER_EXCEPTION, f"{type(exc).__name__}: {exc}"[:1000], alert_id, visit, dt)
+            return self._timeout(alert_id, visit, t0)
+        except NonBoolResult as exc:
+            if self._use_alarm and _alarm_fired:
+                return self._timeout(alert_id, visit, t0)
+            return Outcome(ERROR, REASON_NON_BOOL, str(exc), alert_id, visit, self._clock() - t0)
+        except FILTER_ERRORS as exc:  # a filter may raise anything, sys.exit() included; the loop goes on
+            if self._use_alarm and _alarm_fired:  # it caught the FilterTimeout and raised something else
+                return self._timeout(alert_id, visit, t0)
+            return Outcome(ERROR, REASON_FILTER_EXCEPTION, describe_exception(exc), alert_id, visit, self._clock() - t0)
+        finally:
+            self.current_alert_id = None
         dt = self._clock() - t0
-        try:
-            accepted = check_result(result)
-        except TypeError as exc:
-            return Outcome(ERROR, REASON_NON_BOOL, str(exc), alert_id, visit, dt)
         if not accepted:
             return Outcome(REJECTED, alert_id=alert_id, visit=visit, filter_seconds=dt)
         if not self.cap.admit(visit):

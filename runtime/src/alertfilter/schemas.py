@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,8 +19,38 @@ import fastavro.schema
 _VERSION_RE = re.compile(r"v(\d+)_(\d+)")
 
 
+#: How long a schema that failed to load is not tried again, s: messages of that id fail fast
+#: meanwhile (the runner retries a batch after a back-off of at least this).
+FAILURE_TTL_S = 1.0
+
+
 class SchemaNotFound(LookupError):
-    """No schema is known for a schema id."""
+    """No schema is known for a schema id: a problem of the message (it goes to the dead-letter topic)."""
+
+
+class SchemaSourceError(RuntimeError):
+    """The schema source cannot be used now: a schema that cannot be parsed, or a registry that
+    cannot be reached. Not the message's fault: the runner neither dead-letters nor commits it,
+    and retries."""
+
+
+class _Failures:
+    """Remembers, per schema id, a recent failure to load it, for :data:`FAILURE_TTL_S`."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._by_id: dict[int, tuple[float, SchemaSourceError]] = {}
+
+    def check(self, schema_id: int) -> None:
+        hit = self._by_id.get(schema_id)
+        if hit is not None:
+            if time.monotonic() - hit[0] < self.ttl_s:
+                raise hit[1]
+            del self._by_id[schema_id]
+
+    def add(self, schema_id: int, exc: SchemaSourceError) -> SchemaSourceError:
+        self._by_id[schema_id] = (time.monotonic(), exc)
+        return exc
 
 
 class SchemaSource(Protocol):
@@ -48,11 +79,14 @@ class DirectorySchemaSource:
     under ``major*100+minor``; named types it references are loaded from sibling files
     (``lsst.v10_0.diaSource.avsc``), as in Rubin's published schema layout.
 
+    A file that cannot be parsed is a :class:`SchemaSourceError` (tried again after
+    ``failure_ttl_s``: the file may be fixed meanwhile).
+
     Raises:
         FileNotFoundError: when ``path`` is not a directory.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, failure_ttl_s: float = FAILURE_TTL_S) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"schema directory {self.path} does not exist")
@@ -60,6 +94,7 @@ class DirectorySchemaSource:
         self._scanned_at = 0.0
         self._scan()
         self._cache: dict[int, dict[str, Any]] = {}
+        self._failures = _Failures(failure_ttl_s)
         self._lock = threading.Lock()
 
     #: At most one re-read of the directory per this many seconds when an unknown id arrives.
@@ -88,6 +123,7 @@ class DirectorySchemaSource:
 
         Raises:
             SchemaNotFound: no file for that id.
+            SchemaSourceError: the file cannot be read or parsed.
         """
         with self._lock:
             if schema_id in self._cache:
@@ -102,7 +138,12 @@ class DirectorySchemaSource:
             if f is None:
                 raise SchemaNotFound(f"schema id {schema_id} not found in {self.path} "
                                      f"(has: {', '.join(map(str, self.ids())) or 'none'})")
-            schema = load_schema_file(f)
+            self._failures.check(schema_id)
+            try:
+                schema = load_schema_file(f)
+            except Exception as exc:  # noqa: BLE001 - JSON, fastavro and OS errors alike
+                raise self._failures.add(schema_id, SchemaSourceError(
+                    f"schema file {f} (schema id {schema_id}) cannot be used: {type(exc).__name__}: {exc}")) from None
             self._cache[schema_id] = schema
             return schema
 
@@ -110,31 +151,51 @@ class DirectorySchemaSource:
 class RegistrySchemaSource:
     """Schemas from a Confluent-compatible schema registry, through confluent-kafka's client.
 
+    An id the registry answers it does not know (HTTP 404) is :class:`SchemaNotFound`; a registry
+    that cannot be reached, answers with another error, or returns a schema that is not JSON is a
+    :class:`SchemaSourceError` (asked again after ``failure_ttl_s``).
+
     Raises:
-        ImportError: when confluent-kafka's schema-registry extra (``httpx``, ``attrs``...) is missing.
+        ImportError: when confluent-kafka's schema-registry extra (``httpx``, ``authlib``...) is
+            missing; the message says how to install it.
     """
 
-    def __init__(self, url: str) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+    def __init__(self, url: str, failure_ttl_s: float = FAILURE_TTL_S) -> None:
+        try:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+        except ImportError as exc:
+            raise ImportError(f"--schema-registry needs confluent-kafka's schema-registry extra: pip install "
+                              f"'alertfilter[registry]' ({exc})") from None
 
         self.url = url
         self._client = SchemaRegistryClient({"url": url})
         self._cache: dict[int, dict[str, Any]] = {}
+        self._failures = _Failures(failure_ttl_s)
         self._lock = threading.Lock()
 
     def get(self, schema_id: int) -> dict[str, Any]:
         """The schema registered under ``schema_id``, fetched once and cached.
 
         Raises:
-            SchemaNotFound: the registry does not know the id or cannot be reached.
+            SchemaNotFound: the registry does not know the id.
+            SchemaSourceError: the registry cannot be reached or answers with another error.
         """
         with self._lock:
             if schema_id in self._cache:
                 return self._cache[schema_id]
+            self._failures.check(schema_id)
             try:
-                schema = json.loads(self._client.get_schema(schema_id).schema_str)
+                text = self._client.get_schema(schema_id).schema_str
             except Exception as exc:  # noqa: BLE001 - the client raises several kinds
-                raise SchemaNotFound(f"schema id {schema_id} from registry {self.url}: {exc}") from exc
+                if getattr(exc, "http_status_code", None) == 404:
+                    raise SchemaNotFound(f"schema id {schema_id} is not in registry {self.url}: {exc}") from None
+                raise self._failures.add(schema_id, SchemaSourceError(
+                    f"schema registry {self.url} cannot give schema id {schema_id}: {type(exc).__name__}: {exc}")) from None
+            try:
+                schema = json.loads(text)
+            except (TypeError, ValueError) as exc:
+                raise self._failures.add(schema_id, SchemaSourceError(
+                    f"schema id {schema_id} from registry {self.url} is not JSON: {exc}")) from None
             self._cache[schema_id] = schema
             return schema
 

@@ -49,21 +49,53 @@ class CheckResult:
                 "first_errors": self.first_errors}
 
 
+class AlertFileError(ValueError):
+    """An alert file is not an Avro container file, or is truncated or corrupt part way.
+
+    Attributes:
+        path: the file.
+        result: the :class:`CheckResult` of every alert read before the problem.
+    """
+
+    def __init__(self, message: str, path: str, result: CheckResult) -> None:
+        super().__init__(message)
+        self.path = path
+        self.result = result
+
+
 def check(flt: LoadedFilter, files: Iterable[str | Path], max_per_visit: int | None = 20,
           visit_field: str = "diaSource.visit", id_field: str = "diaSourceId",
           filter_timeout_s: float | None = 1.0) -> CheckResult:
     """Run ``flt`` over the alerts of container ``files`` in file order, with the runner's rules.
 
     Raises:
-        OSError, ValueError: a file cannot be read as an Avro container.
+        OSError: a file cannot be opened.
+        AlertFileError: a file is not an Avro container, or is truncated or corrupt; its ``result``
+            counts the alerts read before (the files after it are not read).
     """
     proc = AlertProcessor(flt, Decoder("container"), VisitCap(max_per_visit), visit_field, id_field, filter_timeout_s)
     res = CheckResult()
     reasons: Counter[str] = Counter()
     for path in files:
         with open(path, "rb") as fh:
-            for index, alert in enumerate(fastavro.reader(fh)):
-                oc = proc.process_alert(alert)
+            try:
+                records = iter(fastavro.reader(fh))
+            except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds on a bad header
+                res.errors_by_reason = dict(reasons)
+                raise AlertFileError(f"file {path} is not an Avro container file: {type(exc).__name__}: {exc}",
+                                     str(path), res) from None
+            index = 0
+            while True:
+                try:
+                    alert = next(records)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, zlib.error, ...
+                    res.errors_by_reason = dict(reasons)
+                    raise AlertFileError(f"file {path} is truncated or corrupt after {index} alerts: "
+                                         f"{type(exc).__name__}: {exc}", str(path), res) from None
+                oc = proc.process_alert(alert) if isinstance(alert, dict) else \
+                    Outcome(ERROR, "decode-error", f"record is {type(alert).__name__}, not a record")
                 res.alerts += 1
                 if oc.kind == ACCEPTED:
                     res.accepted += 1
@@ -78,6 +110,7 @@ def check(flt: LoadedFilter, files: Iterable[str | Path], max_per_visit: int | N
                                                  "reason": oc.reason, "message": oc.message})
                 else:
                     res.rejected += 1
+                index += 1
     res.errors_by_reason = dict(reasons)
     return res
 
@@ -212,11 +245,13 @@ def produce(bootstrap: str, topic: str, files: list[str | Path], schema_id: int 
 
 
 # --- consume -------------------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` made JSON-serialisable: bytes as ``{"bytes": length}``, NaN as null, infinities as
+    ``"Infinity"``/``"-Infinity"``, dict keys as text."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return {"bytes": len(value)}
     if isinstance(value, float) and not math.isfinite(value):
@@ -303,7 +338,7 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
                 if mode == "json":
                     record = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
                               "headers": {k: v.decode("utf-8", "replace") if v else None for k, v in (m.headers() or [])},
-                              "alert": _jsonable(alert) if alert is not None else None}
+                              "alert": jsonable(alert) if alert is not None else None}
                     print(json.dumps(record), file=out)
                 if max_messages is not None and summary.messages >= max_messages:
                     break
@@ -326,6 +361,9 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
         if summary.ids:
             print("  first ids: " + ", ".join(map(str, summary.ids[:10])), file=out)
     return summary
+
+
+_jsonable = jsonable
 
 
 def outcome_line(oc: Outcome) -> str:
