@@ -58,7 +58,8 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
             for a in c["user"]["spec"]["authorization"]["acls"]}
     assert acls == {("topic", "alerts"): ["Describe", "Read"], ("group", f"alertfilter.{namespace}.bright"): ["Read"],
                     ("topic", f"{namespace}.bright"): ["Describe", "Write"],
-                    ("topic", f"{namespace}.bright.deadletter"): ["Describe", "Write"]}
+                    ("topic", f"{namespace}.bright.deadletter"): ["Describe", "Write"],
+                    ("transactionalId", f"alertfilter-alertfilter.{namespace}.bright"): ["Describe", "Write"]}
     pod = c["deployment"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"alerts.lsst.io/pool": pname}
     assert pod["tolerations"][0]["value"] == pname

@@ -77,3 +77,29 @@ def test_recursive_and_named_types_compile():
 ])
 def test_inference_of_the_fields_a_filter_reads(source, name, fields):
     assert infer_fields(source, name) == fields
+
+
+
+def _fields_for(tmp_path, source, *extra):
+    from alertfilter import load_filter
+    from alertfilter.cli import _decode_fields, build_parser, resolve_run_args
+
+    f = tmp_path / "f.py"
+    f.write_text(source)
+    args = build_parser().parse_args(["run", "--filter", str(f), *extra])
+    resolve_run_args(args)
+    return _decode_fields(args, load_filter(source))
+
+
+def test_runner_decodes_what_the_filter_reads_plus_visit_and_id(tmp_path):
+    src = "def f(alert):\n    return alert['diaObject'] is None\n"
+    assert _fields_for(tmp_path, src) == {"diaObject", "diaSource", "diaSourceId"}
+    assert _fields_for(tmp_path, src, "--fields", "all") is None
+    assert _fields_for(tmp_path, src, "--fields", "ssSource", "--id-field", "alertId") == {"ssSource", "diaSource", "alertId"}
+
+
+def test_a_declared_field_list_wins_and_unknown_use_decodes_everything(tmp_path):
+    declared = ("from alertfilter import AlertFilter\nclass F(AlertFilter):\n    fields = ['cutoutScience']\n"
+                "    def filter(self, alert):\n        return check(alert)\n\ndef check(a):\n    return True\n")
+    assert _fields_for(tmp_path, declared) == {"cutoutScience", "diaSource", "diaSourceId"}
+    assert _fields_for(tmp_path, "def f(alert):\n    return len(alert) > 3\n") is None

@@ -157,8 +157,9 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
     """The Strimzi KafkaUser of the runner (SCRAM-SHA-512).
 
     ACLs allow exactly: Read and Describe on the input topic; Read on the filter's consumer group;
-    Write and Describe on its output and dead-letter topics; and, with ``exactlyOnce``, Write and
-    Describe on its transactional ids (prefix ``alertfilter-<group>``).
+    Write and Describe on its output and dead-letter topics; and Write and Describe on its
+    transactional ids (prefix ``alertfilter-<group>``): exactly-once batches use them, and so does
+    the runner's watchdog when it commits past a filter stuck in C code.
     """
     def acl(rtype: str, name: str, ops: list[str], pattern: str = "literal") -> dict[str, Any]:
         return {"resource": {"type": rtype, "name": name, "patternType": pattern}, "operations": ops}
@@ -169,8 +170,7 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
         acl("topic", f.output_topic, ["Write", "Describe"]),
         acl("topic", f.dead_letter_topic, ["Write", "Describe"]),
     ]
-    if f.spec.exactlyOnce:
-        acls.append(acl("transactionalId", f"alertfilter-{f.group}", ["Write", "Describe"], "prefix"))
+    acls.append(acl("transactionalId", f"alertfilter-{f.group}", ["Write", "Describe"], "prefix"))
     return {
         "apiVersion": STRIMZI_API, "kind": "KafkaUser",
         "metadata": {"name": f.kafka_user, "namespace": pool.kafka_namespace, "labels": f.outside_labels(pool, "kafka-user")},

@@ -81,6 +81,9 @@ class Decoder:
         schema: the writer schema (``schemaless`` format).
         reader_schema: optional reader schema; fields it lacks are skipped, as Avro resolution says.
         backend: one of :data:`BACKENDS`.
+        fields: top-level fields to decode (projected decoding, see ``projection.py``); None for
+            all. Used with the cavro backend, no reader schema, and the compiled skipper installed;
+            otherwise every field is decoded.
 
     Raises:
         ValueError: for an unknown format or backend, or a format without what it needs.
@@ -88,7 +91,7 @@ class Decoder:
 
     def __init__(self, fmt: str = "confluent", schemas: SchemaSource | None = None,
                  schema: dict[str, Any] | None = None, reader_schema: dict[str, Any] | None = None,
-                 backend: str = "fastavro") -> None:
+                 backend: str = "fastavro", fields: frozenset[str] | set[str] | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
         if backend not in BACKENDS:
@@ -102,10 +105,28 @@ class Decoder:
         self.reader_schema = reader_schema
         self.backend = backend
         self._make = _BACKENDS[backend]
+        self.fields = frozenset(fields) if fields is not None else None
+        self.projected = False  # set once a projected decoder is in use
+        if self.fields is not None and reader_schema is None and backend == "cavro":
+            from . import projection
+
+            if projection.available():
+                self._make = self._make_projected
         self._by_id: dict[int, Callable[[bytes], Any]] = {}
         self._unusable: dict[int, tuple[float, SchemaSourceError]] = {}
         self._schemaless = self._make(schema, reader_schema) if schema is not None else None
         self.last_schema_id: int | None = None
+
+    def _make_projected(self, writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
+        """A projected decoder for ``writer``; the full cavro decoder when the schema cannot be compiled."""
+        from .projection import ProjectedDecoder, cavro_decoder
+
+        try:
+            dec = ProjectedDecoder(writer, self.fields or (), cavro_decoder)
+        except ValueError:
+            return _cavro_reader(writer, reader)
+        self.projected = True
+        return dec.decode
 
     def _for_id(self, schema_id: int) -> Callable[[bytes], Any]:
         dec = self._by_id.get(schema_id)
