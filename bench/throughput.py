@@ -13,7 +13,10 @@ fresh consumer group and writes to a fresh output topic. Modes (see ``bench/READ
 - ``decode-mem-<backend>``: decode only, in memory, no Kafka (context: the decoder's own ceiling);
 - ``pass-through``: consume, produce the same bytes, flush, commit per batch; no decoding (the limit);
 - ``decode-<backend>``: the pass-through loop plus ``alertfilter.codecs.Decoder.decode`` of every message;
-- ``runner-<backend>``: ``alertfilter run`` as a subprocess with an accept-all filter;
+- ``runner-<backend>``: ``alertfilter run`` as a subprocess with an accept-all filter, decoding every field (``--fields all``);
+- ``runner-projected``: the runner with a filter that reads ``diaSource`` (accepting all), decoding only
+  the fields it reads (``--fields auto``, the default; cavro + the compiled skipper);
+- ``decode-projected``: the decode loop with projected decoding of ``diaSource`` and the id;
 - ``baseline-2018``: one message per poll, fastavro decode, filter, fastavro re-encode, produce,
   auto-commit (the LSST mini-broker prototype's loop, lsst-dm/alert_stream).
 
@@ -63,6 +66,8 @@ BATCH = 200            # the runner's default --batch-size
 POLL_TIMEOUT_S = 0.5   # the runner's poll timeout
 SIM_SCHEMA_ID = 1      # schema id given to the simulator's lsst.alert schema (its name carries no version)
 ACCEPT_ALL = "def accept_all(alert):\n    return True\n"
+#: Accepts every alert but reads diaSource, as most filters do: what projected decoding decodes.
+READS_DIASOURCE = "def reads_diasource(alert):\n    return alert['diaSource'] is not None\n"
 
 
 # --- measurement helpers -------------------------------------------------------------------------
@@ -468,20 +473,20 @@ def mode_baseline_2018(bootstrap: str, inp: str, out: str, ds: Dataset, budget_s
 
 
 def mode_runner(bootstrap: str, inp: str, out: str, ds: Dataset, backend: str, work: Path,
-                budget_s: float) -> ModeResult:
+                budget_s: float, projected: bool = False) -> ModeResult:
     """``alertfilter run`` as a child process; progress read from the output topic's high watermark."""
     assert ds.schema_dir is not None
     ensure_topics(bootstrap, {out: 1, f"{out}.deadletter": 1})  # what the operator does via KafkaTopics
-    flt = work / "accept_all.py"
-    flt.write_text(ACCEPT_ALL)
-    log_path = work / f"runner-{ds.name}-{backend}.log"
-    mode = f"runner-{backend}"
+    flt = work / ("reads_diasource.py" if projected else "accept_all.py")
+    flt.write_text(READS_DIASOURCE if projected else ACCEPT_ALL)
+    mode = "runner-projected" if projected else f"runner-{backend}"
+    log_path = work / f"{mode}-{ds.name}.log"
     res = ModeResult(ds.name, mode, ds.n)
     args = [sys.executable, "-m", "alertfilter", "run", "--bootstrap-servers", bootstrap, "--input", inp,
             "--output", out, "--filter", str(flt), "--schema-dir", str(ds.schema_dir),
             "--group", f"bench-{mode}-{uuid.uuid4().hex[:8]}", "--decoder", backend, "--no-visit-cap",
             "--exit-when-idle", "2", "--metrics-port", "-1", "--visit-field", ds.visit_field,
-            "--id-field", ds.id_field]
+            "--id-field", ds.id_field, "--fields", "auto" if projected else "all"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTFILTER_")}
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
                         "enable.auto.commit": False})
@@ -761,8 +766,13 @@ def main(argv: list[str] | None = None) -> int:
                     bs, inp, out, ds, f"decode-{be}",
                     Decoder("confluent", DirectorySchemaSource(ds.schema_dir), backend=be), budget))(be))
                   for be in ("fastavro", "cavro")),
+                ("decode-projected", lambda out: mode_kafka_loop(
+                    bs, inp, out, ds, "decode-projected",
+                    Decoder("confluent", DirectorySchemaSource(ds.schema_dir), backend="cavro",
+                            fields={"diaSource", ds.id_field.split(".")[0]}), budget)),
                 *((f"runner-{be}", (lambda be: lambda out: mode_runner(bs, inp, out, ds, be, work, budget))(be))
                   for be in ("fastavro", "cavro")),
+                ("runner-projected", lambda out: mode_runner(bs, inp, out, ds, "cavro", work, budget, projected=True)),
                 ("baseline-2018", lambda out: mode_baseline_2018(bs, inp, out, ds, budget)),
             ]
             runs: dict[str, list[ModeResult]] = {}
