@@ -44,26 +44,24 @@ def a_or_an(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
-def safe_repr(obj: Any, limit: int = 80) -> str:
-    """``repr(obj)`` cut to ``limit`` characters; never raises (``<T object>`` when ``__repr__`` fails)."""
+def _safe_text(convert: Any, obj: Any, limit: int) -> str:
     try:
-        text = repr(obj)
+        text = convert(obj)
         if not isinstance(text, str):
             raise TypeError
     except FILTER_ERRORS:
         return f"<{type_name(obj)} object>"
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def safe_repr(obj: Any, limit: int = 80) -> str:
+    """``repr(obj)`` cut to ``limit`` characters; never raises (``<T object>`` when ``__repr__`` fails)."""
+    return _safe_text(repr, obj, limit)
 
 
 def safe_str(obj: Any, limit: int = 1000) -> str:
     """``str(obj)`` cut to ``limit`` characters; never raises (``<T object>`` when ``__str__`` fails)."""
-    try:
-        text = str(obj)
-        if not isinstance(text, str):
-            raise TypeError
-    except FILTER_ERRORS:
-        return f"<{type_name(obj)} object>"
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+    return _safe_text(str, obj, limit)
 
 
 def describe_exception(exc: BaseException, limit: int = 1000) -> str:
