@@ -177,6 +177,8 @@ def main() -> int:
     say()
     for f in FILTERS:
         say(f"  {f.name}: {f.note}")
+    say("  ids: the 24 real alerts are sent 125 times; each copy gets a new sequential diaSourceId "
+        "(and each 300-alert group a new visit id) so that every alert stays distinct")
     say()
     say(cp.kubectl("get", "alertfilters", "-n", NS).stdout.rstrip())
     say()
@@ -193,7 +195,8 @@ def main() -> int:
     say(f"  kubectl get alertfilters,pods -n {NS}         # or: {kubectl_cmd} ...")
     say(f"  .venv/bin/alertfilter consume --bootstrap-servers {pool_bootstrap} --topic {NS}.bright-significant "
         f"--schema-dir {schema_dir}")
-    say("  .venv/bin/devstack down                       # stop everything (--purge also removes the data)")
+    say("  .venv/bin/devstack down                       # the stack keeps running until you stop it "
+        "(--purge also removes the data)")
     return 0
 
 
