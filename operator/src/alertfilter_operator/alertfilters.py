@@ -14,8 +14,8 @@ from .builders import (FilterRef, PoolInfo, build_configmap, build_credentials_s
                        build_deployment, build_kafka_user, build_network_policy, build_output_topic)
 from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, set_condition, strimzi_ready
 from .kube import owner_reference, post_event
-from .models import AlertFilterSpec, FilterPoolSpec
-from .naming import OWNER_UID, kafka_child_name
+from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
+from .naming import OWNER_UID, kafka_child_name, runner_name
 from .placement import Unschedulable, choose_pool, filter_weight
 from .pools import refresh_pool_status
 from .state import State, conditions_equal
@@ -107,7 +107,7 @@ def _child_conditions(state: State, body: dict[str, Any], st: _Status) -> None:
     if (st.conditions and any(c["type"] == "SourceValid" and c["status"] == FALSE for c in st.conditions)):
         st.set("RunnerReady", FALSE, "SourceInvalid", "no runner while spec.source is invalid")
         return
-    dep = kube.get("Deployment", _runner_name(meta["name"]), meta["namespace"])
+    dep = kube.get("Deployment", runner_name(meta["name"]), meta["namespace"])
     s, reason, msg = deployment_ready(dep, suspended)
     if s != TRUE and dep is not None and not suspended:
         why = runner_pod_problem(kube.list("Pod", meta["namespace"], f"alerts.lsst.io/filter={meta['name']}"))
@@ -132,12 +132,6 @@ def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
                     detail = waiting["message"]
                 return reason, f"pod {pod['metadata']['name']}: {reason}" + (f", {detail}" if detail else "")
     return None
-
-
-def _runner_name(name: str) -> str:
-    from .naming import runner_name
-
-    return runner_name(name)
 
 
 def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter, retry: int = 0) -> None:
@@ -167,7 +161,7 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
             st.fields["sourceError"] = exc.as_dict()
             st.set("SourceValid", FALSE, "SourceError", f"line {exc.line}, column {exc.column}: {exc.message}")
             st.set("RunnerReady", FALSE, "SourceInvalid", "no runner while spec.source is invalid")
-            if kube.delete("Deployment", _runner_name(name), ns):
+            if kube.delete("Deployment", runner_name(name), ns):
                 logger.info("deleted the runner: spec.source is invalid")
             st.ready_from_parts()
             st.write(state)
@@ -187,8 +181,6 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
             st.write(state)
             raise kopf.TemporaryError(f"FilterPool {pool_name} not found", delay=30)
         pool_spec = FilterPoolSpec.model_validate(pool_body.get("spec") or {})
-        from .models import pool_kafka_name
-
         kafka = kube.get("Kafka", pool_kafka_name(pool_name, pool_spec), pool_spec.kafka.namespace)
         pool = PoolInfo.from_spec(pool_name, pool_spec, (kafka or {}).get("status"))
         ref = FilterRef(ns, name, uid, spec, digest)
@@ -241,7 +233,7 @@ def delete(state: State, body: dict[str, Any], logger: logging.Logger | logging.
         for obj in kube.list(kind, None, f"{OWNER_UID}={uid}"):
             if kube.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"]):
                 removed.append(f"{kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}")
-    runner = _runner_name(name)
+    runner = runner_name(name)
     for kind, child in (("Deployment", runner), ("NetworkPolicy", runner), ("ConfigMap", runner),
                         ("Secret", f"{runner}-kafka")):
         if kube.delete(kind, child, ns):

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from .builders import (build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool)
+from .builders import PoolInfo, build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool
 from .conditions import FALSE, TRUE, UNKNOWN, set_condition, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
 from .kube import post_event
@@ -68,8 +68,6 @@ def refresh_pool_status(state: State, name: str) -> bool:
             bad = ("KafkaReady", k) if k[0] != TRUE else ("MirrorReady", m)
             conditions = _set(state, body, conditions, "Ready", FALSE if bad[1][0] == FALSE else UNKNOWN, bad[1][1],
                               f"{bad[0]} is {bad[1][0]}: {bad[1][2]}")
-        from .builders import PoolInfo
-
         bootstrap = PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap
         old_bootstrap = (body.get("status") or {}).get("bootstrapServers")
         _write(state, body, conditions, {

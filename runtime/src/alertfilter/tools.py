@@ -362,9 +362,3 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
             print("  first ids: " + ", ".join(map(str, summary.ids[:10])), file=out)
     return summary
 
-
-_jsonable = jsonable
-
-
-def outcome_line(oc: Outcome) -> str:
-    return f"{oc.kind} {oc.reason} {oc.alert_id}"
