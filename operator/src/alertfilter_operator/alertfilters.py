@@ -18,7 +18,7 @@ from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
 from .naming import OWNER_UID, kafka_child_name, runner_name
 from .placement import Unschedulable, choose_pool, filter_weight
 from .pools import refresh_pool_status
-from .state import State, conditions_equal
+from .state import State, status_unchanged
 
 log = logging.getLogger("alertfilter_operator.alertfilters")
 
@@ -54,8 +54,7 @@ class _Status:
     def write(self, state: State) -> None:
         meta = self.body["metadata"]
         new = {**self.fields, "conditions": self.conditions, "observedGeneration": self.generation}
-        if conditions_equal(self.old.get("conditions") or [], self.conditions) and all(
-                self.old.get(k) == v for k, v in new.items() if k != "conditions"):
+        if status_unchanged(self.old, new):
             return
         state.kube.patch_status("AlertFilter", meta["name"], meta["namespace"], new)
 

@@ -13,7 +13,7 @@ from .conditions import FALSE, TRUE, UNKNOWN, set_condition, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
 from .kube import post_event
 from .naming import OWNER_UID
-from .state import State, conditions_equal
+from .state import State, status_unchanged
 
 log = logging.getLogger("alertfilter_operator.pools")
 
@@ -21,8 +21,7 @@ log = logging.getLogger("alertfilter_operator.pools")
 def _write(state: State, body: dict[str, Any], conditions: list[dict[str, Any]], fields: dict[str, Any]) -> None:
     old = body.get("status") or {}
     new = {**fields, "conditions": conditions, "observedGeneration": body["metadata"].get("generation")}
-    if conditions_equal(old.get("conditions") or [], conditions) and all(old.get(k) == v for k, v in new.items()
-                                                                          if k != "conditions"):
+    if status_unchanged(old, new):
         return
     state.kube.patch_status("FilterPool", body["metadata"]["name"], None, new)
 

@@ -71,3 +71,9 @@ def conditions_equal(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     strip = lambda cs: sorted(({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in cs),  # noqa: E731
                               key=lambda c: c.get("type", ""))
     return strip(a) == strip(b)
+
+
+def status_unchanged(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when writing ``new`` over the status ``old`` would change nothing but transition times."""
+    return conditions_equal(old.get("conditions") or [], new.get("conditions") or []) and all(
+        old.get(k) == v for k, v in new.items() if k != "conditions")
