@@ -75,6 +75,8 @@ def test_killed_mid_reconcile_the_operator_converges_and_reapplying_changes_noth
     # a restart resumes every filter and re-applies every child: nothing may change
     operator.stop()
     operator.start()
+    # on a loaded 2-core machine the resume can take longer than a fixed pause: wait for it, then settle
+    wait_for(lambda: "Resuming is processed" in operator.log_path.read_text(), 120, "the restarted operator to resume")
     time.sleep(15)
     assert "Resuming is processed" in operator.log_path.read_text()
     assert _snapshot(apiserver, namespace, kns) == before
