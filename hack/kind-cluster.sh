@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The kind cluster shaped by kind-config.yaml (every node, label and taint in it), made from the node
+# image hack/kind-node-image.sh gives (kind's published one where a registry answers, else the one
+# built offline here, whose pod network and NetworkPolicy come from kube-router).
+#
+#   hack/kind-cluster.sh up              create, or reuse when every node runs; wait for nodes Ready
+#   hack/kind-cluster.sh load IMAGE...   load local images into the worker nodes (kept when present)
+#   hack/kind-cluster.sh kubeconfig      print the kubeconfig's path
+#   hack/kind-cluster.sh down            delete the cluster
+#
+# CLUSTER (default: kind-config.yaml's name), KUBECONFIG_OUT (default .cache/kind/kubeconfig),
+# KIND (default: kind built by hack/build-go-tools.sh), KIND_NODE_IMAGE (see hack/kind-node-image.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+CLUSTER=${CLUSTER:-$(awk '/^name:/ {print $2; exit}' kind-config.yaml)}
+KUBECONFIG_OUT=${KUBECONFIG_OUT:-$root/.cache/kind/kubeconfig}
+say() { echo ">> $*" >&2; }
+
+bash hack/docker.sh
+KIND=${KIND:-$(bash hack/build-go-tools.sh kind | awk '{print $2}')}
+k() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+
+nodes() { docker ps -a --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'; }
+running() { docker ps --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'; }
+expected_nodes() { grep -cE '^\s*- role:' kind-config.yaml; }
+
+wait_ready() {
+  say "waiting for the nodes and the cluster's system pods"
+  k wait --for=condition=Ready nodes --all --timeout="${1:-300}s" >&2
+  k -n kube-system rollout status deployment/coredns --timeout=180s >&2
+}
+
+up() {
+  mkdir -p "$(dirname "$KUBECONFIG_OUT")"
+  if [ "$(nodes | wc -l)" -gt 0 ]; then
+    if [ "$(running | wc -l)" = "$(expected_nodes)" ]; then
+      "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG_OUT" >/dev/null 2>&1
+      if wait_ready 120; then say "kind cluster $CLUSTER reused"; return; fi
+    fi
+    say "kind cluster $CLUSTER is incomplete or unhealthy: recreating it"
+    "$KIND" delete cluster --name "$CLUSTER" >&2
+  fi
+  local image
+  image=$(bash hack/kind-node-image.sh)
+  # kind bind-mounts the host's /lib/modules into every node; some hosts have none
+  [ -d /lib/modules ] || mkdir -p /lib/modules
+  say "creating the kind cluster $CLUSTER from kind-config.yaml with $image"
+  "$KIND" create cluster --name "$CLUSTER" --config kind-config.yaml --image "$image" \
+    --kubeconfig "$KUBECONFIG_OUT" --retain >&2 || {
+      "$KIND" export logs --name "$CLUSTER" "$root/.cache/kind/logs" >&2 || true
+      "$KIND" delete cluster --name "$CLUSTER" >&2 || true
+      echo "kind-cluster: creating the cluster failed; node logs in .cache/kind/logs" >&2; exit 1; }
+  wait_ready 300
+}
+
+load() {
+  local workers
+  workers=$(running | grep -v control-plane | paste -sd, -)
+  "$KIND" load docker-image --name "$CLUSTER" --nodes "$workers" "$@" >&2
+}
+
+case "${1:-}" in
+  up) up; echo "$KUBECONFIG_OUT" ;;
+  load) shift; load "$@" ;;
+  kubeconfig) echo "$KUBECONFIG_OUT" ;;
+  down) "$KIND" delete cluster --name "$CLUSTER" >&2 ;;
+  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+esac
