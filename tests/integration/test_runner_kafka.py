@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from alertfilter.codecs import read_container
-from alertfilter.runner import H_ALERT_ID, H_FILTER, H_REASON, H_SHA, H_SRC_OFFSET, H_VISIT
+from alertfilter.sink import H_ALERT_ID, H_FILTER, H_REASON, H_SHA, H_SRC_OFFSET, H_VISIT
 
 from .streams import RunnerProcess, encode_files, produce_values, read_topic
 

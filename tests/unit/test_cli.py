@@ -241,14 +241,14 @@ def test_both_cap_variables_set_is_an_error(clean_env, capsys):
 
 def test_hard_timeout_and_liveness_defaults(clean_env):
     from alertfilter.cli import hard_timeout
-    from alertfilter.runner import RunnerConfig
+    from alertfilter.settings import RunnerSettings
 
     assert hard_timeout(1.0, None) == 10.0 and hard_timeout(3.0, None) == 30.0 and hard_timeout(0, None) == 10.0
     assert hard_timeout(1.0, 0.0) == 0.0  # none
-    cfg = RunnerConfig("b", "i", "o", "d", "g", hard_timeout_s=30.0)
+    cfg = RunnerSettings("b", "i", "o", "d", "g", hard_timeout_s=30.0)
     assert cfg.liveness_window() == 90.0
-    assert RunnerConfig("b", "i", "o", "d", "g", hard_timeout_s=10.0).liveness_window() == 60.0
-    assert RunnerConfig("b", "i", "o", "d", "g", liveness_window_s=5.0).liveness_window() == 5.0
+    assert RunnerSettings("b", "i", "o", "d", "g", hard_timeout_s=10.0).liveness_window() == 60.0
+    assert RunnerSettings("b", "i", "o", "d", "g", liveness_window_s=5.0).liveness_window() == 5.0
     assert _run_args("--filter-hard-timeout", "12", "--liveness-window", "40").liveness_window == 40.0
 
 

@@ -196,9 +196,9 @@ def test_int_and_string_visits_are_capped_separately():
 
 def test_invalid_visit_reason_is_a_registered_metric_label():
     from alertfilter.metrics import RunnerMetrics
-    from alertfilter.processor import REASONS
+    from alertfilter.outcome import Reason
 
-    assert "invalid-visit-field" in REASONS
+    assert "invalid-visit-field" in list(Reason)
     text = __import__("prometheus_client").generate_latest(RunnerMetrics().registry).decode()
     assert 'alertfilter_errors_total{reason="invalid-visit-field"} 0.0' in text
 

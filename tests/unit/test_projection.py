@@ -82,13 +82,14 @@ def test_inference_of_the_fields_a_filter_reads(source, name, fields):
 
 def _fields_for(tmp_path, source, *extra):
     from alertfilter import load_filter
-    from alertfilter.cli import _decode_fields, build_parser, resolve_run_args
+    from alertfilter.cli import build_parser, resolve_run_args
+    from alertfilter.decoding import decode_fields
 
     f = tmp_path / "f.py"
     f.write_text(source)
     args = build_parser().parse_args(["run", "--filter", str(f), *extra])
     resolve_run_args(args)
-    return _decode_fields(args, load_filter(source))
+    return decode_fields(args.fields, load_filter(source), source, args.visit_field, args.id_field)
 
 
 def test_runner_decodes_what_the_filter_reads_plus_visit_and_id(tmp_path):

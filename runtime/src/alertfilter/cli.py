@@ -28,7 +28,8 @@ from .cap import DEFAULT_MAX_ALERTS_PER_VISIT, VisitCap
 from .codecs import BACKENDS, FORMATS, Decoder
 from .fields import parse_path
 from .logs import JsonFormatter, setup_logging
-from .schemas import DirectorySchemaSource, RegistrySchemaSource, SchemaSource, load_schema_file
+from .decoding import DecodingSpec
+from .settings import hard_timeout
 
 log = logging.getLogger("alertfilter")
 
@@ -247,70 +248,6 @@ def _envdefault(name: str, default: Any = None) -> EnvDefault:
     return EnvDefault(_env_name(name), default)
 
 
-def _schema_file(option: str, path: str) -> dict[str, Any]:
-    if not Path(path).is_file():
-        raise ValueError(f"cannot read {option} {path}: no such file")
-    try:
-        return load_schema_file(path)
-    except OSError as exc:
-        raise ValueError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
-    except Exception as exc:  # noqa: BLE001 - JSON and fastavro parse errors alike
-        raise ValueError(f"{option} {path} is not a usable Avro schema: {type(exc).__name__}: {exc}") from None
-
-
-def _decode_fields(args: argparse.Namespace, flt: LoadedFilter) -> frozenset[str] | None:
-    """Top-level fields the runner decodes (``--fields``): None for all.
-
-    ``auto``: the filter's own ``fields`` declaration (a class attribute, or an attribute of the
-    function), else the fields inferred from its source (``projection.infer_fields``), else all.
-    The visit and id fields' top-level names are always included.
-    """
-    from .projection import infer_fields
-
-    choice = getattr(args, "fields", "auto") or "auto"
-    if choice == "all":
-        return None
-    if choice != "auto":
-        names = {f.strip() for f in choice.split(",") if f.strip()}
-    else:
-        owner = getattr(flt.func, "__self__", flt.func)
-        declared = getattr(owner, "fields", None)
-        if isinstance(declared, (list, tuple, set, frozenset)) and all(isinstance(x, str) for x in declared):
-            names = set(declared)
-        else:
-            try:
-                source = Path(args.filter).read_text(encoding="utf-8-sig")
-            except OSError:
-                return None
-            inferred = infer_fields(source, flt.name)
-            if inferred is None:
-                return None
-            names = inferred
-    return frozenset(names | {args.visit_field.split(".")[0], args.id_field.split(".")[0]})
-
-
-def _decoder(args: argparse.Namespace) -> Decoder:
-    """The decoder the options describe.
-
-    Raises:
-        ValueError: a schema file missing or unparsable, a format without what it needs...
-        FileNotFoundError: the schema directory does not exist. ImportError: the registry extra is missing.
-    """
-    schemas: SchemaSource | None = None
-    if args.schema_registry:
-        schemas = RegistrySchemaSource(args.schema_registry)
-    elif args.schema_dir:
-        schemas = DirectorySchemaSource(args.schema_dir)
-    schema = _schema_file("--schema", args.schema) if args.schema else None
-    reader = _schema_file("--reader-schema", args.reader_schema) if args.reader_schema else None
-    try:
-        return Decoder(args.format, schemas, schema, reader, args.decoder, getattr(args, "decode_fields", None))
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the schema cannot be compiled by the decoder
-        raise ValueError(f"the writer schema cannot be used: {type(exc).__name__}: {exc}") from None
-
-
 def _add_filter_rules(p: argparse.ArgumentParser, env: bool = False) -> None:
     e = _envdefault if env else (lambda name, default=None: default)
     p.add_argument("--entrypoint", default=e("entrypoint"), help="the class or function to use: needed when the source defines several classes deriving from "
@@ -346,18 +283,27 @@ def _load_filter_file(path: str, entrypoint: str | None, json_errors: bool = Fal
         raise SystemExit(2) from None
 
 
+def _read_filter_file(path: str) -> str:
+    """The text of the filter file ``path``; exits 2 when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        _fail(f"alertfilter: cannot read filter {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _fail(f"alertfilter: filter {path} is not UTF-8 text: {exc}")
+
+
+def _decoding(args: argparse.Namespace) -> DecodingSpec:
+    """The decoding options of ``args``."""
+    return DecodingSpec(args.format, args.schema_dir, args.schema_registry, args.schema, args.reader_schema,
+                        args.decoder)
+
+
 def _cap(args: argparse.Namespace) -> int | None:
     """The cap N, or None for no cap (``--no-visit-cap`` or ``--max-alerts-per-visit 0``)."""
     if args.no_visit_cap or args.max_alerts_per_visit == 0:
         return None
     return args.max_alerts_per_visit
-
-
-def hard_timeout(filter_timeout_s: float, hard: float | None) -> float:
-    """The hard limit of one message, s: ``hard`` when given (0: none), else ``max(10 x filter timeout, 10)``."""
-    if hard is not None:
-        return hard
-    return max(10 * filter_timeout_s, 10.0)
 
 
 # --- subcommands ---------------------------------------------------------------------------------
@@ -384,11 +330,17 @@ def resolve_run_args(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``alertfilter run``; returns the exit code (see the module's docstring)."""
+    import threading
+
     from confluent_kafka import KafkaException
 
-    from .processor import AlertProcessor
-    from .runner import (EXIT_HARD_TIMEOUT, BrokersUnreachable, Runner, RunnerConfig, StartupError, TopicsMissing)
+    from .api import source_sha256
+    from .clients import ClientEvents, StartupError, make_clients
+    from .metrics import RunnerMetrics
+    from .runner import BrokersUnreachable, Runner, TopicsMissing
     from .schemas import SchemaSourceError
+    from .settings import RunnerSettings
+    from .supervisor import FilterLoadError, FilterProcess, FilterProcessError, FilterSpec
 
     prog = "alertfilter run"
     resolve_run_args(args)
@@ -400,53 +352,72 @@ def cmd_run(args: argparse.Namespace) -> int:
             _fail(f"{prog}: --{name.replace('_', '-')} (or ALERTFILTER_{name.upper()}) is required")
     hard = hard_timeout(args.filter_timeout, args.filter_hard_timeout)
     kafka_config = {**kafka_env(), **_kv(args.X)}
-    flt = _load_filter_file(args.filter, args.entrypoint)
-    args.decode_fields = _decode_fields(args, flt)
+    source = _read_filter_file(args.filter)
+    decoding = _decoding(args)
     try:
-        decoder = _decoder(args)
+        decoding.build()  # the options are checked here; the filter process builds its own decoder
     except (ValueError, OSError, ImportError) as exc:
         _fail(f"{prog}: {exc}")
-    name = args.name or flt.name
-    processor = AlertProcessor(flt, decoder, VisitCap(_cap(args)), args.visit_field, args.id_field, args.filter_timeout)
-    config = RunnerConfig(
-        bootstrap_servers=args.bootstrap_servers, input_topic=args.input, output_topic=args.output,
-        dead_letter_topic=args.dead_letter_topic or f"{args.output}.deadletter",
-        group_id=args.group or f"alertfilter-{name}", batch_size=args.batch_size, exactly_once=args.exactly_once,
-        transactional_id=args.transactional_id, max_message_bytes=args.max_message_bytes,
-        metrics_port=args.metrics_port if args.metrics_port >= 0 else None, exit_when_idle_s=args.exit_when_idle,
-        hard_timeout_s=hard, liveness_window_s=args.liveness_window, schema_retries=args.schema_retries,
-        topic_wait_s=args.topic_wait,
-        log_format=args.log_format, kafka_config=kafka_config)
+    spec = FilterSpec(source, args.entrypoint, decoding, args.visit_field, args.id_field, args.filter_timeout,
+                      args.fields, log_format=args.log_format, log_level=args.log_level)
+    filters = FilterProcess(spec, hard)
     try:
-        runner = Runner(config, processor)
-    except (ValueError, StartupError) as exc:
+        ready = filters.start()
+    except FilterLoadError as exc:
+        if not exc.line:
+            _fail(f"{prog}: {exc.message}")
+        print(f"{args.filter}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except FilterProcessError as exc:
         _fail(f"{prog}: {exc}")
-    if args.create_topics:
-        from .kafkautil import ensure_topics
-
-        try:
-            ensure_topics(config.bootstrap_servers, {config.output_topic: 1, config.dead_letter_topic: 1},
-                          config.kafka_config)
-        except KafkaException as exc:
-            log.error("cannot create the output and dead-letter topics on %s: %s", config.bootstrap_servers, exc)
-            return 3
-    log.info("decoding %s", "fields " + ", ".join(sorted(args.decode_fields)) + " (projected)"
-             if args.decode_fields is not None and decoder._make == decoder._make_projected else "every field")
-    log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s; hard limit %s", name,
-             flt.source_sha256[:12], config.input_topic, config.output_topic, config.dead_letter_topic,
-             config.group_id, "exactly-once" if config.exactly_once else "at-least-once",
-             f"{hard:g} s (exit code {EXIT_HARD_TIMEOUT})" if hard else "none")
     try:
-        return runner.run()
-    except StartupError as exc:
-        log.error("%s", exc)
-        return 2
-    except (TopicsMissing, BrokersUnreachable) as exc:
-        log.error("%s", exc)
-        return 3
-    except SchemaSourceError as exc:
-        log.error("the schema source cannot be used: %s", exc)
-        return 4
+        name = args.name or ready.name
+        settings = RunnerSettings(
+            bootstrap_servers=args.bootstrap_servers, input_topic=args.input, output_topic=args.output,
+            dead_letter_topic=args.dead_letter_topic or f"{args.output}.deadletter",
+            group_id=args.group or f"alertfilter-{name}", batch_size=args.batch_size, exactly_once=args.exactly_once,
+            transactional_id=args.transactional_id, max_message_bytes=args.max_message_bytes,
+            metrics_port=args.metrics_port if args.metrics_port >= 0 else None, exit_when_idle_s=args.exit_when_idle,
+            hard_timeout_s=hard, liveness_window_s=args.liveness_window, schema_retries=args.schema_retries,
+            topic_wait_s=args.topic_wait, kafka_config=kafka_config)
+        try:
+            settings.validate(args.filter_timeout)
+            metrics, stop = RunnerMetrics(), threading.Event()
+            clients = make_clients(settings, ClientEvents(metrics, stop))
+        except (ValueError, StartupError) as exc:
+            _fail(f"{prog}: {exc}")
+        runner = Runner(settings, clients, filters, VisitCap(_cap(args)), name, source_sha256(source), metrics, stop)
+        if args.create_topics:
+            from .kafkautil import ensure_topics
+
+            try:
+                ensure_topics(settings.bootstrap_servers, {settings.output_topic: 1, settings.dead_letter_topic: 1},
+                              settings.kafka_config)
+            except KafkaException as exc:
+                log.error("cannot create the output and dead-letter topics on %s: %s", settings.bootstrap_servers, exc)
+                return 3
+        log.info("decoding %s", "fields " + ", ".join(ready.fields) + " (projected)"
+                 if ready.fields is not None and ready.projected else "every field")
+        log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s; hard limit %s", name,
+                 source_sha256(source)[:12], settings.input_topic, settings.output_topic, settings.dead_letter_topic,
+                 settings.group_id, "exactly-once" if settings.exactly_once else "at-least-once",
+                 f"{hard:g} s" if hard else "none")
+        try:
+            return runner.run()
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 2
+        except (TopicsMissing, BrokersUnreachable) as exc:
+            log.error("%s", exc)
+            return 3
+        except SchemaSourceError as exc:
+            log.error("the schema source cannot be used: %s", exc)
+            return 4
+        except (FilterLoadError, FilterProcessError) as exc:
+            log.error("a new filter process could not start: %s", exc)
+            return 2
+    finally:
+        filters.close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -525,7 +496,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     decoder = None
     if args.mode != "count" and (args.schema_dir or args.schema_registry or args.schema or args.format == "container"):
         try:
-            decoder = _decoder(args)
+            decoder = _decoding(args).build()
         except (ValueError, OSError, ImportError) as exc:
             _fail(f"alertfilter consume: {exc}")
     try:

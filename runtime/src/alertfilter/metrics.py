@@ -18,7 +18,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .processor import REASONS
+from .outcome import Reason
 
 
 class RunnerMetrics:
@@ -38,8 +38,8 @@ class RunnerMetrics:
         self.rejected = Counter("alertfilter_alerts_rejected", "Alerts the filter did not accept.", registry=r)
         self.capped = Counter("alertfilter_alerts_capped", "Alerts the filter accepted beyond the per-visit cap.", registry=r)
         self.errors = Counter("alertfilter_errors", "Alerts that could not be filtered, by reason.", ["reason"], registry=r)
-        for reason in REASONS:
-            self.errors.labels(reason)
+        for reason in Reason:
+            self.errors.labels(reason.value)
         self.dead_letters = Counter("alertfilter_dead_letters", "Records written to the dead-letter topic.", registry=r)
         self.filter_seconds = Histogram(
             "alertfilter_filter_seconds", "Wall time of one filter call, s.", registry=r,

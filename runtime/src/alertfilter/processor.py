@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from .api import (FILTER_ERRORS, LoadedFilter, NonBoolResult, a_or_an, check_result, describe_exception, safe_repr,
@@ -18,24 +17,16 @@ from .api import (FILTER_ERRORS, LoadedFilter, NonBoolResult, a_or_an, check_res
 from .cap import VisitCap
 from .codecs import DecodeError, Decoder
 from .fields import MissingField, get_field, parse_path
+from .outcome import Kind, Outcome, Reason
 
-# Outcome kinds
-ACCEPTED = "accepted"
-REJECTED = "rejected"
-CAPPED = "capped"
-ERROR = "error"
-
-# Error reasons: the value of the dead-letter header ``alertfilter.error.reason`` and of the
-# ``reason`` label of ``alertfilter_errors_total``.
-REASON_DECODE = "decode-error"
-REASON_MISSING_VISIT = "missing-visit-field"
-REASON_INVALID_VISIT = "invalid-visit-field"
-REASON_FILTER_EXCEPTION = "filter-exception"
-REASON_NON_BOOL = "non-bool-result"
-REASON_TIMEOUT = "filter-timeout"
-REASON_TOO_LARGE = "output-too-large"
-REASONS = (REASON_DECODE, REASON_MISSING_VISIT, REASON_INVALID_VISIT, REASON_FILTER_EXCEPTION, REASON_NON_BOOL,
-           REASON_TIMEOUT, REASON_TOO_LARGE)
+# Short names of the kinds and reasons, as the devstack's demo and the tests import them.
+ACCEPTED, REJECTED, CAPPED, ERROR = Kind.ACCEPTED, Kind.REJECTED, Kind.CAPPED, Kind.ERROR
+REASON_DECODE = Reason.DECODE
+REASON_MISSING_VISIT = Reason.MISSING_VISIT
+REASON_INVALID_VISIT = Reason.INVALID_VISIT
+REASON_FILTER_EXCEPTION = Reason.FILTER_EXCEPTION
+REASON_NON_BOOL = Reason.NON_BOOL
+REASON_TIMEOUT = Reason.TIMEOUT
 
 
 class FilterTimeout(BaseException):
@@ -43,28 +34,6 @@ class FilterTimeout(BaseException):
 
     A ``BaseException`` so that a filter's own ``except Exception`` cannot swallow it.
     """
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one alert.
-
-    Attributes:
-        kind: ``accepted``, ``rejected`` (the filter said no), ``capped`` (the filter said yes but
-            its visit already had N accepted alerts) or ``error``.
-        reason: one of :data:`REASONS` when ``kind == "error"``.
-        message: human-readable detail of an error.
-        alert_id: the value at the id field, when the alert decoded and has one.
-        visit: the visit id, when read.
-        filter_seconds: wall time of the filter call, s (0 when not called).
-    """
-
-    kind: str
-    reason: str = ""
-    message: str = ""
-    alert_id: Any = None
-    visit: Any = None
-    filter_seconds: float = 0.0
 
 
 #: True only while a filter call's time budget runs: an alarm that fires just after the call
@@ -108,9 +77,7 @@ class AlertProcessor:
         if self._use_alarm:
             signal.signal(signal.SIGALRM, _on_alarm)
         self._clock: Callable[[], float] = time.perf_counter
-        #: The id of the alert whose filter call runs now (None between calls): for the runner's watchdog.
-        self.current_alert_id: Any = None
-        #: Called with the alert id just before each filter call (the runner's watchdog records it).
+        #: Called with the alert id just before each filter call (the filter process tells the runner).
         self.on_filter_start: Callable[[Any], None] | None = None
 
     def _call_filter(self, alert: dict[str, Any]) -> bool:
@@ -164,7 +131,6 @@ class AlertProcessor:
                            f"the visit field {self.visit_field} holds {a_or_an(type_name(visit))} "
                            f"{safe_repr(visit, 60)}, not an integer or a string: the per-visit cap cannot count it",
                            alert_id)
-        self.current_alert_id = alert_id
         if self.on_filter_start is not None:
             self.on_filter_start(alert_id)
         t0 = self._clock()
@@ -180,8 +146,6 @@ class AlertProcessor:
             if self._use_alarm and _alarm_fired:  # it caught the FilterTimeout and raised something else
                 return self._timeout(alert_id, visit, t0)
             return Outcome(ERROR, REASON_FILTER_EXCEPTION, describe_exception(exc), alert_id, visit, self._clock() - t0)
-        finally:
-            self.current_alert_id = None
         dt = self._clock() - t0
         if not accepted:
             return Outcome(REJECTED, alert_id=alert_id, visit=visit, filter_seconds=dt)
