@@ -216,11 +216,11 @@ def _run_args(*argv):
 
 
 def test_command_line_wins_over_the_environment(clean_env):
-    from alertfilter.cli import _cap
+    from alertfilter.cli import visit_cap
 
     clean_env.setenv("ALERTFILTER_NO_VISIT_CAP", "1")
-    assert _cap(_run_args()) is None
-    assert _cap(_run_args("--max-alerts-per-visit", "3")) == 3
+    assert visit_cap(_run_args()) is None
+    assert visit_cap(_run_args("--max-alerts-per-visit", "3")) == 3
     clean_env.setenv("ALERTFILTER_BATCH_SIZE", "50")
     clean_env.setenv("ALERTFILTER_EXACTLY_ONCE", "TRUE")
     args = _run_args("--batch-size", "7")

@@ -1,15 +1,23 @@
-"""The runner's settings: one typed model, :class:`RunnerSettings`, for the command line, the runner
-and the operator's rendering of a runner pod's environment.
+"""The runner's settings, described once: :data:`OPTIONS` for the command line, the environment and
+the operator; :class:`RunnerSettings` for the runner's Kafka side.
 
-Each setting is an option of ``alertfilter run`` (``--batch-size``) and an environment variable
-(``ALERTFILTER_BATCH_SIZE``); :data:`OPTIONS` lists them with their types, defaults and help, and
-:mod:`alertfilter.cli.args` builds the parser from it.
+Each :class:`Option` is an option of ``alertfilter run`` (``--batch-size``) and an environment
+variable (``ALERTFILTER_BATCH_SIZE``), with its type, default and help: :mod:`alertfilter.cli.args`
+builds the parser from the table, :func:`from_env` reads a pod's variables with the same checks,
+and :func:`runner_env` is how the operator renders them (refusing a value the runner would refuse).
 """
 
 from __future__ import annotations
 
+import math
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from .cap import DEFAULT_MAX_ALERTS_PER_VISIT
+from .codecs import BACKENDS, FORMATS
+from .fields import parse_path
 
 #: The default largest record the runner produces, bytes. Rubin alerts are 50-250 KB (DMTN-102);
 #: the operator sets the output topic's ``max.message.bytes`` to the same figure.
@@ -28,6 +36,128 @@ DEFAULT_BATCH_SIZE = 200
 DEFAULT_FILTER_TIMEOUT_S = 1.0
 #: Prefix of every runner variable; ``ALERTFILTER_KAFKA_<KEY>`` ones are librdkafka settings.
 ENV_PREFIX = "ALERTFILTER_"
+#: The port of /metrics, /healthz and /readyz.
+DEFAULT_METRICS_PORT = 8080
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class SettingError(ValueError):
+    """A value an option refuses; ``str()`` says why (the CLI shows it as ``argument --x: ...``)."""
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` → True, ``0/false/no/off`` → False (any case).
+
+    Raises:
+        SettingError: anything else.
+    """
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SettingError(f"expected 1, true, yes or on (or 0, false, no, off), got {text!r}")
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A converter: an integer in ``[low, high]`` (no upper bound when ``high`` is None)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise SettingError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise SettingError(f"must be {bounds}, got {value}")
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def seconds(allow_zero: bool = True) -> Callable[[str], float]:
+    """A converter: a finite number of seconds, >= 0 (> 0 when ``allow_zero`` is False)."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise SettingError(f"expected a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise SettingError(f"must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}, got {text!r}")
+        return value
+
+    convert.__name__ = "seconds"
+    return convert
+
+
+def field_path(text: str) -> str:
+    """A converter: a dotted field path such as ``diaSource.visit``."""
+    try:
+        parse_path(text)
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+    return text
+
+
+def lower(text: str) -> str:
+    """A converter: the text in lower case."""
+    return text.lower()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of ``alertfilter run``.
+
+    Attributes:
+        name: the long option without dashes (``batch-size``).
+        help: its help text. default: its built-in default (None: unset).
+        convert: text → value, raising :class:`SettingError`; None for text as it is.
+        choices: the values allowed, or None. flag: an on/off option (``--exactly-once``).
+        group: options of one group exclude each other on the command line (``cap``).
+        commands: the commands that have it besides ``run`` (``check``, ``consume``).
+    """
+
+    name: str
+    help: str
+    default: Any = None
+    convert: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    flag: bool = False
+    group: str = ""
+    commands: tuple[str, ...] = ()
+
+    @property
+    def var(self) -> str:
+        """Its environment variable: ``ALERTFILTER_BATCH_SIZE``."""
+        return ENV_PREFIX + self.name.upper().replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        """Its attribute name: ``batch_size``."""
+        return self.name.replace("-", "_")
+
+    def parse(self, text: str) -> Any:
+        """The value ``text`` gives this option.
+
+        Raises:
+            SettingError: a value the option refuses.
+        """
+        value = parse_bool(text) if self.flag else self.convert(text) if self.convert else text
+        if self.choices is not None and value not in self.choices:
+            raise SettingError(f"expected one of {', '.join(self.choices)}")
+        return value
+
+    def render(self, value: Any) -> str:
+        """``value`` as this option's variable holds it (``true``, ``0.5``, ``diaSource.visit``)."""
+        if self.flag:
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
 
 
 def hard_timeout(filter_timeout_s: float, hard: float | None) -> float:
@@ -114,3 +244,103 @@ class RunnerSettings:
                 f"batch size {self.batch_size} x filter timeout {filter_timeout_s:g} s (+30 s) = {worst_ms / 1000:.0f} s "
                 f"reaches max.poll.interval.ms ({self.max_poll_interval_ms / 1000:.0f} s): a slow filter would get "
                 "the consumer evicted from its group; lower --batch-size or --filter-timeout")
+
+
+_CHECK = ("check",)
+_DECODE = ("consume",)
+#: Every option of ``alertfilter run`` but ``-X``, in the order ``--help`` shows them.
+OPTIONS: tuple[Option, ...] = (
+    Option("filter", "the filter's Python source file; required (or via the environment)"),
+    Option("name", "filter name for headers, logs and the default group (default: the class or function name)"),
+    Option("bootstrap-servers", "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; required (or via the environment)"),
+    Option("input", "input topic (the full alert stream); required (or via the environment)"),
+    Option("output", "output topic for accepted alerts; required (or via the environment)"),
+    Option("dead-letter-topic", "topic for alerts that could not be filtered (default: <output>.deadletter)"),
+    Option("group", "consumer group (default: alertfilter-<name>)"),
+    Option("batch-size", "messages per consume call and per commit (or transaction), 1 to 100000",
+           DEFAULT_BATCH_SIZE, int_in(1, 100_000)),
+    Option("exactly-once", "use Kafka transactions (read the output with isolation.level=read_committed); "
+           "default: at-least-once", False, flag=True),
+    Option("transactional-id", "transactional.id for --exactly-once (default: alertfilter-<group>-<hostname>)"),
+    Option("max-message-bytes", "largest record produced, bytes (>= 1024); a larger accepted alert goes to the "
+           "dead-letter topic, without its value", DEFAULT_MAX_MESSAGE_BYTES, int_in(1024, 1_000_000_000)),
+    Option("metrics-port", "port of /metrics, /healthz, /readyz (-1: none)", DEFAULT_METRICS_PORT, int_in(-1, 65535)),
+    Option("filter-hard-timeout", "hard limit of one alert's processing, s (default: max(10 x --filter-timeout, "
+           "10); 0: none): past it, even when the filter defeats --filter-timeout, the filter process is ended, the "
+           "alert dead-lettered (filter-timeout) and a new filter process started", None, seconds()),
+    Option("filter-memory-limit", "address space the filter process may map, bytes (0: no limit); an allocation "
+           "past it fails with MemoryError", 0, int_in(0)),
+    Option("liveness-window", "/healthz fails after this long without progress, s (default: max(60, 3 x the hard "
+           "limit))", None, seconds(allow_zero=False)),
+    Option("schema-retries", "while a schema cannot be had (a malformed schema file, an unreachable registry), "
+           "retry the batch this many times, waiting 1, 2, 4... up to 30 s, then exit with code 4; its messages are "
+           "neither dead-lettered nor committed meanwhile", DEFAULT_SCHEMA_RETRIES, int_in(0, 100)),
+    Option("exit-when-idle", "exit 0 once all partitions are at their end for this many seconds (default: never)",
+           None, seconds()),
+    Option("topic-wait", "wait this long at start for the brokers to answer and the topics to exist, s", 120.0,
+           seconds()),
+    Option("create-topics", "create missing output and dead-letter topics (local runs; in a cluster the operator "
+           "does)", False, flag=True),
+    Option("log-format", "log lines as text or as one JSON object each", "text", choices=("text", "json")),
+    Option("log-level", "debug, info, warning or error", "info", lower, ("debug", "info", "warning", "error")),
+    # the filter's rules, also options of check
+    Option("entrypoint", "the class or function to use: needed when the source defines several classes deriving "
+           "from AlertFilter or, with no such class, several public functions", commands=_CHECK),
+    Option("max-alerts-per-visit", "accept at most N alerts per visit (20 is the original design's figure; 0: no "
+           "cap)", DEFAULT_MAX_ALERTS_PER_VISIT, int_in(0), group="cap", commands=_CHECK),
+    Option("no-visit-cap", "no per-visit cap", False, flag=True, group="cap", commands=_CHECK),
+    Option("visit-field", "dotted path of the visit id the cap counts by (its value must be an integer or a string)",
+           DEFAULT_VISIT_FIELD, field_path, commands=_CHECK),
+    Option("id-field", "dotted path of the alert id shown in outputs and logs", DEFAULT_ID_FIELD, field_path,
+           commands=_CHECK),
+    Option("filter-timeout", "per-alert time budget of the filter call, s; over it the alert is an error (0: none)",
+           DEFAULT_FILTER_TIMEOUT_S, seconds(), commands=_CHECK),
+    # decoding, also options of consume
+    Option("format", "message format: confluent (Confluent wire format, how Rubin publishes), schemaless (--schema) "
+           "or container (an Avro container file per message)", "confluent", choices=FORMATS, commands=_DECODE),
+    Option("schema-dir", "directory of .avsc files: <id>.avsc, or Rubin's lsst.vX_Y.alert.avsc layout",
+           commands=_DECODE),
+    Option("schema-registry", "URL of a Confluent-compatible schema registry", commands=_DECODE),
+    Option("schema", "writer schema file, for --format schemaless", commands=_DECODE),
+    Option("reader-schema", "optional reader schema file", commands=_DECODE),
+    Option("decoder", "Avro decoder", "cavro", choices=BACKENDS, commands=_DECODE),
+    Option("fields", "top-level alert fields to decode: auto (the filter's `fields` declaration, else those its "
+           "source reads as alert['x'] / alert.get('x'), else all), all, or a comma-separated list; decoding only "
+           "what a filter reads is ~20x faster on long-history alerts", "auto"),
+)
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The values the ``ALERTFILTER_<OPTION>`` variables of ``environ`` give, by attribute name
+    (``batch_size``); an empty variable counts as unset.
+
+    Raises:
+        SettingError: a variable with a value its option refuses; ``str()`` names the variable.
+    """
+    out: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = environ.get(opt.var)
+        if raw is None or raw == "":
+            continue
+        try:
+            out[opt.dest] = opt.parse(raw)
+        except SettingError as exc:
+            raise SettingError(f"{opt.var}={raw!r}: {exc}") from None
+    return out
+
+
+def runner_env(values: Mapping[str, Any]) -> dict[str, str]:
+    """The environment of a runner pod with these settings (by option name: ``batch-size``).
+
+    Raises:
+        KeyError: an option ``alertfilter run`` does not have.
+        SettingError: a value the runner would refuse.
+    """
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        opt = BY_NAME[name]
+        text = opt.render(value)
+        opt.parse(text)
+        out[opt.var] = text
+    return out
