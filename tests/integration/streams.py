@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -47,6 +47,7 @@ def encode_files(files: list[Path], schema_dir: Path) -> tuple[list[dict[str, An
     for f in files:
         schema, recs = read_container(str(f))
         sid = rubin_schema_id(schema["name"])
+        assert sid is not None, schema["name"]
         (schema_dir / f"{sid}.avsc").write_text(json.dumps(schema))
         parsed = fastavro.parse_schema(schema)
         records += recs
@@ -56,9 +57,16 @@ def encode_files(files: list[Path], schema_dir: Path) -> tuple[list[dict[str, An
 
 def read_topic(bootstrap: str, topic: str, read_committed: bool = True, idle_s: float = 3.0) -> list[Record]:
     """Every record of ``topic`` from the beginning, in partition/offset order."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}", "enable.auto.commit": False,
-                  "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                  "isolation.level": "read_committed" if read_committed else "read_uncommitted"})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        }
+    )
     md = c.list_topics(topic, timeout=10).topics.get(topic)
     if md is None or md.error is not None:
         c.close()
@@ -69,13 +77,15 @@ def read_topic(bootstrap: str, topic: str, read_committed: bool = True, idle_s: 
     last = time.monotonic()
     while time.monotonic() - last < idle_s and len(eof) < len(md.partitions):
         for m in c.consume(500, 0.5):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
+            err, partition, offset = m.error(), m.partition() or 0, m.offset() or 0
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    eof.add(partition)
                 continue
-            eof.discard(m.partition())
+            eof.discard(partition)
             last = time.monotonic()
-            out.append(Record(m.value(), m.key(), dict(m.headers() or []), m.partition(), m.offset()))
+            headers = cast(dict[str, bytes], dict(m.headers() or []))
+            out.append(Record(m.value(), m.key(), headers, partition, offset))
     c.close()
     return sorted(out, key=lambda r: (r.partition, r.offset))
 
@@ -83,19 +93,47 @@ def read_topic(bootstrap: str, topic: str, read_committed: bool = True, idle_s: 
 class RunnerProcess:
     """``alertfilter run`` as a child process, as in a pod."""
 
-    def __init__(self, bootstrap: str, input_topic: str, output: str, filter_path: Path, schema_dir: Path,
-                 log_path: Path, *extra: str, group: str | None = None) -> None:
-        self.args = [sys.executable, "-m", "alertfilter", "run", "--bootstrap-servers", bootstrap, "--input", input_topic,
-                     "--output", output, "--filter", str(filter_path), "--schema-dir", str(schema_dir),
-                     "--group", group or f"g-{output}", "--metrics-port", "-1", *extra]
+    def __init__(
+        self,
+        bootstrap: str,
+        input_topic: str,
+        output: str,
+        filter_path: Path,
+        schema_dir: Path,
+        log_path: Path,
+        *extra: str,
+        group: str | None = None,
+    ) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "alertfilter",
+            "run",
+            "--bootstrap-servers",
+            bootstrap,
+            "--input",
+            input_topic,
+            "--output",
+            output,
+            "--filter",
+            str(filter_path),
+            "--schema-dir",
+            str(schema_dir),
+            "--group",
+            group or f"g-{output}",
+            "--metrics-port",
+            "-1",
+            *extra,
+        ]
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         # what the operator does through Strimzi KafkaTopics
         ensure_topics(bootstrap, {output: 1, f"{output}.deadletter": 1})
 
-    def start(self) -> "RunnerProcess":
+    def start(self) -> RunnerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTFILTER_")}
-        self.proc = subprocess.Popen(self.args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
 
     def wait(self, timeout: float = 180) -> int:
@@ -104,7 +142,7 @@ class RunnerProcess:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise AssertionError(f"runner did not finish in {timeout} s; log:\n{self.log()}")
+            raise AssertionError(f"runner did not finish in {timeout} s; log:\n{self.log()}") from None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None

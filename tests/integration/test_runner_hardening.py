@@ -28,28 +28,34 @@ def real(alerts_dir: Path, tmp_path: Path):
     return encode_files([alerts_dir / "rubin-v10_0-real-20.avro"], tmp_path / "schemas")
 
 
-def test_garbage_too_large_for_the_dead_letter_topic_goes_there_without_its_value(kafka, alerts_dir, tmp_path,
-                                                                                  topic_prefix):
-    records, values = real(alerts_dir, tmp_path)
+def test_garbage_too_large_for_the_dead_letter_topic_goes_there_without_its_value(
+    kafka, alerts_dir, tmp_path, topic_prefix
+):
+    _records, values = real(alerts_dir, tmp_path)
     huge = b"\x00\x00\x00\x03\xe8" + os.urandom(5 * 1024 * 1024)  # over the runner's 4 MiB producer limit
-    big = b"\x00\x00\x00\x03\xe8" + os.urandom(500 * 1024)        # under it, over the topic's limit below
+    big = b"\x00\x00\x00\x03\xe8" + os.urandom(500 * 1024)  # under it, over the topic's limit below
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
     produce_values(kafka.bootstrap, inp, [values[0], huge, values[1], big, values[2]])
     ensure_topics(kafka.bootstrap, {f"{out}.deadletter": 1}, config={"max.message.bytes": str(200 * 1024)})
-    r = RunnerProcess(kafka.bootstrap, inp, out, write(tmp_path, "f.py", ACCEPT_ALL), tmp_path / "schemas",
-                      tmp_path / "run.log")
+    r = RunnerProcess(
+        kafka.bootstrap, inp, out, write(tmp_path, "f.py", ACCEPT_ALL), tmp_path / "schemas", tmp_path / "run.log"
+    )
     assert r.run_to_idle() == 0, r.log()
     dlq = read_topic(kafka.bootstrap, f"{out}.deadletter")
     assert [(d.headers[H_SRC_OFFSET], d.headers[H_REASON], d.headers[H_VALUE_OMITTED], d.value) for d in dlq] == [
-        (b"1", b"decode-error", b"true", None), (b"3", b"decode-error", b"true", None)]
+        (b"1", b"decode-error", b"true", None),
+        (b"3", b"decode-error", b"true", None),
+    ]
     assert [g.value for g in read_topic(kafka.bootstrap, out)] == [values[0], values[1], values[2]]
     assert committed(kafka.bootstrap, inp, f"g-{out}")[0][0] == 5
 
 
-STUCK_IN_C = ("def f(alert):\n"
-              "    if alert['diaSourceId'] == {stuck}:\n"
-              "        return sum(range(10**12)) > 0  # a C call: no signal, no other thread runs meanwhile\n"
-              "    return True\n")
+STUCK_IN_C = (
+    "def f(alert):\n"
+    "    if alert['diaSourceId'] == {stuck}:\n"
+    "        return sum(range(10**12)) > 0  # a C call: no signal, no other thread runs meanwhile\n"
+    "    return True\n"
+)
 
 
 def _decoded_ids(tmp_path: Path, recs) -> list[int]:
@@ -60,8 +66,7 @@ def _decoded_ids(tmp_path: Path, recs) -> list[int]:
     return [dec.decode(g.value)["diaSourceId"] for g in recs]
 
 
-def test_filter_blocked_in_a_c_call_is_dead_lettered_and_the_runner_goes_on(kafka, alerts_dir, tmp_path,
-                                                                           topic_prefix):
+def test_filter_blocked_in_a_c_call_is_dead_lettered_and_the_runner_goes_on(kafka, alerts_dir, tmp_path, topic_prefix):
     records, values = real(alerts_dir, tmp_path)
     stuck = records[2]["diaSourceId"]
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
@@ -89,14 +94,18 @@ def test_filter_that_swallows_its_timeout_forever_is_ended_exactly_once(kafka, a
     stuck = records[2]["diaSourceId"]
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
     produce_values(kafka.bootstrap, inp, values[:6])
-    flt = write(tmp_path, "f.py", "import time\n"
-                                  "def f(alert):\n"
-                                  f"    while alert['diaSourceId'] == {stuck}:\n"
-                                  "        try:\n"
-                                  "            time.sleep(1)\n"
-                                  "        except BaseException:\n"
-                                  "            pass\n"
-                                  "    return True\n")
+    flt = write(
+        tmp_path,
+        "f.py",
+        "import time\n"
+        "def f(alert):\n"
+        f"    while alert['diaSourceId'] == {stuck}:\n"
+        "        try:\n"
+        "            time.sleep(1)\n"
+        "        except BaseException:\n"
+        "            pass\n"
+        "    return True\n",
+    )
     args = ("--no-visit-cap", "--batch-size", "4", "--filter-hard-timeout", "3", "--exactly-once")
     r = RunnerProcess(kafka.bootstrap, inp, out, flt, tmp_path / "schemas", tmp_path / "run.log", *args)
     assert r.run_to_idle(timeout=90) == 0, r.log()
@@ -107,22 +116,28 @@ def test_filter_that_swallows_its_timeout_forever_is_ended_exactly_once(kafka, a
     assert [(d.headers[H_SRC_OFFSET], d.headers[H_REASON]) for d in dlq] == [(b"2", b"filter-timeout")]
 
 
-def test_an_alert_that_kills_the_filter_process_is_dead_lettered_and_the_runner_goes_on(kafka, alerts_dir, tmp_path,
-                                                                                       topic_prefix):
+def test_an_alert_that_kills_the_filter_process_is_dead_lettered_and_the_runner_goes_on(
+    kafka, alerts_dir, tmp_path, topic_prefix
+):
     records, values = real(alerts_dir, tmp_path)
     fatal = records[1]["diaSourceId"]
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
     produce_values(kafka.bootstrap, inp, values[:5])
-    flt = write(tmp_path, "f.py", "import os, signal\n"
-                                  "def f(alert):\n"
-                                  f"    if alert['diaSourceId'] == {fatal}:\n"
-                                  "        os.kill(os.getpid(), signal.SIGKILL)\n"
-                                  "    return True\n")
+    flt = write(
+        tmp_path,
+        "f.py",
+        "import os, signal\n"
+        "def f(alert):\n"
+        f"    if alert['diaSourceId'] == {fatal}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return True\n",
+    )
     r = RunnerProcess(kafka.bootstrap, inp, out, flt, tmp_path / "schemas", tmp_path / "run.log", "--no-visit-cap")
     assert r.run_to_idle(timeout=90) == 0, r.log()
     dlq = read_topic(kafka.bootstrap, f"{out}.deadletter")
     assert [(d.headers[H_SRC_OFFSET], d.headers[H_REASON], d.headers[H_ALERT_ID]) for d in dlq] == [
-        (b"1", b"filter-crashed", str(fatal).encode())]
+        (b"1", b"filter-crashed", str(fatal).encode())
+    ]
     assert b"signal 9 (SIGKILL)" in dlq[0].headers[H_MESSAGE] and dlq[0].value == values[1]
     assert len(read_topic(kafka.bootstrap, out)) == 4
     assert committed(kafka.bootstrap, inp, f"g-{out}")[0][0] == 5
@@ -133,8 +148,17 @@ def test_sigterm_mid_batch_stops_at_once_and_loses_nothing(kafka, alerts_dir, tm
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
     produce_values(kafka.bootstrap, inp, values)
     slow = write(tmp_path, "slow.py", "import time\ndef f(alert):\n    time.sleep(0.5)\n    return True\n")
-    r = RunnerProcess(kafka.bootstrap, inp, out, slow, tmp_path / "schemas", tmp_path / "run.log", "--no-visit-cap",
-                      "--batch-size", "50")
+    r = RunnerProcess(
+        kafka.bootstrap,
+        inp,
+        out,
+        slow,
+        tmp_path / "schemas",
+        tmp_path / "run.log",
+        "--no-visit-cap",
+        "--batch-size",
+        "50",
+    )
     r.start()
     deadline = time.monotonic() + 60
     while "assigned" not in r.log() and time.monotonic() < deadline:
@@ -147,22 +171,38 @@ def test_sigterm_mid_batch_stops_at_once_and_loses_nothing(kafka, alerts_dir, tm
     done = committed(kafka.bootstrap, inp, f"g-{out}")[0][0]
     assert 0 < done < 20, r.log()
     assert len(read_topic(kafka.bootstrap, out)) == done
-    r2 = RunnerProcess(kafka.bootstrap, inp, out, write(tmp_path, "fast.py", ACCEPT_ALL), tmp_path / "schemas",
-                       tmp_path / "run2.log", "--no-visit-cap")
+    r2 = RunnerProcess(
+        kafka.bootstrap,
+        inp,
+        out,
+        write(tmp_path, "fast.py", ACCEPT_ALL),
+        tmp_path / "schemas",
+        tmp_path / "run2.log",
+        "--no-visit-cap",
+    )
     assert r2.run_to_idle() == 0, r2.log()
     assert sorted(_decoded_ids(tmp_path, read_topic(kafka.bootstrap, out))) == sorted(a["diaSourceId"] for a in records)
 
 
-def test_malformed_schema_file_is_retried_then_the_runner_exits_without_dead_lettering(kafka, alerts_dir, tmp_path,
-                                                                                       topic_prefix):
-    records, values = real(alerts_dir, tmp_path)
+def test_malformed_schema_file_is_retried_then_the_runner_exits_without_dead_lettering(
+    kafka, alerts_dir, tmp_path, topic_prefix
+):
+    _records, values = real(alerts_dir, tmp_path)
     bad = tmp_path / "bad-schemas"
     bad.mkdir()
     (bad / "1000.avsc").write_text('{"type": "record", "name": "x", "fields": [')
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
     produce_values(kafka.bootstrap, inp, values[:3])
-    r = RunnerProcess(kafka.bootstrap, inp, out, write(tmp_path, "f.py", ACCEPT_ALL), bad, tmp_path / "run.log",
-                      "--schema-retries", "2")
+    r = RunnerProcess(
+        kafka.bootstrap,
+        inp,
+        out,
+        write(tmp_path, "f.py", ACCEPT_ALL),
+        bad,
+        tmp_path / "run.log",
+        "--schema-retries",
+        "2",
+    )
     assert r.run_to_idle(timeout=90) == 4, r.log()
     log = r.log()
     assert "retrying in 1 s (attempt 1 of 2)" in log and "retrying in 2 s (attempt 2 of 2)" in log
@@ -174,13 +214,24 @@ def test_malformed_schema_file_is_retried_then_the_runner_exits_without_dead_let
 def test_healthz_stays_up_through_a_batch_slower_than_the_liveness_window(kafka, alerts_dir, tmp_path, topic_prefix):
     from alertfilter_devstack.procs import free_port
 
-    records, values = real(alerts_dir, tmp_path)
+    _records, values = real(alerts_dir, tmp_path)
     inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
     produce_values(kafka.bootstrap, inp, values[:15])
     slow = write(tmp_path, "slow.py", "import time\ndef f(alert):\n    time.sleep(0.4)\n    return True\n")
     port = free_port()
-    r = RunnerProcess(kafka.bootstrap, inp, out, slow, tmp_path / "schemas", tmp_path / "run.log", "--no-visit-cap",
-                      "--batch-size", "50", "--liveness-window", "2")
+    r = RunnerProcess(
+        kafka.bootstrap,
+        inp,
+        out,
+        slow,
+        tmp_path / "schemas",
+        tmp_path / "run.log",
+        "--no-visit-cap",
+        "--batch-size",
+        "50",
+        "--liveness-window",
+        "2",
+    )
     r.args[r.args.index("--metrics-port") + 1] = str(port)
     r.start()
     try:

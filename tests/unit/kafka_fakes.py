@@ -4,14 +4,25 @@ arguments, so these stand in for confluent-kafka's without patching anything).""
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, ClassVar
 
 import fastavro
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-SCHEMA = fastavro.parse_schema({"type": "record", "name": "A", "fields": [
-    {"name": "diaSourceId", "type": "long"}, {"name": "pad", "type": "bytes"},
-    {"name": "diaSource", "type": {"type": "record", "name": "S", "fields": [{"name": "visit", "type": "long"}]}}]})
+SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "A",
+        "fields": [
+            {"name": "diaSourceId", "type": "long"},
+            {"name": "pad", "type": "bytes"},
+            {
+                "name": "diaSource",
+                "type": {"type": "record", "name": "S", "fields": [{"name": "visit", "type": "long"}]},
+            },
+        ],
+    }
+)
 
 
 def container(i: int, visit: int = 1, pad: int = 0) -> bytes:
@@ -21,8 +32,15 @@ def container(i: int, visit: int = 1, pad: int = 0) -> bytes:
 
 
 class Msg:
-    def __init__(self, offset: int, value: bytes | None, partition: int = 0, topic: str = "in",
-                 headers: list[tuple[str, bytes]] | None = None, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        offset: int,
+        value: bytes | None,
+        partition: int = 0,
+        topic: str = "in",
+        headers: list[tuple[str, bytes]] | None = None,
+        key: bytes | None = None,
+    ) -> None:
         self._o, self._v, self._p, self._t, self._h, self._k = offset, value, partition, topic, headers, key
 
     def topic(self) -> str:
@@ -86,15 +104,21 @@ class FakeProducer:
     """Refuses records over ``message.max.bytes`` at once, and (like a broker) records over
     ``topic_limits[topic]`` when flushed."""
 
-    topic_limits: dict[str, int] = {}
+    topic_limits: ClassVar[dict[str, int]] = {}
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.limit = conf["message.max.bytes"]
         self.queue: list[tuple[Delivered, Any]] = []
         self.delivered: list[Delivered] = []
 
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                headers: list[tuple[str, bytes | None]] | None = None, on_delivery: Any = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        on_delivery: Any = None,
+    ) -> None:
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v or b"") for k, v in headers or [])
         if size > self.limit:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))

@@ -47,7 +47,7 @@ def test_recently_seen_visits_are_kept():
 
 
 def test_negative_cap_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_per_visit must be >= 0"):
         VisitCap(-1)
 
 

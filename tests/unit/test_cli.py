@@ -1,6 +1,8 @@
 """The ``alertfilter`` command line: help, --version, and what ``check`` tells its user."""
 
+import argparse
 import json
+from typing import cast
 
 import pytest
 
@@ -42,17 +44,25 @@ def test_check_warns_when_every_alert_is_an_error(tmp_path, sim, capsys):
     assert code == 0  # the backtest ran
     lines = out.splitlines()
     assert lines[0] == "30 alerts: 0 accepted, 0 capped, 0 rejected, 30 errors"
-    assert "warning: all 30 alerts could not be filtered (reasons: filter-exception=30); see the first errors above" in lines
+    assert (
+        "warning: all 30 alerts could not be filtered (reasons: filter-exception=30); see the first errors above"
+        in lines
+    )
     assert lines.index(next(ln for ln in lines if ln.startswith("warning:"))) > 1  # below the first errors
 
 
 def test_check_warns_with_the_count_of_some_errors_and_their_reasons(tmp_path, sim, capsys):
-    f = write(tmp_path, "def f(alert):\n    if alert['alertId'] % 3 == 0:\n        raise ValueError('x')\n"
-                        "    return alert['alertId'] % 3 == 1 or 'yes'\n")
+    f = write(
+        tmp_path,
+        "def f(alert):\n    if alert['alertId'] % 3 == 0:\n        raise ValueError('x')\n"
+        "    return alert['alertId'] % 3 == 1 or 'yes'\n",
+    )
     code, out, _ = run(capsys, "check", f, "--alerts", sim, "--no-visit-cap", *SIM_ARGS)
     assert code == 0
-    assert ("warning: 20 of 30 alerts could not be filtered (reasons: filter-exception=10, non-bool-result=10); "
-            "see the first errors above") in out.splitlines()
+    assert (
+        "warning: 20 of 30 alerts could not be filtered (reasons: filter-exception=10, non-bool-result=10); "
+        "see the first errors above"
+    ) in out.splitlines()
 
 
 def test_check_without_errors_prints_no_warning(tmp_path, sim, capsys):
@@ -74,8 +84,16 @@ def test_check_json_has_no_warning_line(tmp_path, sim, capsys):
     code, out, _ = run(capsys, "check", f, "--alerts", sim, "--json", *SIM_ARGS)
     assert code == 0
     res = json.loads(out)
-    assert set(res) == {"alerts", "accepted", "capped", "rejected", "errors", "errors_by_reason", "accepted_ids",
-                        "first_errors"}
+    assert set(res) == {
+        "alerts",
+        "accepted",
+        "capped",
+        "rejected",
+        "errors",
+        "errors_by_reason",
+        "accepted_ids",
+        "first_errors",
+    }
     assert res["errors"] == 30 and res["errors_by_reason"] == {"filter-exception": 30}
 
 
@@ -116,7 +134,10 @@ def test_run_help_documents_the_environment(capsys, monkeypatch):
     assert "ALERTFILTER_<OPTION>" in flat and "ALERTFILTER_KAFKA_<KEY>" in flat
     assert "ALERTFILTER_KAFKA_SASL_USERNAME=alice is sasl.username=alice" in flat
     assert flat.count("required (or via the environment)") == 4
-    run_parser = next(a for a in build_parser()._actions if a.dest == "command").choices["run"]
+    subcommands = cast(
+        dict[str, argparse.ArgumentParser], next(a for a in build_parser()._actions if a.dest == "command").choices
+    )
+    run_parser = subcommands["run"]
     required = {a.dest for a in run_parser._actions if "required (or via the environment)" in (a.help or "")}
     assert required == {"filter", "bootstrap_servers", "input", "output"}
     assert "(default: 200)" in flat and "(default: diaSource.visit)" in flat
@@ -130,7 +151,7 @@ def test_simulate_help_shows_defaults(capsys):
 
 def test_every_option_of_every_command_has_help():
     parser = build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
+    commands = cast(dict[str, argparse.ArgumentParser], next(a for a in parser._actions if a.dest == "command").choices)
     assert set(commands) == {"run", "check", "produce", "consume", "simulate"}
     for name, sub in commands.items():
         assert sub.description, name
@@ -150,30 +171,34 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-@pytest.mark.parametrize("option, value, words", [
-    ("--filter-timeout", "nan", "must be a finite number of seconds >= 0, got 'nan'"),
-    ("--filter-timeout", "inf", "must be a finite number of seconds >= 0, got 'inf'"),
-    ("--filter-timeout", "-1", "must be a finite number of seconds >= 0, got '-1'"),
-    ("--filter-hard-timeout", "nan", "must be a finite number of seconds >= 0, got 'nan'"),
-    ("--liveness-window", "0", "must be a finite number of seconds > 0"),
-    ("--batch-size", "0", "must be between 1 and 100000, got 0"),
-    ("--batch-size", "2000000", "must be between 1 and 100000, got 2000000"),
-    ("--batch-size", "many", "expected an integer, got 'many'"),
-    ("--max-message-bytes", "10", "must be between 1024 and 1000000000, got 10"),
-    ("--metrics-port", "70000", "must be between -1 and 65535, got 70000"),
-    ("--metrics-port", "-2", "must be between -1 and 65535, got -2"),
-    ("--max-alerts-per-visit", "-1", "must be >= 0, got -1"),
-    ("--visit-field", "a..b", "invalid field path 'a..b'"),
-    ("--id-field", "", "invalid field path ''"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--filter-timeout", "nan", "must be a finite number of seconds >= 0, got 'nan'"),
+        ("--filter-timeout", "inf", "must be a finite number of seconds >= 0, got 'inf'"),
+        ("--filter-timeout", "-1", "must be a finite number of seconds >= 0, got '-1'"),
+        ("--filter-hard-timeout", "nan", "must be a finite number of seconds >= 0, got 'nan'"),
+        ("--liveness-window", "0", "must be a finite number of seconds > 0"),
+        ("--batch-size", "0", "must be between 1 and 100000, got 0"),
+        ("--batch-size", "2000000", "must be between 1 and 100000, got 2000000"),
+        ("--batch-size", "many", "expected an integer, got 'many'"),
+        ("--max-message-bytes", "10", "must be between 1024 and 1000000000, got 10"),
+        ("--metrics-port", "70000", "must be between -1 and 65535, got 70000"),
+        ("--metrics-port", "-2", "must be between -1 and 65535, got -2"),
+        ("--max-alerts-per-visit", "-1", "must be >= 0, got -1"),
+        ("--visit-field", "a..b", "invalid field path 'a..b'"),
+        ("--id-field", "", "invalid field path ''"),
+    ],
+)
 def test_run_refuses_bad_values_with_a_usage_error(tmp_path, capsys, clean_env, option, value, words):
     f = write(tmp_path, "def f(alert):\n    return True\n")
     code, _, err = run(capsys, *RUN, "--filter", f, option, value)
     assert code == 2 and f"argument {option}: {words}" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("option, value", [("--filter-timeout", "nan"), ("--visit-field", "a..b"),
-                                           ("--max-alerts-per-visit", "-1")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--filter-timeout", "nan"), ("--visit-field", "a..b"), ("--max-alerts-per-visit", "-1")]
+)
 def test_check_refuses_bad_values_too(tmp_path, sim, capsys, option, value):
     f = write(tmp_path, "def f(alert):\n    return True\n")
     code, _, err = run(capsys, "check", f, "--alerts", sim, option, value)
@@ -192,14 +217,17 @@ def test_bad_numeric_variable_breaks_neither_help_nor_other_commands(tmp_path, s
     assert code == 2 and err.strip() == "alertfilter run: ALERTFILTER_BATCH_SIZE='abc': expected an integer, got 'abc'"
 
 
-@pytest.mark.parametrize("var, value, words", [
-    ("ALERTFILTER_EXACTLY_ONCE", "maybe", "expected 1, true, yes or on (or 0, false, no, off), got 'maybe'"),
-    ("ALERTFILTER_NO_VISIT_CAP", "2", "expected 1, true, yes or on"),
-    ("ALERTFILTER_FILTER_TIMEOUT", "nan", "must be a finite number of seconds"),
-    ("ALERTFILTER_METRICS_PORT", "http", "expected an integer"),
-    ("ALERTFILTER_VISIT_FIELD", "diaSource.", "invalid field path"),
-    ("ALERTFILTER_FORMAT", "json", "expected one of confluent, schemaless, container"),
-])
+@pytest.mark.parametrize(
+    ("var", "value", "words"),
+    [
+        ("ALERTFILTER_EXACTLY_ONCE", "maybe", "expected 1, true, yes or on (or 0, false, no, off), got 'maybe'"),
+        ("ALERTFILTER_NO_VISIT_CAP", "2", "expected 1, true, yes or on"),
+        ("ALERTFILTER_FILTER_TIMEOUT", "nan", "must be a finite number of seconds"),
+        ("ALERTFILTER_METRICS_PORT", "http", "expected an integer"),
+        ("ALERTFILTER_VISIT_FIELD", "diaSource.", "invalid field path"),
+        ("ALERTFILTER_FORMAT", "json", "expected one of confluent, schemaless, container"),
+    ],
+)
 def test_bad_variable_is_named(tmp_path, capsys, clean_env, var, value, words):
     clean_env.setenv(var, value)
     f = write(tmp_path, "def f(alert):\n    return True\n")
@@ -260,22 +288,51 @@ def _run_process(tmp_path, *extra, src="def f(alert):\n    return True\n", timeo
 
     f = write(tmp_path, src)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTFILTER_")}
-    return subprocess.run([sys.executable, "-m", "alertfilter", *RUN, "--filter", str(f), "--schema-dir", str(tmp_path),
-                           "--topic-wait", "1", *extra], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alertfilter",
+            *RUN,
+            "--filter",
+            str(f),
+            "--schema-dir",
+            str(tmp_path),
+            "--topic-wait",
+            "1",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def _last_line(text):
     return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("%")][-1]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["-X", "no.such.setting=1"], 'alertfilter run: invalid Kafka consumer setting: No such configuration property: "no.such.setting"'),
-    (["-X", "socket.timeout.ms=abc"], 'invalid Kafka consumer setting: Invalid value for configuration property "socket.timeout.ms"'),
-    (["-X", "novalue"], "alertfilter: -X expects key=value, got 'novalue'"),
-    (["--format", "schemaless", "--schema", "/no/such.avsc"], "alertfilter run: cannot read --schema /no/such.avsc: no such file"),
-    (["--format", "schemaless"], "the schemaless format needs the writer schema (--schema)"),
-    (["--entrypoint", ""], "empty entrypoint"),
-])
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (
+            ["-X", "no.such.setting=1"],
+            'alertfilter run: invalid Kafka consumer setting: No such configuration property: "no.such.setting"',
+        ),
+        (
+            ["-X", "socket.timeout.ms=abc"],
+            'invalid Kafka consumer setting: Invalid value for configuration property "socket.timeout.ms"',
+        ),
+        (["-X", "novalue"], "alertfilter: -X expects key=value, got 'novalue'"),
+        (
+            ["--format", "schemaless", "--schema", "/no/such.avsc"],
+            "alertfilter run: cannot read --schema /no/such.avsc: no such file",
+        ),
+        (["--format", "schemaless"], "the schemaless format needs the writer schema (--schema)"),
+        (["--entrypoint", ""], "empty entrypoint"),
+    ],
+)
 def test_startup_configuration_errors_are_one_line(tmp_path, extra, words):
     r = _run_process(tmp_path, "--metrics-port", "-1", *extra)
     assert r.returncode == 2, r.stderr
@@ -341,12 +398,22 @@ def test_check_reports_a_file_that_is_not_avro(tmp_path, capsys):
 def test_check_json_shows_bytes_ids_as_their_length(tmp_path, capsys):
     import fastavro
 
-    schema = {"type": "record", "name": "A", "fields": [
-        {"name": "diaSourceId", "type": "bytes"},
-        {"name": "diaSource", "type": {"type": "record", "name": "S", "fields": [{"name": "visit", "type": "long"}]}}]}
+    schema = {
+        "type": "record",
+        "name": "A",
+        "fields": [
+            {"name": "diaSourceId", "type": "bytes"},
+            {
+                "name": "diaSource",
+                "type": {"type": "record", "name": "S", "fields": [{"name": "visit", "type": "long"}]},
+            },
+        ],
+    }
     path = tmp_path / "b.avro"
     with open(path, "wb") as fh:
-        fastavro.writer(fh, fastavro.parse_schema(schema), [{"diaSourceId": b"\x00\x01\x02", "diaSource": {"visit": 1}}])
+        fastavro.writer(
+            fh, fastavro.parse_schema(schema), [{"diaSourceId": b"\x00\x01\x02", "diaSource": {"visit": 1}}]
+        )
     f = write(tmp_path, "def f(alert):\n    return True\n")
     code, out, _ = run(capsys, "check", f, "--alerts", path, "--json")
     assert code == 0 and json.loads(out)["accepted_ids"] == [{"bytes": 3}]

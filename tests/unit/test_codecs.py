@@ -3,6 +3,7 @@
 import io
 import json
 import math
+from typing import Any
 
 import fastavro
 import pytest
@@ -16,7 +17,7 @@ def _same(a, b):
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return a == b
@@ -72,11 +73,17 @@ def test_container_with_several_records_is_an_error(alerts_dir):
 
 def test_reader_schema_keeps_only_its_fields(real):
     schema, records = real
-    reader = {"type": "record", "name": "alert", "namespace": "lsst.v10_0",
-              "fields": [{"name": "diaSourceId", "type": "long"}]}
+    reader = {
+        "type": "record",
+        "name": "alert",
+        "namespace": "lsst.v10_0",
+        "fields": [{"name": "diaSourceId", "type": "long"}],
+    }
     value = encode_confluent(records[0], fastavro.parse_schema(schema), 1000)
     for backend in BACKENDS:
-        out = Decoder("confluent", StaticSchemaSource({1000: schema}), reader_schema=reader, backend=backend).decode(value)
+        out = Decoder("confluent", StaticSchemaSource({1000: schema}), reader_schema=reader, backend=backend).decode(
+            value
+        )
         assert out == {"diaSourceId": records[0]["diaSourceId"]}
 
 
@@ -85,14 +92,17 @@ def dec(real):
     return Decoder("confluent", StaticSchemaSource({1000: real[0]}))
 
 
-@pytest.mark.parametrize("value, words", [
-    (b"", "empty"),
-    (None, "empty"),
-    (b"\x00\x00", "shorter than the 5-byte"),
-    (b"\x01\x00\x00\x03\xe8abc", "magic byte is 1"),
-    (b"\x00\x00\x00\x00\x07abc", "schema id 7"),
-    (b"{\"json\": true}", "magic byte is 123"),
-])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (b"", "empty"),
+        (None, "empty"),
+        (b"\x00\x00", "shorter than the 5-byte"),
+        (b"\x01\x00\x00\x03\xe8abc", "magic byte is 1"),
+        (b"\x00\x00\x00\x00\x07abc", "schema id 7"),
+        (b'{"json": true}', "magic byte is 123"),
+    ],
+)
 def test_bad_messages_say_why(dec, value, words):
     with pytest.raises(DecodeError, match=words):
         dec.decode(value)
@@ -180,8 +190,13 @@ def _container(schema, count: int, body: bytes = b"") -> bytes:
     """An Avro container whose one block claims ``count`` records in ``body`` (as /work/breaker/f/bomb.py)."""
     sync = bytes(range(16))
     meta = {"avro.schema": json.dumps(schema).encode(), "avro.codec": b"null"}
-    header = b"Obj\x01" + _zigzag(len(meta)) + b"".join(
-        _zigzag(len(k)) + k.encode() + _zigzag(len(v)) + v for k, v in meta.items()) + _zigzag(0) + sync
+    header = (
+        b"Obj\x01"
+        + _zigzag(len(meta))
+        + b"".join(_zigzag(len(k)) + k.encode() + _zigzag(len(v)) + v for k, v in meta.items())
+        + _zigzag(0)
+        + sync
+    )
     return header + _zigzag(count) + _zigzag(len(body)) + body + sync
 
 
@@ -212,7 +227,12 @@ def test_malformed_schema_file_is_a_schema_source_error_not_a_decode_error(tmp_p
     value = encode_confluent(records[0], fastavro.parse_schema(schema), 1000)
     calls = []
     real_load = schemas_mod.load_schema_file
-    monkeypatch.setattr(schemas_mod, "load_schema_file", lambda f: calls.append(f) or real_load(f))
+
+    def load(f: Any) -> Any:
+        calls.append(f)
+        return real_load(f)
+
+    monkeypatch.setattr(schemas_mod, "load_schema_file", load)
     dec = Decoder("confluent", DirectorySchemaSource(tmp_path, failure_ttl_s=60))
     for _ in range(5):
         with pytest.raises(SchemaSourceError, match=r"1000\.avsc \(schema id 1000\) cannot be used"):
@@ -225,7 +245,7 @@ def test_malformed_schema_file_is_a_schema_source_error_not_a_decode_error(tmp_p
 def test_schema_file_fixed_after_a_failure_is_used(tmp_path, real):
     from alertfilter.schemas import SchemaSourceError
 
-    schema, records = real
+    schema, _records = real
     (tmp_path / "1000.avsc").write_text("{not json")
     src = DirectorySchemaSource(tmp_path, failure_ttl_s=0)
     with pytest.raises(SchemaSourceError):
@@ -259,7 +279,8 @@ def _registry(exc):
     from alertfilter.schemas import RegistrySchemaSource, _Failures
 
     src = RegistrySchemaSource.__new__(RegistrySchemaSource)
-    src.url, src._client, src._cache, src._lock = "http://registry:8081", _Registry(exc), {}, threading.Lock()
+    src.url, src._cache, src._lock = "http://registry:8081", {}, threading.Lock()
+    src._client = _Registry(exc)  # type: ignore[assignment]  # a registry client that fails as told
     src._failures = _Failures(60)
     return src
 
@@ -270,6 +291,6 @@ def test_registry_that_cannot_be_reached_is_a_schema_source_error_and_an_unknown
     with pytest.raises(SchemaSourceError, match="registry http://registry:8081 cannot give schema id 1000"):
         _registry(ConnectionError("connection refused")).get(1000)
     missing = Exception("Schema 1000 not found")
-    missing.http_status_code = 404
+    setattr(missing, "http_status_code", 404)  # noqa: B010 - as the registry client's errors carry it
     with pytest.raises(SchemaNotFound):
         _registry(missing).get(1000)

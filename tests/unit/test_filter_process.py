@@ -34,8 +34,9 @@ def make_runner(monkeypatch):
     made: list[Runner] = []
 
     def make(src: str, cap: int | None = None, hard: float = 0.0, budget: float = 0.0, memory: int = 0) -> Runner:
-        spec = FilterSpec(src, None, DecodingSpec("container"), "diaSource.visit", "diaSourceId", budget,
-                          memory_limit_bytes=memory)
+        spec = FilterSpec(
+            src, None, DecodingSpec("container"), "diaSource.visit", "diaSourceId", budget, memory_limit_bytes=memory
+        )
         filters = FilterProcess(spec, hard)
         filters.start()
         settings = RunnerSettings("fake:9092", "in", "out", "out.deadletter", "g", hard_timeout_s=hard)
@@ -64,11 +65,13 @@ def dead_letters(r: Runner) -> list[Any]:
 
 # --- the cap is the runner's -----------------------------------------------------------------------------
 def test_patching_the_cap_in_the_filter_does_not_lift_it(make_runner):
-    src = ("import alertfilter.cap, alertfilter.runner\n"
-           "alertfilter.cap.VisitCap.admit = lambda self, visit: True\n"
-           "def f(alert):\n"
-           "    alertfilter.cap.VisitCap.admit = lambda self, visit: True\n"
-           "    return True\n")
+    src = (
+        "import alertfilter.cap, alertfilter.runner\n"
+        "alertfilter.cap.VisitCap.admit = lambda self, visit: True\n"
+        "def f(alert):\n"
+        "    alertfilter.cap.VisitCap.admit = lambda self, visit: True\n"
+        "    return True\n"
+    )
     r = make_runner(src, cap=1)
     r.process_batch(batch(300))
     assert len(outputs(r)) == 1 and r.totals["capped"] == 299
@@ -76,13 +79,15 @@ def test_patching_the_cap_in_the_filter_does_not_lift_it(make_runner):
 
 # --- the time limit and the stop are the runner's ---------------------------------------------------------
 def test_a_filter_that_ignores_its_budget_signal_is_ended_at_the_hard_limit(make_runner, caplog):
-    src = ("import signal\n"
-           "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
-           "signal.setitimer = lambda *a, **k: (0.0, 0.0)\n"
-           "def f(alert):\n"
-           "    while alert['diaSourceId'] == 2:\n"
-           "        pass\n"
-           "    return True\n")
+    src = (
+        "import signal\n"
+        "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        "signal.setitimer = lambda *a, **k: (0.0, 0.0)\n"
+        "def f(alert):\n"
+        "    while alert['diaSourceId'] == 2:\n"
+        "        pass\n"
+        "    return True\n"
+    )
     r = make_runner(src, hard=2.0, budget=0.5)
     t0 = time.monotonic()
     r.process_batch(batch(5))
@@ -104,12 +109,14 @@ def test_a_filter_blocked_in_a_c_call_is_ended_at_the_hard_limit(make_runner):
 
 
 def test_a_filter_that_ignores_sigterm_does_not_delay_the_stop(make_runner):
-    src = ("import signal, time\n"
-           "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
-           "    signal.signal(s, signal.SIG_IGN)\n"
-           "def f(alert):\n"
-           "    time.sleep(0.3)\n"
-           "    return True\n")
+    src = (
+        "import signal, time\n"
+        "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+        "    signal.signal(s, signal.SIG_IGN)\n"
+        "def f(alert):\n"
+        "    time.sleep(0.3)\n"
+        "    return True\n"
+    )
     r = make_runner(src, hard=60.0)
     threading.Timer(1.0, r.stop).start()  # SIGTERM, as when the pod is deleted
     t0 = time.monotonic()
@@ -122,43 +129,49 @@ def test_a_filter_that_ignores_sigterm_does_not_delay_the_stop(make_runner):
 
 # --- nothing of the runner is within reach ------------------------------------------------------------------
 def test_the_filter_cannot_reach_the_runners_producer(make_runner):
-    src = ("import gc\n"
-           "def f(alert):\n"
-           "    found = [o for o in gc.get_objects() if type(o).__name__ in ('Producer', 'Runner', 'Sink')]\n"
-           "    for o in found:\n"
-           "        getattr(o, 'produce', lambda *a, **k: None)('out', b'forged')\n"
-           "    return bool(found)\n")
+    src = (
+        "import gc\n"
+        "def f(alert):\n"
+        "    found = [o for o in gc.get_objects() if type(o).__name__ in ('Producer', 'Runner', 'Sink')]\n"
+        "    for o in found:\n"
+        "        getattr(o, 'produce', lambda *a, **k: None)('out', b'forged')\n"
+        "    return bool(found)\n"
+    )
     r = make_runner(src)
     r.process_batch(batch(3))
     assert r.totals["rejected"] == 3 and r.producer.delivered == []
 
 
-SNOOP = ("import os\n"
-         "def _read(path):\n"
-         "    try:\n"
-         "        with open(path, 'rb') as fh:\n"
-         "            return fh.read()\n"
-         "    except OSError:\n"
-         "        return b''\n"
-         "seen = [k for k in os.environ if k.startswith('ALERTFILTER')]\n"
-         "for path in ('/proc/self/environ', f'/proc/{os.getppid()}/environ', f'/proc/{os.getppid()}/mem'):\n"
-         "    if b's3cret-pw' in _read(path):\n"
-         "        seen.append(path)\n"
-         "if seen:\n"
-         "    raise RuntimeError('found ' + ', '.join(seen))\n"
-         "def f(alert):\n"
-         "    return False\n")
+SNOOP = (
+    "import os\n"
+    "def _read(path):\n"
+    "    try:\n"
+    "        with open(path, 'rb') as fh:\n"
+    "            return fh.read()\n"
+    "    except OSError:\n"
+    "        return b''\n"
+    "seen = [k for k in os.environ if k.startswith('ALERTFILTER')]\n"
+    "for path in ('/proc/self/environ', f'/proc/{os.getppid()}/environ', f'/proc/{os.getppid()}/mem'):\n"
+    "    if b's3cret-pw' in _read(path):\n"
+    "        seen.append(path)\n"
+    "if seen:\n"
+    "    raise RuntimeError('found ' + ', '.join(seen))\n"
+    "def f(alert):\n"
+    "    return False\n"
+)
 
-RUNNER = ("import sys\n"
-          "from alertfilter.decoding import DecodingSpec\n"
-          "from alertfilter.supervisor import FilterLoadError, FilterProcess, FilterSpec\n"
-          "fp = FilterProcess(FilterSpec(sys.stdin.read(), None, DecodingSpec('container'), 'diaSource.visit', 'x', 1.0))\n"
-          "try:\n"
-          "    fp.start()\n"
-          "    print('nothing found')\n"
-          "except FilterLoadError as exc:\n"
-          "    print(exc.message)\n"
-          "fp.close()\n")
+RUNNER = (
+    "import sys\n"
+    "from alertfilter.decoding import DecodingSpec\n"
+    "from alertfilter.supervisor import FilterLoadError, FilterProcess, FilterSpec\n"
+    "fp = FilterProcess(FilterSpec(sys.stdin.read(), None, DecodingSpec('container'), 'diaSource.visit', 'x', 1.0))\n"
+    "try:\n"
+    "    fp.start()\n"
+    "    print('nothing found')\n"
+    "except FilterLoadError as exc:\n"
+    "    print(exc.message)\n"
+    "fp.close()\n"
+)
 
 
 @pytest.mark.parametrize("capabilities", ["as the user runs it", "without capabilities, as in a pod"])
@@ -175,17 +188,22 @@ def test_the_filter_cannot_read_the_kafka_credentials(capabilities):
 
 
 # --- an alert that kills the filter process is a dead letter; the runner goes on -----------------------------
-@pytest.mark.parametrize("kill, how", [
-    ("os._exit(3)", b"exit code 3"),
-    ("os.kill(os.getpid(), signal.SIGKILL)", b"signal 9 (SIGKILL)"),
-    ("ctypes.string_at(0)", b"signal 11 (SIGSEGV)"),
-    ("os.abort()", b"signal 6 (SIGABRT)"),
-])
+@pytest.mark.parametrize(
+    ("kill", "how"),
+    [
+        ("os._exit(3)", b"exit code 3"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", b"signal 9 (SIGKILL)"),
+        ("ctypes.string_at(0)", b"signal 11 (SIGSEGV)"),
+        ("os.abort()", b"signal 6 (SIGABRT)"),
+    ],
+)
 def test_an_alert_that_kills_the_filter_process_is_dead_lettered(make_runner, kill, how):
-    src = ("import ctypes, os, signal\n"
-           "def f(alert):\n"
-           f"    if alert['diaSourceId'] == 1:\n        {kill}\n"
-           "    return True\n")
+    src = (
+        "import ctypes, os, signal\n"
+        "def f(alert):\n"
+        f"    if alert['diaSourceId'] == 1:\n        {kill}\n"
+        "    return True\n"
+    )
     r = make_runner(src)
     msgs = batch(4)
     r.process_batch(msgs)
@@ -216,8 +234,16 @@ def test_an_allocation_past_the_memory_limit_is_an_error_of_that_alert(make_runn
 
 # --- loading ------------------------------------------------------------------------------------------------
 def test_a_filter_that_cannot_be_loaded_says_where():
-    fp = FilterProcess(FilterSpec("import no_such_module\ndef f(a):\n    return True\n", None,
-                                  DecodingSpec("container"), "diaSource.visit", "diaSourceId", 1.0))
+    fp = FilterProcess(
+        FilterSpec(
+            "import no_such_module\ndef f(a):\n    return True\n",
+            None,
+            DecodingSpec("container"),
+            "diaSource.visit",
+            "diaSourceId",
+            1.0,
+        )
+    )
     with pytest.raises(FilterLoadError) as ei:
         fp.start()
     assert ei.value.line == 1 and "no_such_module" in ei.value.message

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from alertfilter import load_filter
 from alertfilter.cap import VisitCap
 from alertfilter.codecs import Decoder, encode_confluent, read_container
-from alertfilter.processor import (ACCEPTED, CAPPED, ERROR, REJECTED, AlertProcessor)
+from alertfilter.processor import ACCEPTED, CAPPED, ERROR, REJECTED, AlertProcessor
 from alertfilter.schemas import StaticSchemaSource
 from alertfilter.tools import check
 
@@ -47,21 +48,27 @@ def test_non_bool_result_is_an_error():
 
 def test_missing_visit_field_is_an_error_not_capped():
     p = proc("def f(a):\n    return True\n", cap=1)
-    for a in ({"diaSourceId": 3}, {"diaSourceId": 3, "diaSource": None}, {"diaSourceId": 3, "diaSource": {"visit": None}}):
+    for a in (
+        {"diaSourceId": 3},
+        {"diaSourceId": 3, "diaSource": None},
+        {"diaSourceId": 3, "diaSource": {"visit": None}},
+    ):
         oc = p.process_alert(a)
         assert (oc.kind, oc.reason, oc.alert_id) == (ERROR, "missing-visit-field", 3)
         assert "diaSource.visit" in oc.message
 
 
 def test_slow_filter_is_stopped_at_its_budget_and_the_next_alert_is_fine():
-    src = ("import time\n"
-           "def f(a):\n"
-           "    if a['diaSourceId'] == 1:\n"
-           "        try:\n"
-           "            time.sleep(5)\n"
-           "        except Exception:\n"
-           "            return True\n"  # a filter's own except Exception must not swallow the timeout
-           "    return True\n")
+    src = (
+        "import time\n"
+        "def f(a):\n"
+        "    if a['diaSourceId'] == 1:\n"
+        "        try:\n"
+        "            time.sleep(5)\n"
+        "        except Exception:\n"
+        "            return True\n"  # a filter's own except Exception must not swallow the timeout
+        "    return True\n"
+    )
     p = proc(src, timeout=0.2)
     t0 = time.monotonic()
     oc = p.process_alert(alert(1))
@@ -78,8 +85,9 @@ def test_undecodable_value_is_a_decode_error():
 def test_confluent_decoding_through_the_processor(alerts_dir):
     schema, records = read_container(str(alerts_dir / "rubin-v10_0-real-20.avro"))
     parsed = fastavro.parse_schema(schema)
-    p = AlertProcessor(load_filter(BRIGHT.read_text()), Decoder("confluent", StaticSchemaSource({1000: schema})),
-                       VisitCap(20))
+    p = AlertProcessor(
+        load_filter(BRIGHT.read_text()), Decoder("confluent", StaticSchemaSource({1000: schema})), VisitCap(20)
+    )
     outcomes = [p.process(encode_confluent(r, parsed, 1000)) for r in records]
     assert [o.alert_id for o in outcomes if o.kind == ACCEPTED] == [169813007083241522]
 
@@ -88,11 +96,17 @@ def independent_bright(records, cap=20):
     """The original design's rule computed directly on the decoded records."""
     import math
 
-    counts, ids = {}, []
+    counts: dict[Any, int] = {}
+    ids = []
     for r in records:
         s = r["diaSource"]
-        ok = s["snr"] is not None and s["psfFlux"] is not None and not math.isnan(s["snr"]) \
-            and s["snr"] > 5 and s["psfFlux"] > 10 ** ((31.4 - 20) / 2.5)
+        ok = (
+            s["snr"] is not None
+            and s["psfFlux"] is not None
+            and not math.isnan(s["snr"])
+            and s["snr"] > 5
+            and s["psfFlux"] > 10 ** ((31.4 - 20) / 2.5)
+        )
         if ok and counts.get(s["visit"], 0) < cap:
             counts[s["visit"]] = counts.get(s["visit"], 0) + 1
             ids.append(r["diaSourceId"])
@@ -112,7 +126,7 @@ def test_check_cap_on_interleaved_real_visits(alerts_dir):
     f = alerts_dir / "rubin-v10_0-real-20.avro"
     _, records = read_container(str(f))
     res = check(load_filter("def f(a):\n    return True\n"), [f], max_per_visit=1)
-    first = {}
+    first: dict[Any, Any] = {}
     for r in records:
         first.setdefault(r["diaSource"]["visit"], r["diaSourceId"])
     assert res.accepted_ids == list(first.values())
@@ -120,7 +134,9 @@ def test_check_cap_on_interleaved_real_visits(alerts_dir):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "alertfilter", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "alertfilter", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_check_cli_json(alerts_dir):
@@ -128,7 +144,12 @@ def test_check_cli_json(alerts_dir):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {k: out[k] for k in ("alerts", "accepted", "capped", "errors", "accepted_ids")} == {
-        "alerts": 20, "accepted": 1, "capped": 0, "errors": 0, "accepted_ids": [169813007083241522]}
+        "alerts": 20,
+        "accepted": 1,
+        "capped": 0,
+        "errors": 0,
+        "accepted_ids": [169813007083241522],
+    }
 
 
 def test_check_cli_reports_source_errors_with_line_and_column(tmp_path, alerts_dir):
@@ -141,7 +162,9 @@ def test_check_cli_reports_source_errors_with_line_and_column(tmp_path, alerts_d
 
 def test_check_cli_counts_errors_of_a_raising_filter(tmp_path, alerts_dir):
     f = tmp_path / "raises.py"
-    f.write_text("def f(alert):\n    if alert['diaSource']['snr'] > 6:\n        raise ValueError('too bright')\n    return True\n")
+    f.write_text(
+        "def f(alert):\n    if alert['diaSource']['snr'] > 6:\n        raise ValueError('too bright')\n    return True\n"
+    )
     r = run_cli("check", f, "--alerts", alerts_dir / "rubin-v10_0-real-20.avro", "--json", "--no-visit-cap")
     out = json.loads(r.stdout)
     assert out["errors"] == out["errors_by_reason"]["filter-exception"] > 0
@@ -157,13 +180,26 @@ def test_check_cli_on_a_missing_alert_file(tmp_path):
 
 def test_simulate_cli_then_check_with_the_original_visit_field(tmp_path):
     out = tmp_path / "sim.avro"
-    r = run_cli("simulate", "--out", out, "--visits", "100,101,102", "--alerts-per-visit", "30", "--history", "3",
-                "--cutout-bytes", "64")
+    r = run_cli(
+        "simulate",
+        "--out",
+        out,
+        "--visits",
+        "100,101,102",
+        "--alerts-per-visit",
+        "30",
+        "--history",
+        "3",
+        "--cutout-bytes",
+        "64",
+    )
     assert r.returncode == 0, r.stderr
     f = tmp_path / "all.py"
     f.write_text("def f(a):\n    return True\n")
     # ccdVisitId = visit * 1000 + detector: cap per CCD-visit, as the original design did.
-    r = run_cli("check", f, "--alerts", out, "--visit-field", "diaSource.ccdVisitId", "--json", "--max-alerts-per-visit", "1")
+    r = run_cli(
+        "check", f, "--alerts", out, "--visit-field", "diaSource.ccdVisitId", "--json", "--max-alerts-per-visit", "1"
+    )
     res = json.loads(r.stdout)
     _, records = read_container(str(out))
     assert res["alerts"] == 90 and res["accepted"] == len({a["diaSource"]["ccdVisitId"] for a in records})
@@ -172,14 +208,17 @@ def test_simulate_cli_then_check_with_the_original_visit_field(tmp_path):
 
 
 # --- the visit id: an int or a string, nothing else ----------------------------------------------------
-@pytest.mark.parametrize("visit, words", [
-    ({"id": 1}, "holds a dict {'id': 1}"),
-    ([1, 2], "holds a list [1, 2]"),
-    (float("nan"), "holds a float nan"),
-    (59000.5, "holds a float 59000.5"),
-    (True, "holds a bool True"),
-    (b"12", "holds a bytes b'12'"),
-])
+@pytest.mark.parametrize(
+    ("visit", "words"),
+    [
+        ({"id": 1}, "holds a dict {'id': 1}"),
+        ([1, 2], "holds a list [1, 2]"),
+        (float("nan"), "holds a float nan"),
+        (59000.5, "holds a float 59000.5"),
+        (True, "holds a bool True"),
+        (b"12", "holds a bytes b'12'"),
+    ],
+)
 def test_visit_that_is_not_an_int_or_string_is_an_error_naming_its_type(visit, words):
     p = proc("def f(a):\n    return True\n", cap=1)
     for _ in range(3):  # never crashes the cap, never slips through it
@@ -208,18 +247,22 @@ def test_check_cli_reports_a_record_as_visit_field(alerts_dir):
     assert r.returncode == 0, r.stderr
     assert "20 errors" in r.stdout and "invalid-visit-field=20" in r.stdout
     assert "holds a dict" in r.stdout and "does not hold an integer or a string in some alerts" in r.stdout
-    r = run_cli("check", BRIGHT, "--alerts", alerts_dir / "rubin-v10_0-real-20.avro", "--visit-field", "diaSource",
-                "--json")
+    r = run_cli(
+        "check", BRIGHT, "--alerts", alerts_dir / "rubin-v10_0-real-20.avro", "--visit-field", "diaSource", "--json"
+    )
     assert json.loads(r.stdout)["errors_by_reason"] == {"invalid-visit-field": 20}
 
 
 # --- what a filter raises or returns never stops the loop ----------------------------------------------
-@pytest.mark.parametrize("stmt, name", [
-    ("import sys; sys.exit(3)", "SystemExit: 3"),
-    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
-    ("raise GeneratorExit", "GeneratorExit"),
-    ("raise ValueError('x' * 5000)", "ValueError: xxx"),
-])
+@pytest.mark.parametrize(
+    ("stmt", "name"),
+    [
+        ("import sys; sys.exit(3)", "SystemExit: 3"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+        ("raise GeneratorExit", "GeneratorExit"),
+        ("raise ValueError('x' * 5000)", "ValueError: xxx"),
+    ],
+)
 def test_filter_that_exits_or_interrupts_is_a_filter_exception(stmt, name):
     p = proc(f"def f(a):\n    if a['diaSourceId'] == 1:\n        {stmt}\n    return True\n")
     oc = p.process_alert(alert(1))
@@ -229,29 +272,29 @@ def test_filter_that_exits_or_interrupts_is_a_filter_exception(stmt, name):
 
 
 def test_exception_whose_str_raises_is_reported_by_its_type():
-    src = ("class Odd(Exception):\n"
-           "    def __str__(self):\n"
-           "        raise RuntimeError('str boom')\n"
-           "def f(a):\n"
-           "    raise Odd()\n")
+    src = (
+        "class Odd(Exception):\n"
+        "    def __str__(self):\n"
+        "        raise RuntimeError('str boom')\n"
+        "def f(a):\n"
+        "    raise Odd()\n"
+    )
     oc = proc(src).process_alert(alert(1))
     assert (oc.kind, oc.reason, oc.message) == (ERROR, "filter-exception", "Odd: <Odd object>")
 
 
 def test_result_whose_repr_or_bool_raises_is_a_non_bool_result():
-    src = ("class R:\n"
-           "    def __repr__(self):\n"
-           "        raise RuntimeError('repr boom')\n"
-           "def f(a):\n"
-           "    return R()\n")
+    src = "class R:\n    def __repr__(self):\n        raise RuntimeError('repr boom')\ndef f(a):\n    return R()\n"
     oc = proc(src).process_alert(alert(1))
     assert (oc.kind, oc.reason, oc.message) == (ERROR, "non-bool-result", "filter returned R <R object>, not bool")
-    fake = ("class bool_:\n"
-            "    __module__ = 'numpy'\n"
-            "    def __bool__(self):\n"
-            "        raise ZeroDivisionError('boom')\n"
-            "def f(a):\n"
-            "    return bool_()\n")
+    fake = (
+        "class bool_:\n"
+        "    __module__ = 'numpy'\n"
+        "    def __bool__(self):\n"
+        "        raise ZeroDivisionError('boom')\n"
+        "def f(a):\n"
+        "    return bool_()\n"
+    )
     oc = proc(fake).process_alert(alert(1))
     assert (oc.kind, oc.reason) == (ERROR, "non-bool-result") and "truth value cannot be read" in oc.message
 
@@ -264,13 +307,15 @@ def test_numpy_booleans_are_accepted():
 
 
 def test_filter_that_swallows_its_timeout_is_still_a_timeout():
-    src = ("import time\n"
-           "def f(a):\n"
-           "    try:\n"
-           "        time.sleep(3)\n"
-           "    except BaseException:\n"
-           "        pass\n"
-           "    return True\n")
+    src = (
+        "import time\n"
+        "def f(a):\n"
+        "    try:\n"
+        "        time.sleep(3)\n"
+        "    except BaseException:\n"
+        "        pass\n"
+        "    return True\n"
+    )
     p = proc(src, timeout=0.2)
     t0 = time.monotonic()
     oc = p.process_alert(alert(1))

@@ -11,13 +11,16 @@ def test_the_compiled_skipper_is_installed():
     assert available(), "alertfilter._avroskip was not compiled: `pip install -e runtime` needs a C compiler"
 
 
-@pytest.mark.parametrize("name, fields", [
-    ("rubin-v10_0-real-20.avro", {"diaSourceId", "diaSource"}),
-    ("rubin-v10_0-history-4.avro", {"diaSourceId", "diaSource", "diaObject"}),
-    ("rubin-v10_0-history-4.avro", {"prvDiaSources", "cutoutScience"}),
-    ("ZTF19acihgng.avro", {"objectId", "candidate"}),
-    ("ZTF19acxxwrs.avro", {"prv_candidates", "cutoutDifference"}),
-])
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("rubin-v10_0-real-20.avro", {"diaSourceId", "diaSource"}),
+        ("rubin-v10_0-history-4.avro", {"diaSourceId", "diaSource", "diaObject"}),
+        ("rubin-v10_0-history-4.avro", {"prvDiaSources", "cutoutScience"}),
+        ("ZTF19acihgng.avro", {"objectId", "candidate"}),
+        ("ZTF19acxxwrs.avro", {"prv_candidates", "cutoutDifference"}),
+    ],
+)
 def test_projected_fields_equal_the_full_decode(alerts_dir, name, fields):
     schema, records = read_container(str(alerts_dir / name))
     parsed = fastavro.parse_schema(schema)
@@ -38,18 +41,27 @@ def test_bad_bodies_are_errors(alerts_dir):
         dec.decode(body[: len(body) // 2])
     with pytest.raises(ValueError, match="left over"):
         dec.decode(body + b"\x00\x00")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - whichever error the skipper meets first
         dec.decode(b"\xff" * 40)
 
 
 def test_recursive_and_named_types_compile():
-    schema = {"type": "record", "name": "Node", "fields": [
-        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
-        {"name": "tag", "type": {"type": "fixed", "name": "Tag", "size": 4}},
-        {"name": "attrs", "type": {"type": "map", "values": "double"}},
-        {"name": "children", "type": {"type": "array", "items": "Node"}}]}
-    value = {"kind": "B", "tag": b"abcd", "attrs": {"x": 1.5},
-             "children": [{"kind": "A", "tag": b"wxyz", "attrs": {}, "children": []}]}
+    schema = {
+        "type": "record",
+        "name": "Node",
+        "fields": [
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+            {"name": "tag", "type": {"type": "fixed", "name": "Tag", "size": 4}},
+            {"name": "attrs", "type": {"type": "map", "values": "double"}},
+            {"name": "children", "type": {"type": "array", "items": "Node"}},
+        ],
+    }
+    value = {
+        "kind": "B",
+        "tag": b"abcd",
+        "attrs": {"x": 1.5},
+        "children": [{"kind": "A", "tag": b"wxyz", "attrs": {}, "children": []}],
+    }
     import io
 
     bio = io.BytesIO()
@@ -60,24 +72,35 @@ def test_recursive_and_named_types_compile():
         compile_program({"type": "array", "items": "long"})
 
 
-@pytest.mark.parametrize("source, name, fields", [
-    ("def f(alert):\n    return alert['diaSource']['snr'] > 5\n", "f", {"diaSource"}),
-    ("def f(a):\n    s = a.get('diaSource', {})\n    return a['diaObject'] is None or s['snr'] > 1\n", "f",
-     {"diaSource", "diaObject"}),
-    ("from alertfilter import AlertFilter\nclass F(AlertFilter):\n    def filter(self, alert):\n"
-     "        return alert['ssSource'] is not None\n", "F", {"ssSource"}),
-    # anything else done with the alert: decode all of it
-    ("def f(alert):\n    return helper(alert)\n", "f", None),
-    ("def f(alert):\n    return 'diaSource' in alert\n", "f", None),
-    ("def f(alert):\n    k = 'diaSource'\n    return alert[k] is not None\n", "f", None),
-    ("def f(alert):\n    return any(x for x in alert)\n", "f", None),
-    ("def f(alert):\n    g = lambda: alert['x']\n    return g()\n", "f", None),
-    ("def f(alert):\n    return alert.keys() is not None\n", "f", None),
-    ("def f(:\n", "f", None),
-])
+@pytest.mark.parametrize(
+    ("source", "name", "fields"),
+    [
+        ("def f(alert):\n    return alert['diaSource']['snr'] > 5\n", "f", {"diaSource"}),
+        (
+            "def f(a):\n    s = a.get('diaSource', {})\n    return a['diaObject'] is None or s['snr'] > 1\n",
+            "f",
+            {"diaSource", "diaObject"},
+        ),
+        (
+            (
+                "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    def filter(self, alert):\n"
+                "        return alert['ssSource'] is not None\n"
+            ),
+            "F",
+            {"ssSource"},
+        ),
+        # anything else done with the alert: decode all of it
+        ("def f(alert):\n    return helper(alert)\n", "f", None),
+        ("def f(alert):\n    return 'diaSource' in alert\n", "f", None),
+        ("def f(alert):\n    k = 'diaSource'\n    return alert[k] is not None\n", "f", None),
+        ("def f(alert):\n    return any(x for x in alert)\n", "f", None),
+        ("def f(alert):\n    g = lambda: alert['x']\n    return g()\n", "f", None),
+        ("def f(alert):\n    return alert.keys() is not None\n", "f", None),
+        ("def f(:\n", "f", None),
+    ],
+)
 def test_inference_of_the_fields_a_filter_reads(source, name, fields):
     assert infer_fields(source, name) == fields
-
 
 
 def _fields_for(tmp_path, source, *extra):
@@ -96,11 +119,17 @@ def test_runner_decodes_what_the_filter_reads_plus_visit_and_id(tmp_path):
     src = "def f(alert):\n    return alert['diaObject'] is None\n"
     assert _fields_for(tmp_path, src) == {"diaObject", "diaSource", "diaSourceId"}
     assert _fields_for(tmp_path, src, "--fields", "all") is None
-    assert _fields_for(tmp_path, src, "--fields", "ssSource", "--id-field", "alertId") == {"ssSource", "diaSource", "alertId"}
+    assert _fields_for(tmp_path, src, "--fields", "ssSource", "--id-field", "alertId") == {
+        "ssSource",
+        "diaSource",
+        "alertId",
+    }
 
 
 def test_a_declared_field_list_wins_and_unknown_use_decodes_everything(tmp_path):
-    declared = ("from alertfilter import AlertFilter\nclass F(AlertFilter):\n    fields = ['cutoutScience']\n"
-                "    def filter(self, alert):\n        return check(alert)\n\ndef check(a):\n    return True\n")
+    declared = (
+        "from alertfilter import AlertFilter\nclass F(AlertFilter):\n    fields = ['cutoutScience']\n"
+        "    def filter(self, alert):\n        return check(alert)\n\ndef check(a):\n    return True\n"
+    )
     assert _fields_for(tmp_path, declared) == {"cutoutScience", "diaSource", "diaSourceId"}
     assert _fields_for(tmp_path, "def f(alert):\n    return len(alert) > 3\n") is None

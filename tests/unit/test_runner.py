@@ -26,6 +26,7 @@ from alertfilter.sink import H_REASON, H_SRC_OFFSET, H_VALUE_OMITTED
 
 from .kafka_fakes import Delivered, FakeConsumer, FakeProducer, Msg, container
 
+
 class InlineFilters:
     """The filter process's part, in this process (the filter process itself: test_filter_process.py)."""
 
@@ -97,8 +98,9 @@ def test_dead_letter_over_the_producer_limit_goes_without_its_value(make_runner)
     r.process_batch([Msg(0, container(1)), Msg(1, big), Msg(2, huge), Msg(3, container(2))])
     dl = dead_letters(r)
     assert [d.headers[H_SRC_OFFSET] for d in dl] == [b"1", b"2"]
-    assert all(d.value is None and d.headers[H_VALUE_OMITTED] == b"true" and d.headers[H_REASON] == b"decode-error"
-               for d in dl)
+    assert all(
+        d.value is None and d.headers[H_VALUE_OMITTED] == b"true" and d.headers[H_REASON] == b"decode-error" for d in dl
+    )
     assert [d.topic() for d in r.producer.delivered].count("out") == 2
     assert r.consumer.commits[-1][0].offset == 4
     assert r.totals["dead_letters"] == 2
@@ -140,7 +142,7 @@ def test_stop_between_messages_commits_only_the_processed_ones(make_runner):
         r.stop()  # SIGTERM arrives while the first message is processed
         return real(value)
 
-    r.filters.processor.process = process  # type: ignore[method-assign]
+    r.filters.processor.process = process
     r.process_batch([Msg(i, container(i)) for i in range(5)])
     assert len(r.consumer.commits) == 1 and r.consumer.commits[0][0].offset == 1
     assert r.totals["consumed"] == 1
@@ -156,7 +158,7 @@ def test_a_slow_batch_keeps_the_runner_alive(make_runner):
 
 # --- the cap's counts travel with the committed offsets -------------------------------------------------
 def test_commit_metadata_round_trip():
-    assert encode_commit_metadata('[[1,2]]') == '[[1,2]]'
+    assert encode_commit_metadata("[[1,2]]") == "[[1,2]]"
     assert encode_commit_metadata(None) is None
     assert decode_commit_metadata('[["a,b",1]]') == [["a,b", 1]]
     assert decode_commit_metadata('{"cap":[[9,2]],"skip":[11]}') == [[9, 2]]  # an earlier runner's form
@@ -166,9 +168,11 @@ def test_commit_metadata_round_trip():
 
 def test_cap_counts_are_restored_from_the_committed_offsets(make_runner):
     r = make_runner(cap=3)
-    r.consumer.committed_meta = {0: '[[9,2]]'}
+    r.consumer.committed_meta = {0: "[[9,2]]"}
     r.on_assign(r.consumer, [TopicPartition("in", 0)])
     assert r.cap.count(9) == 2
     r.process_batch([Msg(10 + i, container(10 + i, visit=9)) for i in range(3)])
     assert r.totals["accepted"] == 1 and r.totals["capped"] == 2
-    assert r.consumer.commits[-1][0].offset == 13 and decode_commit_metadata(r.consumer.commits[-1][0].metadata) == [[9, 3]]
+    assert r.consumer.commits[-1][0].offset == 13 and decode_commit_metadata(r.consumer.commits[-1][0].metadata) == [
+        [9, 3]
+    ]

@@ -17,8 +17,9 @@ import ast
 import hashlib
 import inspect
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 FILTER_FILENAME = "<filter>"
 
@@ -139,7 +140,7 @@ def _where(tree: ast.Module) -> dict[str, tuple[int, int]]:
                 if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     out[f"{node.name}.{sub.name}"] = (sub.lineno, sub.col_offset + 1)
                 elif isinstance(sub, (ast.Assign, ast.AnnAssign)):
-                    for t in (sub.targets if isinstance(sub, ast.Assign) else [sub.target]):
+                    for t in sub.targets if isinstance(sub, ast.Assign) else [sub.target]:
                         if isinstance(t, ast.Name):
                             out[f"{node.name}.{t.id}"] = (sub.lineno, sub.col_offset + 1)
     return out
@@ -174,8 +175,9 @@ def _compile(source: str) -> tuple[ast.Module, Any]:
     except SyntaxError as exc:
         raise FilterSourceError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
     except (RecursionError, MemoryError) as exc:
-        raise FilterSourceError(f"the source is too deeply nested or too large to compile ({type(exc).__name__}); "
-                                "simplify the expression") from None
+        raise FilterSourceError(
+            f"the source is too deeply nested or too large to compile ({type(exc).__name__}); simplify the expression"
+        ) from None
     except ValueError as exc:  # e.g. null bytes or lone surrogates in the source
         raise FilterSourceError(f"invalid source: {safe_str(exc)}") from None
     return tree, code
@@ -212,8 +214,9 @@ def load_filter(source: str, entrypoint: str | None = None) -> LoadedFilter:
     except FilterSourceError:
         raise
     except FILTER_ERRORS as exc:  # anything the checks below did not foresee is still the source's problem
-        raise FilterSourceError(f"the filter cannot be loaded: {describe_exception(exc, 300)}",
-                                _line_in_source(exc)) from None
+        raise FilterSourceError(
+            f"the filter cannot be loaded: {describe_exception(exc, 300)}", _line_in_source(exc)
+        ) from None
 
 
 def _load(original: str, entrypoint: str | None) -> LoadedFilter:
@@ -228,16 +231,21 @@ def _load(original: str, entrypoint: str | None) -> LoadedFilter:
     try:
         exec(code, namespace)  # noqa: S102 - running the author's filter is this function's job
     except FILTER_ERRORS as exc:  # any error in the module body, sys.exit() included, is the author's to fix
-        raise FilterSourceError(f"the source raised {describe_exception(exc, 300)} when loaded",
-                                _line_in_source(exc)) from None
+        raise FilterSourceError(
+            f"the source raised {describe_exception(exc, 300)} when loaded", _line_in_source(exc)
+        ) from None
 
     def defined_here(obj: Any) -> bool:
         return getattr(obj, "__module__", None) == module_name
 
-    classes = {n: o for n, o in namespace.items()
-               if inspect.isclass(o) and defined_here(o) and issubclass(o, AlertFilter) and o is not AlertFilter}
-    functions = {n: o for n, o in namespace.items()
-                 if inspect.isfunction(o) and defined_here(o) and not n.startswith("_")}
+    classes = {
+        n: o
+        for n, o in namespace.items()
+        if inspect.isclass(o) and defined_here(o) and issubclass(o, AlertFilter) and o is not AlertFilter
+    }
+    functions = {
+        n: o for n, o in namespace.items() if inspect.isfunction(o) and defined_here(o) and not n.startswith("_")
+    }
 
     if entrypoint is not None:
         obj = namespace.get(entrypoint)
@@ -248,13 +256,16 @@ def _load(original: str, entrypoint: str | None) -> LoadedFilter:
     else:
         candidates = classes or functions
         if not candidates:
-            raise FilterSourceError("no filter found: define a class deriving from AlertFilter "
-                                    "or a function taking one argument (the alert)")
+            raise FilterSourceError(
+                "no filter found: define a class deriving from AlertFilter "
+                "or a function taking one argument (the alert)"
+            )
         if len(candidates) > 1:
             names = sorted(candidates, key=lambda n: where.get(n, (0, 0)))
             line, col = where.get(names[1], (1, 1))
-            raise FilterSourceError(f"several filters defined ({', '.join(names)}); name one as the entrypoint",
-                                    line, col)
+            raise FilterSourceError(
+                f"several filters defined ({', '.join(names)}); name one as the entrypoint", line, col
+            )
         name, obj = next(iter(candidates.items()))
     line, col = where.get(name, (1, 1))
 
@@ -268,28 +279,40 @@ def _load(original: str, entrypoint: str | None) -> LoadedFilter:
         try:
             instance = obj()
         except FILTER_ERRORS as exc:
-            raise FilterSourceError(f"{name}() failed: {describe_exception(exc, 300)}",
-                                    _line_in_source(exc) if _line_in_source(exc) > 1 else line, col) from None
+            raise FilterSourceError(
+                f"{name}() failed: {describe_exception(exc, 300)}",
+                _line_in_source(exc) if _line_in_source(exc) > 1 else line,
+                col,
+            ) from None
         try:
             func = instance.filter
         except FILTER_ERRORS as exc:
-            raise FilterSourceError(f"reading {name}.filter raised {describe_exception(exc, 300)}",
-                                    _line_in_source(exc) if _line_in_source(exc) > 1 else fline, fcol) from None
+            raise FilterSourceError(
+                f"reading {name}.filter raised {describe_exception(exc, 300)}",
+                _line_in_source(exc) if _line_in_source(exc) > 1 else fline,
+                fcol,
+            ) from None
         if not callable(func):
-            raise FilterSourceError(f"{name}.filter is {a_or_an(type_name(func))}, not a method filter(self, alert)",
-                                    fline, fcol)
+            raise FilterSourceError(
+                f"{name}.filter is {a_or_an(type_name(func))}, not a method filter(self, alert)", fline, fcol
+            )
         if inspect.iscoroutinefunction(func):
             raise FilterSourceError(f"{name}.filter must be a plain def, not async def", fline, fcol)
         if not _accepts_one_alert(func):
-            raise FilterSourceError(f"{name}.filter must take exactly one argument besides self (the alert); "
-                                    f"it is filter{_signature(declared)}", fline, fcol)
+            raise FilterSourceError(
+                f"{name}.filter must take exactly one argument besides self (the alert); "
+                f"it is filter{_signature(declared)}",
+                fline,
+                fcol,
+            )
         return LoadedFilter(name, func, digest, "class")
     if inspect.iscoroutinefunction(obj):
         raise FilterSourceError(f"{name} must be a plain def, not async def", line, col)
     if callable(obj):
         if not _accepts_one_alert(obj):
-            raise FilterSourceError(f"{name} must take exactly one argument (the alert); it is {name}{_signature(obj)}",
-                                    line, col)
+            raise FilterSourceError(
+                f"{name} must take exactly one argument (the alert); it is {name}{_signature(obj)}", line, col
+            )
         return LoadedFilter(name, obj, digest, "function")
     raise FilterSourceError(f"entrypoint {name!r} is {a_or_an(type_name(obj))}, not a class or function", line, col)
 
@@ -312,7 +335,7 @@ class SourceCheck:
 
 
 def _positional_arity(args: ast.arguments, skip_self: bool) -> tuple[int, int, bool]:
-    positional = [*args.posonlyargs, *args.args][1 if skip_self else 0:]
+    positional = [*args.posonlyargs, *args.args][1 if skip_self else 0 :]
     required = len(positional) - len(args.defaults)
     required_kwonly = sum(1 for d in args.kw_defaults if d is None)
     return max(required, 0) + required_kwonly, len(positional), args.vararg is not None
@@ -385,12 +408,17 @@ def check_source(source: str, entrypoint: str | None = None) -> SourceCheck:
     else:
         candidates = classes or functions
         if not candidates:
-            raise FilterSourceError("no filter found: define a class deriving from AlertFilter "
-                                    "or a function taking one argument (the alert)")
+            raise FilterSourceError(
+                "no filter found: define a class deriving from AlertFilter "
+                "or a function taking one argument (the alert)"
+            )
         if len(candidates) > 1:
             nodes = sorted(candidates.values(), key=lambda n: n.lineno)
-            raise FilterSourceError(f"several filters defined ({', '.join(n.name for n in nodes)}); "
-                                    "name one as the entrypoint", nodes[1].lineno, nodes[1].col_offset + 1)
+            raise FilterSourceError(
+                f"several filters defined ({', '.join(n.name for n in nodes)}); name one as the entrypoint",
+                nodes[1].lineno,
+                nodes[1].col_offset + 1,
+            )
         name = next(iter(candidates))
     if name in classes:
         cls = classes[name]
@@ -398,17 +426,27 @@ def check_source(source: str, entrypoint: str | None = None) -> SourceCheck:
         flt = methods.get("filter")
         inherited = any(base_name(b) in classes for b in cls.bases)
         if flt is None and not inherited:
-            raise FilterSourceError(f"class {name!r} does not define filter(self, alert)", cls.lineno, cls.col_offset + 1)
+            raise FilterSourceError(
+                f"class {name!r} does not define filter(self, alert)", cls.lineno, cls.col_offset + 1
+            )
         if flt is not None:
             if isinstance(flt, ast.AsyncFunctionDef):
-                raise FilterSourceError(f"{name}.filter must be a plain def, not async def", flt.lineno, flt.col_offset + 1)
+                raise FilterSourceError(
+                    f"{name}.filter must be a plain def, not async def", flt.lineno, flt.col_offset + 1
+                )
             if not _one_alert(flt.args, skip_self=True):
-                raise FilterSourceError(f"{name}.filter must take exactly one argument besides self (the alert)",
-                                        flt.lineno, flt.col_offset + 1)
+                raise FilterSourceError(
+                    f"{name}.filter must take exactly one argument besides self (the alert)",
+                    flt.lineno,
+                    flt.col_offset + 1,
+                )
         init = methods.get("__init__")
         if init is not None and _positional_arity(init.args, skip_self=True)[0] > 0:
-            raise FilterSourceError(f"{name}.__init__ must take no arguments besides self: the runtime creates "
-                                    "the filter without any", init.lineno, init.col_offset + 1)
+            raise FilterSourceError(
+                f"{name}.__init__ must take no arguments besides self: the runtime creates the filter without any",
+                init.lineno,
+                init.col_offset + 1,
+            )
         return SourceCheck(name, "class", digest)
     fn = functions[name]
     if isinstance(fn, ast.AsyncFunctionDef):
@@ -449,11 +487,27 @@ def check_result(result: Any) -> bool:
         try:
             verdict = bool(result)
         except FILTER_ERRORS as exc:
-            raise NonBoolResult(f"filter returned {type_name(result)} {safe_repr(result)} whose truth value "
-                            f"cannot be read: {describe_exception(exc, 200)}") from None
+            raise NonBoolResult(
+                f"filter returned {type_name(result)} {safe_repr(result)} whose truth value "
+                f"cannot be read: {describe_exception(exc, 200)}"
+            ) from None
         return verdict
     raise NonBoolResult(f"filter returned {type_name(result)} {safe_repr(result)}, not bool")
 
 
-__all__ = ["FILTER_ERRORS", "AlertFilter", "FilterSourceError", "LoadedFilter", "NonBoolResult", "SourceCheck", "check_result",
-           "check_source", "describe_exception", "load_filter", "safe_repr", "safe_str", "source_sha256", "type_name"]
+__all__ = [
+    "FILTER_ERRORS",
+    "AlertFilter",
+    "FilterSourceError",
+    "LoadedFilter",
+    "NonBoolResult",
+    "SourceCheck",
+    "check_result",
+    "check_source",
+    "describe_exception",
+    "load_filter",
+    "safe_repr",
+    "safe_str",
+    "source_sha256",
+    "type_name",
+]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any, Hashable, Iterable
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 #: The original design's cap (DMTN-028): 20 alerts per visit per filter.
 DEFAULT_MAX_ALERTS_PER_VISIT = 20
@@ -29,8 +30,9 @@ class VisitCap:
         max_visits: how many distinct recent visits to remember (least recently seen are dropped).
     """
 
-    def __init__(self, max_per_visit: int | None = DEFAULT_MAX_ALERTS_PER_VISIT,
-                 max_visits: int = DEFAULT_MAX_VISITS) -> None:
+    def __init__(
+        self, max_per_visit: int | None = DEFAULT_MAX_ALERTS_PER_VISIT, max_visits: int = DEFAULT_MAX_VISITS
+    ) -> None:
         if max_per_visit is not None and max_per_visit < 0:
             raise ValueError(f"max_per_visit must be >= 0 or None, got {max_per_visit}")
         if max_visits < 1:

@@ -95,7 +95,8 @@ class KafkaClients:
 def consumer_config(s: RunnerSettings, events: ClientEvents) -> dict[str, Any]:
     """The consumer's librdkafka settings."""
     return {
-        "bootstrap.servers": s.bootstrap_servers, **s.kafka_config,
+        "bootstrap.servers": s.bootstrap_servers,
+        **s.kafka_config,
         "group.id": s.group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -113,7 +114,8 @@ def consumer_config(s: RunnerSettings, events: ClientEvents) -> dict[str, Any]:
 def producer_config(s: RunnerSettings, events: ClientEvents) -> dict[str, Any]:
     """The producer's librdkafka settings (idempotent, ``acks=all``; transactional with exactly-once)."""
     conf: dict[str, Any] = {
-        "bootstrap.servers": s.bootstrap_servers, **s.kafka_config,
+        "bootstrap.servers": s.bootstrap_servers,
+        **s.kafka_config,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 10,

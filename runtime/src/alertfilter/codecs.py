@@ -18,7 +18,8 @@ import io
 import json
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import fastavro
 
@@ -46,24 +47,22 @@ def _fastavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> C
         bio = io.BytesIO(body)
         record = schemaless_reader(bio, parsed_w, parsed_r)
         if bio.tell() != len(body):
-            raise DecodeError(f"{len(body) - bio.tell()} bytes left over after the record: "
-                              "the writer schema does not match the data")
+            raise DecodeError(
+                f"{len(body) - bio.tell()} bytes left over after the record: the writer schema does not match the data"
+            )
         return record
 
     return decode
 
 
 def _cavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
-    import cavro
+    import cavro  # type: ignore[import-not-found]  # cavro ships no type hints
 
     # allow_invalid_default_values: ZTF's schemas carry defaults that do not match their types.
     opts = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True, allow_invalid_default_values=True)
     w = cavro.Schema(json.dumps(writer), options=opts)
-    if reader is not None:
-        r = cavro.Schema(json.dumps(reader), options=opts)
-        resolved = r.reader_for_writer(w)
-        return resolved.binary_decode
-    return w.binary_decode
+    target = w if reader is None else cavro.Schema(json.dumps(reader), options=opts).reader_for_writer(w)
+    return cast(Callable[[bytes], Any], target.binary_decode)
 
 
 _BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], Callable[[bytes], Any]]] = {
@@ -89,9 +88,15 @@ class Decoder:
         ValueError: for an unknown format or backend, or a format without what it needs.
     """
 
-    def __init__(self, fmt: str = "confluent", schemas: SchemaSource | None = None,
-                 schema: dict[str, Any] | None = None, reader_schema: dict[str, Any] | None = None,
-                 backend: str = "fastavro", fields: frozenset[str] | set[str] | None = None) -> None:
+    def __init__(
+        self,
+        fmt: str = "confluent",
+        schemas: SchemaSource | None = None,
+        schema: dict[str, Any] | None = None,
+        reader_schema: dict[str, Any] | None = None,
+        backend: str = "fastavro",
+        fields: frozenset[str] | set[str] | None = None,
+    ) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
         if backend not in BACKENDS:
@@ -206,4 +211,7 @@ def read_container(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The writer schema and the records of an Avro object container file."""
     with open(path, "rb") as fh:
         reader = fastavro.reader(fh)
-        return reader.writer_schema, list(reader)
+        schema = reader.writer_schema
+        if not isinstance(schema, dict):
+            raise ValueError(f"{path}: the writer schema is not a record")
+        return schema, [r for r in reader if isinstance(r, dict)]

@@ -75,7 +75,9 @@ def schema_file(option: str, path: str) -> dict[str, Any]:
         raise ValueError(f"{option} {path} is not a usable Avro schema: {type(exc).__name__}: {exc}") from None
 
 
-def decode_fields(choice: str, flt: LoadedFilter, source: str, visit_field: str, id_field: str) -> frozenset[str] | None:
+def decode_fields(
+    choice: str, flt: LoadedFilter, source: str, visit_field: str, id_field: str
+) -> frozenset[str] | None:
     """Top-level fields to decode (``--fields``): None for all.
 
     Args:

@@ -87,7 +87,7 @@ class Replies:
         self._buf.clear()
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
 
     def started(self, alert_id: Any) -> None:
         """The filter is about to be called on the alert ``alert_id``: tell the runner now."""
@@ -143,12 +143,22 @@ def serve(request_fd: int, reply_fd: int) -> int:
         replies.add(p.json_frame(p.LOAD_ERROR, {"line": 0, "column": 0, "message": str(exc)}))
         replies.flush()
         return 0
-    processor = AlertProcessor(flt, decoder, VisitCap(None), cfg["visit_field"], cfg["id_field"],
-                               cfg["filter_timeout_s"])
+    processor = AlertProcessor(
+        flt, decoder, VisitCap(None), cfg["visit_field"], cfg["id_field"], cfg["filter_timeout_s"]
+    )
     processor.on_filter_start = replies.started
-    replies.add(p.json_frame(p.HELLO, {"name": flt.name, "fields": sorted(fields) if fields is not None else None,
-                                       "projected": fields is not None and decoder.fields is not None
-                                       and decoder._make == decoder._make_projected}))
+    replies.add(
+        p.json_frame(
+            p.HELLO,
+            {
+                "name": flt.name,
+                "fields": sorted(fields) if fields is not None else None,
+                "projected": fields is not None
+                and decoder.fields is not None
+                and decoder._make == decoder._make_projected,
+            },
+        )
+    )
     replies.flush()
     while True:
         got = read_frame(request_fd)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int], kafka_config: dict[str, str] | None = None,
-                  config: dict[str, str] | None = None, timeout_s: float = 30.0) -> None:
+def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    kafka_config: dict[str, str] | None = None,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> None:
     """Create each ``topic: partitions`` that does not exist yet (replication factor 1 or the broker default).
 
     Raises:
@@ -15,11 +21,14 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], kafka_config: dict[str
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(kafka_config or {})})
     existing = admin.list_topics(timeout=timeout_s).topics
-    new = [NewTopic(t, num_partitions=p, config=dict(config or {"max.message.bytes": str(16 * 1024 * 1024)}))
-           for t, p in topics.items() if t not in existing]
+    new = [
+        NewTopic(t, num_partitions=p, config=dict(config or {"max.message.bytes": str(16 * 1024 * 1024)}))
+        for t, p in topics.items()
+        if t not in existing
+    ]
     if not new:
         return
-    for topic, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+    for fut in admin.create_topics(new, operation_timeout=timeout_s).values():
         try:
             fut.result()
         except KafkaException as exc:

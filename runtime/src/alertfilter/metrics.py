@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -33,19 +33,34 @@ class RunnerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.consumed = Counter("alertfilter_alerts_consumed", "Alerts (messages) consumed from the input topic.", registry=r)
-        self.accepted = Counter("alertfilter_alerts_accepted", "Alerts the filter accepted and the runner forwarded.", registry=r)
+        self.consumed = Counter(
+            "alertfilter_alerts_consumed", "Alerts (messages) consumed from the input topic.", registry=r
+        )
+        self.accepted = Counter(
+            "alertfilter_alerts_accepted", "Alerts the filter accepted and the runner forwarded.", registry=r
+        )
         self.rejected = Counter("alertfilter_alerts_rejected", "Alerts the filter did not accept.", registry=r)
-        self.capped = Counter("alertfilter_alerts_capped", "Alerts the filter accepted beyond the per-visit cap.", registry=r)
-        self.errors = Counter("alertfilter_errors", "Alerts that could not be filtered, by reason.", ["reason"], registry=r)
+        self.capped = Counter(
+            "alertfilter_alerts_capped", "Alerts the filter accepted beyond the per-visit cap.", registry=r
+        )
+        self.errors = Counter(
+            "alertfilter_errors", "Alerts that could not be filtered, by reason.", ["reason"], registry=r
+        )
         for reason in Reason:
             self.errors.labels(reason.value)
         self.dead_letters = Counter("alertfilter_dead_letters", "Records written to the dead-letter topic.", registry=r)
         self.filter_seconds = Histogram(
-            "alertfilter_filter_seconds", "Wall time of one filter call, s.", registry=r,
-            buckets=(1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0))
-        self.lag = Gauge("alertfilter_consumer_lag", "Messages behind the end of each input partition.",
-                         ["topic", "partition"], registry=r)
+            "alertfilter_filter_seconds",
+            "Wall time of one filter call, s.",
+            registry=r,
+            buckets=(1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0),
+        )
+        self.lag = Gauge(
+            "alertfilter_consumer_lag",
+            "Messages behind the end of each input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
 
 
 class HealthServer:
@@ -58,12 +73,18 @@ class HealthServer:
         ready: returns True while partitions are assigned.
     """
 
-    def __init__(self, port: int, metrics: RunnerMetrics, alive: Callable[[], bool], ready: Callable[[], bool],
-                 host: str = "0.0.0.0") -> None:
+    def __init__(
+        self,
+        port: int,
+        metrics: RunnerMetrics,
+        alive: Callable[[], bool],
+        ready: Callable[[], bool],
+        host: str = "0.0.0.0",
+    ) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
@@ -72,7 +93,11 @@ class HealthServer:
                     body, ctype, code = (b"ok\n" if ok else b"poll loop stalled\n"), "text/plain", 200 if ok else 503
                 elif path == "/readyz":
                     ok = ready()
-                    body, ctype, code = (b"ok\n" if ok else b"no partitions assigned\n"), "text/plain", 200 if ok else 503
+                    body, ctype, code = (
+                        (b"ok\n" if ok else b"no partitions assigned\n"),
+                        "text/plain",
+                        200 if ok else 503,
+                    )
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)
@@ -89,7 +114,7 @@ class HealthServer:
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
-    def start(self) -> "HealthServer":
+    def start(self) -> HealthServer:
         self._thread.start()
         return self
 

@@ -82,7 +82,9 @@ class Offsets:
             k = (m.topic(), m.partition())
             last[k] = max(last.get(k, -1), m.offset())
         meta = encode_commit_metadata(self.cap.snapshot() if self.cap.max_per_visit is not None else None)
-        return [TopicPartition(t, p, o + 1, meta) if meta else TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        return [
+            TopicPartition(t, p, o + 1, meta) if meta else TopicPartition(t, p, o + 1) for (t, p), o in last.items()
+        ]
 
     def committed(self) -> None:
         """Bookkeeping after a successful commit: the cap's checkpoint."""
@@ -117,19 +119,27 @@ class Offsets:
             if err is None or err.fatal():
                 raise
             if err.code() == KafkaError.OFFSET_METADATA_TOO_LARGE:
-                log.warning("the broker refuses the offset metadata (cap state) as too large "
-                            "(offset.metadata.max.bytes); committing without it")
+                log.warning(
+                    "the broker refuses the offset metadata (cap state) as too large "
+                    "(offset.metadata.max.bytes); committing without it"
+                )
                 return self.commit(part, [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in offsets])
-            log.warning("could not commit offsets (%s); the batch's %d messages will be processed again "
-                        "(at-least-once)", err, len(part))
+            log.warning(
+                "could not commit offsets (%s); the batch's %d messages will be processed again (at-least-once)",
+                err,
+                len(part),
+            )
             self.rewind(part)
             return False
         bad = [tp for tp in result or [] if tp.error is not None]
         if bad:
             if any(tp.error.fatal() for tp in bad):
                 raise KafkaException(bad[0].error)
-            log.warning("could not commit the offsets of %s (%s); those messages will be processed again",
-                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in bad), bad[0].error)
+            log.warning(
+                "could not commit the offsets of %s (%s); those messages will be processed again",
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in bad),
+                bad[0].error,
+            )
             self.rewind([m for m in part if any(m.partition() == tp.partition and m.topic() == tp.topic for tp in bad)])
             return False
         self.committed()
@@ -158,8 +168,9 @@ class Offsets:
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is not None and not err.fatal() and err.txn_requires_abort():
-                log.warning("transaction failed (%s); aborting it and processing the batch's %d messages again",
-                            err, len(part))
+                log.warning(
+                    "transaction failed (%s); aborting it and processing the batch's %d messages again", err, len(part)
+                )
                 self.producer.abort_transaction(30)
                 self.rewind(part)
                 return

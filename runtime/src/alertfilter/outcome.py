@@ -14,8 +14,8 @@ class Kind(StrEnum):
 
     ACCEPTED = "accepted"
     REJECTED = "rejected"  # the filter said no
-    CAPPED = "capped"      # the filter said yes, but its visit already had N accepted alerts
-    ERROR = "error"        # see the Reason
+    CAPPED = "capped"  # the filter said yes, but its visit already had N accepted alerts
+    ERROR = "error"  # see the Reason
 
 
 class Reason(StrEnum):

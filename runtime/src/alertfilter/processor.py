@@ -10,10 +10,19 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .api import (FILTER_ERRORS, LoadedFilter, NonBoolResult, a_or_an, check_result, describe_exception, safe_repr,
-                  type_name)
+from .api import (
+    FILTER_ERRORS,
+    LoadedFilter,
+    NonBoolResult,
+    a_or_an,
+    check_result,
+    describe_exception,
+    safe_repr,
+    type_name,
+)
 from .cap import VisitCap
 from .codecs import DecodeError, Decoder
 from .fields import MissingField, get_field, parse_path
@@ -64,8 +73,15 @@ class AlertProcessor:
             with SIGALRM, so only when the processor runs in the main thread.
     """
 
-    def __init__(self, flt: LoadedFilter, decoder: Decoder, cap: VisitCap, visit_field: str = "diaSource.visit",
-                 id_field: str = "diaSourceId", filter_timeout_s: float | None = 1.0) -> None:
+    def __init__(
+        self,
+        flt: LoadedFilter,
+        decoder: Decoder,
+        cap: VisitCap,
+        visit_field: str = "diaSource.visit",
+        id_field: str = "diaSourceId",
+        filter_timeout_s: float | None = 1.0,
+    ) -> None:
         self.filter = flt
         self.decoder = decoder
         self.cap = cap
@@ -98,8 +114,14 @@ class AlertProcessor:
         return verdict
 
     def _timeout(self, alert_id: Any, visit: Any, t0: float) -> Outcome:
-        return Outcome(ERROR, REASON_TIMEOUT, f"filter call exceeded its budget of {self.filter_timeout_s:g} s",
-                       alert_id, visit, self._clock() - t0)
+        return Outcome(
+            ERROR,
+            REASON_TIMEOUT,
+            f"filter call exceeded its budget of {self.filter_timeout_s:g} s",
+            alert_id,
+            visit,
+            self._clock() - t0,
+        )
 
     def process(self, value: bytes | None) -> Outcome:
         """Decode, filter and cap one message value. Never raises for bad input.
@@ -127,10 +149,13 @@ class AlertProcessor:
         except MissingField as exc:
             return Outcome(ERROR, REASON_MISSING_VISIT, str(exc), alert_id)
         if isinstance(visit, bool) or not isinstance(visit, (int, str)):
-            return Outcome(ERROR, REASON_INVALID_VISIT,
-                           f"the visit field {self.visit_field} holds {a_or_an(type_name(visit))} "
-                           f"{safe_repr(visit, 60)}, not an integer or a string: the per-visit cap cannot count it",
-                           alert_id)
+            return Outcome(
+                ERROR,
+                REASON_INVALID_VISIT,
+                f"the visit field {self.visit_field} holds {a_or_an(type_name(visit))} "
+                f"{safe_repr(visit, 60)}, not an integer or a string: the per-visit cap cannot count it",
+                alert_id,
+            )
         if self.on_filter_start is not None:
             self.on_filter_start(alert_id)
         t0 = self._clock()

@@ -21,18 +21,29 @@ from __future__ import annotations
 import ast
 import json
 import struct
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import Any
 
 from .schemas import _define_once
 
 OP_NULL, OP_BOOL, OP_VARINT, OP_FLOAT, OP_DOUBLE, OP_BYTES, OP_FIXED, OP_ARRAY, OP_MAP, OP_UNION, OP_RECORD = range(11)
-_PRIMITIVE = {"null": OP_NULL, "boolean": OP_BOOL, "int": OP_VARINT, "long": OP_VARINT, "float": OP_FLOAT,
-              "double": OP_DOUBLE, "bytes": OP_BYTES, "string": OP_BYTES}
+_PRIMITIVE = {
+    "null": OP_NULL,
+    "boolean": OP_BOOL,
+    "int": OP_VARINT,
+    "long": OP_VARINT,
+    "float": OP_FLOAT,
+    "double": OP_DOUBLE,
+    "bytes": OP_BYTES,
+    "string": OP_BYTES,
+}
 
+_avroskip: ModuleType | None
 try:
     from . import _avroskip
 except ImportError:  # not compiled (no C compiler when installed): projection is off
-    _avroskip = None  # type: ignore[assignment]
+    _avroskip = None
 
 
 def available() -> bool:
@@ -73,7 +84,7 @@ def compile_program(schema: dict[str, Any]) -> tuple[bytes, int, list[str]]:
                 prog[i + 2 + k] = node(branch, ns)
             return i
         kind = t["type"]
-        if kind in _PRIMITIVE and len(t) <= 2 or (kind in _PRIMITIVE and "logicalType" in t):
+        if (kind in _PRIMITIVE and len(t) <= 2) or (kind in _PRIMITIVE and "logicalType" in t):
             return node(kind, ns)
         if kind in ("record", "error"):
             name = full(t["name"], t.get("namespace", ns))
@@ -123,14 +134,15 @@ class ProjectedDecoder:
         ValueError: the schema cannot be compiled (the caller falls back to full decoding).
     """
 
-    def __init__(self, writer: dict[str, Any], fields: Iterable[str],
-                 make_decoder: Callable[[Any], Callable[[bytes], Any]]) -> None:
+    def __init__(
+        self, writer: dict[str, Any], fields: Iterable[str], make_decoder: Callable[[Any], Callable[[bytes], Any]]
+    ) -> None:
         if _avroskip is None:
             raise ValueError("the compiled skipper (_avroskip) is not installed")
         self.program, self.root, names = compile_program(writer)
         import fastavro.schema
 
-        expanded = fastavro.schema.expand_schema(writer)
+        expanded: dict[str, Any] = fastavro.schema.expand_schema(writer)  # type: ignore[assignment]
         ns = _full_namespace(writer)
         wanted = set(fields)
         self._take: list[tuple[int, str, Callable[[bytes], Any]]] = []
@@ -142,31 +154,35 @@ class ProjectedDecoder:
 
     def decode(self, body: bytes) -> dict[str, Any]:
         """Raises ValueError for corrupt or truncated data, or bytes left over after the record."""
-        off = _avroskip.field_offsets(body, self.program, self.root)
+        assert _avroskip is not None  # checked by the constructor (compile_program)
+        off: list[int] = _avroskip.field_offsets(body, self.program, self.root)
         if off[-1] != len(body):
-            raise ValueError(f"{len(body) - off[-1]} bytes left over after the record: "
-                             "the writer schema does not match the data")
-        return {name: dec(body[off[i]:off[i + 1]]) for i, name, dec in self._take}
+            raise ValueError(
+                f"{len(body) - off[-1]} bytes left over after the record: the writer schema does not match the data"
+            )
+        return {name: dec(body[off[i] : off[i + 1]]) for i, name, dec in self._take}
 
 
 def _full_namespace(schema: dict[str, Any]) -> str | None:
-    name = schema.get("name", "")
+    name = str(schema.get("name", ""))
     if "." in name:
         return name.rpartition(".")[0]
-    return schema.get("namespace")
+    ns = schema.get("namespace")
+    return str(ns) if ns is not None else None
 
 
 def cavro_decoder(schema: Any) -> Callable[[bytes], Any]:
     """A ``bytes -> value`` decoder for ``schema`` with cavro (records as dicts, as fastavro gives)."""
-    import cavro
+    import cavro  # type: ignore[import-not-found]  # cavro ships no type hints
 
     opts = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True, allow_invalid_default_values=True)
-    return cavro.Schema(json.dumps(schema), options=opts).binary_decode
+    decode: Callable[[bytes], Any] = cavro.Schema(json.dumps(schema), options=opts).binary_decode
+    return decode
 
 
 # --- which fields does a filter read? --------------------------------------------------------------
 def _alert_param(fn: ast.FunctionDef, method: bool) -> str | None:
-    args = [*fn.args.posonlyargs, *fn.args.args][1 if method else 0:]
+    args = [*fn.args.posonlyargs, *fn.args.args][1 if method else 0 :]
     return args[0].arg if args else None
 
 
@@ -176,15 +192,23 @@ def _fields_used(fn: ast.FunctionDef, param: str) -> set[str] | None:
     allowed: set[int] = set()
     for node in ast.walk(fn):
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == param:
-            if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)) \
-                    or not isinstance(node.ctx, ast.Load):
+            if not (isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)) or not isinstance(
+                node.ctx, ast.Load
+            ):
                 return None
             used.add(node.slice.value)
             allowed.add(id(node.value))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == param:
-            if node.func.attr != "get" or not node.args or not (isinstance(node.args[0], ast.Constant)
-                                                                 and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == param
+        ):
+            if (
+                node.func.attr != "get"
+                or not node.args
+                or not (isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+            ):
                 return None
             used.add(node.args[0].value)
             allowed.add(id(node.func.value))

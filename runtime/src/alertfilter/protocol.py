@@ -87,7 +87,7 @@ def split_batch(payload: memoryview) -> list[bytes | None]:
                 continue
             if pos + size > len(payload):
                 raise ProtocolError("a batch value runs past its frame")
-            out.append(bytes(payload[pos:pos + size]))
+            out.append(bytes(payload[pos : pos + size]))
             pos += size
     except struct.error as exc:
         raise ProtocolError(f"truncated batch frame: {exc}") from None
@@ -96,8 +96,14 @@ def split_batch(payload: memoryview) -> list[bytes | None]:
 
 def verdict_payload(oc: Outcome) -> list[Any]:
     """What a ``V`` frame holds for ``oc``."""
-    return [str(oc.kind), str(oc.reason), oc.message[:MAX_MESSAGE_CHARS], oc.alert_id, oc.visit,
-            round(oc.filter_seconds, 6)]
+    return [
+        str(oc.kind),
+        str(oc.reason),
+        oc.message[:MAX_MESSAGE_CHARS],
+        oc.alert_id,
+        oc.visit,
+        round(oc.filter_seconds, 6),
+    ]
 
 
 _KINDS = {k.value: k for k in Kind if k is not Kind.CAPPED}  # only the runner caps
@@ -161,7 +167,7 @@ class FrameReader:
                 end = pos + HEADER.size + size
                 if end > len(buf):
                     break
-                payload = bytes(buf[pos + HEADER.size:end])
+                payload = bytes(buf[pos + HEADER.size : end])
                 pos = end  # before the yield: a consumer that stops here has this frame
                 yield kind, payload
         finally:

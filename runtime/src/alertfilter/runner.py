@@ -80,8 +80,17 @@ class Runner:
         stop: the stop flag (set by SIGTERM, :meth:`stop` and fatal client errors).
     """
 
-    def __init__(self, settings: RunnerSettings, clients: KafkaClients, filters: Filters, cap: VisitCap, name: str,
-                 source_sha256: str, metrics: RunnerMetrics | None = None, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        clients: KafkaClients,
+        filters: Filters,
+        cap: VisitCap,
+        name: str,
+        source_sha256: str,
+        metrics: RunnerMetrics | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.consumer = clients.consumer
         self.producer = clients.producer
@@ -94,11 +103,13 @@ class Runner:
         self._eof: set[tuple[str, int]] = set()
         self.health: HealthServer | None = None
         #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, errors, dead_letters.
-        self.totals: dict[str, int] = dict.fromkeys(("consumed", "accepted", "rejected", "capped", "errors",
-                                                    "dead_letters"), 0)
+        self.totals: dict[str, int] = dict.fromkeys(
+            ("consumed", "accepted", "rejected", "capped", "errors", "dead_letters"), 0
+        )
         base = [(H_FILTER, name.encode()), (H_SHA, source_sha256.encode())]
-        self.sink = Sink(self.producer, settings, list(base), self.metrics, self.totals, self.heartbeat,
-                         self._stop.is_set)
+        self.sink = Sink(
+            self.producer, settings, list(base), self.metrics, self.totals, self.heartbeat, self._stop.is_set
+        )
         self.offsets = Offsets(self.consumer, self.producer, cap, self._assigned)
 
     # --- public ------------------------------------------------------------------------------
@@ -137,8 +148,9 @@ class Runner:
             self._wait_for_topics()
             if s.exactly_once:
                 self.producer.init_transactions(60)
-            self.consumer.subscribe([s.input_topic], on_assign=self.on_assign, on_revoke=self.on_revoke,
-                                    on_lost=self.on_revoke)
+            self.consumer.subscribe(
+                [s.input_topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke
+            )
             self._loop()
         finally:
             self._shutdown()
@@ -175,12 +187,22 @@ class Runner:
             failures = 1 if n else failures + 1
             m = pending[0]
             if failures > self.settings.schema_retries:
-                raise SchemaSourceError(f"{error} (gave up on {m.topic()}[{m.partition()}]@{m.offset()} after "
-                                        f"{failures} attempts; nothing past it was dead-lettered or committed)")
+                raise SchemaSourceError(
+                    f"{error} (gave up on {m.topic()}[{m.partition()}]@{m.offset()} after "
+                    f"{failures} attempts; nothing past it was dead-lettered or committed)"
+                )
             delay = min(2.0 ** (failures - 1), SCHEMA_BACKOFF_MAX_S)
-            log.error("cannot decode %s[%d]@%d: %s; retrying in %.0f s (attempt %d of %d); nothing past it is "
-                      "dead-lettered or committed meanwhile", m.topic(), m.partition(), m.offset(), error, delay,
-                      failures, self.settings.schema_retries)
+            log.error(
+                "cannot decode %s[%d]@%d: %s; retrying in %.0f s (attempt %d of %d); nothing past it is "
+                "dead-lettered or committed meanwhile",
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                error,
+                delay,
+                failures,
+                self.settings.schema_retries,
+            )
             end = time.monotonic() + delay
             while not self._stop.is_set() and time.monotonic() < end:
                 self.heartbeat.beat()
@@ -209,11 +231,18 @@ class Runner:
             if batch:
                 self.process_batch(batch)
                 last_data = time.monotonic()
-            elif (s.exit_when_idle_s is not None and self._assigned and self._assigned <= self._eof
-                  and time.monotonic() - last_data >= s.exit_when_idle_s):
+            elif (
+                s.exit_when_idle_s is not None
+                and self._assigned
+                and self._assigned <= self._eof
+                and time.monotonic() - last_data >= s.exit_when_idle_s
+            ):
                 if self._group_done():
-                    log.info("the group has processed every partition of %s and this runner was idle for %.0f s; "
-                             "exiting", s.input_topic, s.exit_when_idle_s)
+                    log.info(
+                        "the group has processed every partition of %s and this runner was idle for %.0f s; exiting",
+                        s.input_topic,
+                        s.exit_when_idle_s,
+                    )
                     break
                 last_data = time.monotonic()
 
@@ -232,7 +261,7 @@ class Runner:
         try:
             verdicts = self.filters.verdicts([m.value() for m in part], self._stop)
             try:
-                for m, oc in zip(part, verdicts):
+                for m, oc in zip(part, verdicts, strict=False):  # fewer verdicts: stopped early
                     self._handle(m, oc)
                     n += 1
                     if self._stop.is_set():
@@ -294,8 +323,9 @@ class Runner:
             self.health = HealthServer(port, self.metrics, self.heartbeat.alive, self.ready).start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise StartupError(f"port {port} is in use; pass --metrics-port "
-                                   "(another port, or -1 for no metrics server)") from None
+                raise StartupError(
+                    f"port {port} is in use; pass --metrics-port (another port, or -1 for no metrics server)"
+                ) from None
             raise StartupError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
         log.info("metrics and health on port %d", self.health.port)
 
@@ -346,12 +376,16 @@ class Runner:
         if self._stop.is_set() and not (reached and not missing):
             raise TopicsMissing("stopped while waiting for the topics")
         if not reached:
-            raise BrokersUnreachable(f"cannot reach the Kafka brokers at {s.bootstrap_servers} after "
-                                     f"{s.topic_wait_s:.0f} s ({last_error or 'no answer'}); check "
-                                     "--bootstrap-servers and the network")
-        raise TopicsMissing(f"topic(s) {', '.join(missing)} do not exist on {s.bootstrap_servers} after "
-                            f"{s.topic_wait_s:.0f} s; the operator creates them (KafkaTopic resources), or create "
-                            "them yourself for a local run")
+            raise BrokersUnreachable(
+                f"cannot reach the Kafka brokers at {s.bootstrap_servers} after "
+                f"{s.topic_wait_s:.0f} s ({last_error or 'no answer'}); check "
+                "--bootstrap-servers and the network"
+            )
+        raise TopicsMissing(
+            f"topic(s) {', '.join(missing)} do not exist on {s.bootstrap_servers} after "
+            f"{s.topic_wait_s:.0f} s; the operator creates them (KafkaTopic resources), or create "
+            "them yourself for a local run"
+        )
 
     def _shutdown(self) -> None:
         try:

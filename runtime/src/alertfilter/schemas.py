@@ -136,14 +136,19 @@ class DirectorySchemaSource:
                     self._scan()
                     f = self._files.get(schema_id)
             if f is None:
-                raise SchemaNotFound(f"schema id {schema_id} not found in {self.path} "
-                                     f"(has: {', '.join(map(str, self.ids())) or 'none'})")
+                raise SchemaNotFound(
+                    f"schema id {schema_id} not found in {self.path} (has: {', '.join(map(str, self.ids())) or 'none'})"
+                )
             self._failures.check(schema_id)
             try:
                 schema = load_schema_file(f)
             except Exception as exc:  # noqa: BLE001 - JSON, fastavro and OS errors alike
-                raise self._failures.add(schema_id, SchemaSourceError(
-                    f"schema file {f} (schema id {schema_id}) cannot be used: {type(exc).__name__}: {exc}")) from None
+                raise self._failures.add(
+                    schema_id,
+                    SchemaSourceError(
+                        f"schema file {f} (schema id {schema_id}) cannot be used: {type(exc).__name__}: {exc}"
+                    ),
+                ) from None
             self._cache[schema_id] = schema
             return schema
 
@@ -164,8 +169,10 @@ class RegistrySchemaSource:
         try:
             from confluent_kafka.schema_registry import SchemaRegistryClient
         except ImportError as exc:
-            raise ImportError(f"--schema-registry needs confluent-kafka's schema-registry extra: pip install "
-                              f"'alertfilter[registry]' ({exc})") from None
+            raise ImportError(
+                f"--schema-registry needs confluent-kafka's schema-registry extra: pip install "
+                f"'alertfilter[registry]' ({exc})"
+            ) from None
 
         self.url = url
         self._client = SchemaRegistryClient({"url": url})
@@ -189,13 +196,20 @@ class RegistrySchemaSource:
             except Exception as exc:  # noqa: BLE001 - the client raises several kinds
                 if getattr(exc, "http_status_code", None) == 404:
                     raise SchemaNotFound(f"schema id {schema_id} is not in registry {self.url}: {exc}") from None
-                raise self._failures.add(schema_id, SchemaSourceError(
-                    f"schema registry {self.url} cannot give schema id {schema_id}: {type(exc).__name__}: {exc}")) from None
+                raise self._failures.add(
+                    schema_id,
+                    SchemaSourceError(
+                        f"schema registry {self.url} cannot give schema id {schema_id}: {type(exc).__name__}: {exc}"
+                    ),
+                ) from None
             try:
-                schema = json.loads(text)
+                schema: dict[str, Any] = json.loads(text if text is not None else "null")
+                if not isinstance(schema, (dict, str, list)):
+                    raise ValueError(f"a schema is an object, an array or a name, not {text!r}")
             except (TypeError, ValueError) as exc:
-                raise self._failures.add(schema_id, SchemaSourceError(
-                    f"schema id {schema_id} from registry {self.url} is not JSON: {exc}")) from None
+                raise self._failures.add(
+                    schema_id, SchemaSourceError(f"schema id {schema_id} from registry {self.url} is not JSON: {exc}")
+                ) from None
             self._cache[schema_id] = schema
             return schema
 
@@ -251,4 +265,5 @@ def load_schema_file(path: str | Path) -> dict[str, Any]:
     defined once in the result and referenced by full name after that.
     """
     schema = fastavro.schema.load_schema(str(path), _write_hint=False)
-    return _define_once(fastavro.schema.expand_schema(schema), None, set())
+    expanded: dict[str, Any] = _define_once(fastavro.schema.expand_schema(schema), None, set())
+    return expanded

@@ -236,14 +236,17 @@ class RunnerSettings:
         if self.input_topic in (self.output_topic, self.dead_letter_topic):
             raise ValueError(f"the input topic {self.input_topic!r} cannot also be the output or dead-letter topic")
         if self.hard_timeout_s and filter_timeout_s and self.hard_timeout_s <= filter_timeout_s:
-            raise ValueError(f"the filter hard timeout ({self.hard_timeout_s:g} s) must be longer than the filter "
-                             f"timeout ({filter_timeout_s:g} s)")
+            raise ValueError(
+                f"the filter hard timeout ({self.hard_timeout_s:g} s) must be longer than the filter "
+                f"timeout ({filter_timeout_s:g} s)"
+            )
         worst_ms = self.batch_size * filter_timeout_s * 1000 + 30_000
         if filter_timeout_s and worst_ms >= self.max_poll_interval_ms:
             raise ValueError(
                 f"batch size {self.batch_size} x filter timeout {filter_timeout_s:g} s (+30 s) = {worst_ms / 1000:.0f} s "
                 f"reaches max.poll.interval.ms ({self.max_poll_interval_ms / 1000:.0f} s): a slow filter would get "
-                "the consumer evicted from its group; lower --batch-size or --filter-timeout")
+                "the consumer evicted from its group; lower --batch-size or --filter-timeout"
+            )
 
 
 _CHECK = ("check",)
@@ -257,56 +260,132 @@ OPTIONS: tuple[Option, ...] = (
     Option("output", "output topic for accepted alerts; required (or via the environment)"),
     Option("dead-letter-topic", "topic for alerts that could not be filtered (default: <output>.deadletter)"),
     Option("group", "consumer group (default: alertfilter-<name>)"),
-    Option("batch-size", "messages per consume call and per commit (or transaction), 1 to 100000",
-           DEFAULT_BATCH_SIZE, int_in(1, 100_000)),
-    Option("exactly-once", "use Kafka transactions (read the output with isolation.level=read_committed); "
-           "default: at-least-once", False, flag=True),
+    Option(
+        "batch-size",
+        "messages per consume call and per commit (or transaction), 1 to 100000",
+        DEFAULT_BATCH_SIZE,
+        int_in(1, 100_000),
+    ),
+    Option(
+        "exactly-once",
+        "use Kafka transactions (read the output with isolation.level=read_committed); default: at-least-once",
+        False,
+        flag=True,
+    ),
     Option("transactional-id", "transactional.id for --exactly-once (default: alertfilter-<group>-<hostname>)"),
-    Option("max-message-bytes", "largest record produced, bytes (>= 1024); a larger accepted alert goes to the "
-           "dead-letter topic, without its value", DEFAULT_MAX_MESSAGE_BYTES, int_in(1024, 1_000_000_000)),
+    Option(
+        "max-message-bytes",
+        "largest record produced, bytes (>= 1024); a larger accepted alert goes to the "
+        "dead-letter topic, without its value",
+        DEFAULT_MAX_MESSAGE_BYTES,
+        int_in(1024, 1_000_000_000),
+    ),
     Option("metrics-port", "port of /metrics, /healthz, /readyz (-1: none)", DEFAULT_METRICS_PORT, int_in(-1, 65535)),
-    Option("filter-hard-timeout", "hard limit of one alert's processing, s (default: max(10 x --filter-timeout, "
-           "10); 0: none): past it, even when the filter defeats --filter-timeout, the filter process is ended, the "
-           "alert dead-lettered (filter-timeout) and a new filter process started", None, seconds()),
-    Option("filter-memory-limit", "address space the filter process may map, bytes (0: no limit); an allocation "
-           "past it fails with MemoryError", 0, int_in(0)),
-    Option("liveness-window", "/healthz fails after this long without progress, s (default: max(60, 3 x the hard "
-           "limit))", None, seconds(allow_zero=False)),
-    Option("schema-retries", "while a schema cannot be had (a malformed schema file, an unreachable registry), "
-           "retry the batch this many times, waiting 1, 2, 4... up to 30 s, then exit with code 4; its messages are "
-           "neither dead-lettered nor committed meanwhile", DEFAULT_SCHEMA_RETRIES, int_in(0, 100)),
-    Option("exit-when-idle", "exit 0 once all partitions are at their end for this many seconds (default: never)",
-           None, seconds()),
-    Option("topic-wait", "wait this long at start for the brokers to answer and the topics to exist, s", 120.0,
-           seconds()),
-    Option("create-topics", "create missing output and dead-letter topics (local runs; in a cluster the operator "
-           "does)", False, flag=True),
+    Option(
+        "filter-hard-timeout",
+        "hard limit of one alert's processing, s (default: max(10 x --filter-timeout, "
+        "10); 0: none): past it, even when the filter defeats --filter-timeout, the filter process is ended, the "
+        "alert dead-lettered (filter-timeout) and a new filter process started",
+        None,
+        seconds(),
+    ),
+    Option(
+        "filter-memory-limit",
+        "address space the filter process may map, bytes (0: no limit); an allocation past it fails with MemoryError",
+        0,
+        int_in(0),
+    ),
+    Option(
+        "liveness-window",
+        "/healthz fails after this long without progress, s (default: max(60, 3 x the hard limit))",
+        None,
+        seconds(allow_zero=False),
+    ),
+    Option(
+        "schema-retries",
+        "while a schema cannot be had (a malformed schema file, an unreachable registry), "
+        "retry the batch this many times, waiting 1, 2, 4... up to 30 s, then exit with code 4; its messages are "
+        "neither dead-lettered nor committed meanwhile",
+        DEFAULT_SCHEMA_RETRIES,
+        int_in(0, 100),
+    ),
+    Option(
+        "exit-when-idle",
+        "exit 0 once all partitions are at their end for this many seconds (default: never)",
+        None,
+        seconds(),
+    ),
+    Option(
+        "topic-wait", "wait this long at start for the brokers to answer and the topics to exist, s", 120.0, seconds()
+    ),
+    Option(
+        "create-topics",
+        "create missing output and dead-letter topics (local runs; in a cluster the operator does)",
+        False,
+        flag=True,
+    ),
     Option("log-format", "log lines as text or as one JSON object each", "text", choices=("text", "json")),
     Option("log-level", "debug, info, warning or error", "info", lower, ("debug", "info", "warning", "error")),
     # the filter's rules, also options of check
-    Option("entrypoint", "the class or function to use: needed when the source defines several classes deriving "
-           "from AlertFilter or, with no such class, several public functions", commands=_CHECK),
-    Option("max-alerts-per-visit", "accept at most N alerts per visit (20 is the original design's figure; 0: no "
-           "cap)", DEFAULT_MAX_ALERTS_PER_VISIT, int_in(0), group="cap", commands=_CHECK),
+    Option(
+        "entrypoint",
+        "the class or function to use: needed when the source defines several classes deriving "
+        "from AlertFilter or, with no such class, several public functions",
+        commands=_CHECK,
+    ),
+    Option(
+        "max-alerts-per-visit",
+        "accept at most N alerts per visit (20 is the original design's figure; 0: no cap)",
+        DEFAULT_MAX_ALERTS_PER_VISIT,
+        int_in(0),
+        group="cap",
+        commands=_CHECK,
+    ),
     Option("no-visit-cap", "no per-visit cap", False, flag=True, group="cap", commands=_CHECK),
-    Option("visit-field", "dotted path of the visit id the cap counts by (its value must be an integer or a string)",
-           DEFAULT_VISIT_FIELD, field_path, commands=_CHECK),
-    Option("id-field", "dotted path of the alert id shown in outputs and logs", DEFAULT_ID_FIELD, field_path,
-           commands=_CHECK),
-    Option("filter-timeout", "per-alert time budget of the filter call, s; over it the alert is an error (0: none)",
-           DEFAULT_FILTER_TIMEOUT_S, seconds(), commands=_CHECK),
+    Option(
+        "visit-field",
+        "dotted path of the visit id the cap counts by (its value must be an integer or a string)",
+        DEFAULT_VISIT_FIELD,
+        field_path,
+        commands=_CHECK,
+    ),
+    Option(
+        "id-field",
+        "dotted path of the alert id shown in outputs and logs",
+        DEFAULT_ID_FIELD,
+        field_path,
+        commands=_CHECK,
+    ),
+    Option(
+        "filter-timeout",
+        "per-alert time budget of the filter call, s; over it the alert is an error (0: none)",
+        DEFAULT_FILTER_TIMEOUT_S,
+        seconds(),
+        commands=_CHECK,
+    ),
     # decoding, also options of consume
-    Option("format", "message format: confluent (Confluent wire format, how Rubin publishes), schemaless (--schema) "
-           "or container (an Avro container file per message)", "confluent", choices=FORMATS, commands=_DECODE),
-    Option("schema-dir", "directory of .avsc files: <id>.avsc, or Rubin's lsst.vX_Y.alert.avsc layout",
-           commands=_DECODE),
+    Option(
+        "format",
+        "message format: confluent (Confluent wire format, how Rubin publishes), schemaless (--schema) "
+        "or container (an Avro container file per message)",
+        "confluent",
+        choices=FORMATS,
+        commands=_DECODE,
+    ),
+    Option(
+        "schema-dir", "directory of .avsc files: <id>.avsc, or Rubin's lsst.vX_Y.alert.avsc layout", commands=_DECODE
+    ),
     Option("schema-registry", "URL of a Confluent-compatible schema registry", commands=_DECODE),
     Option("schema", "writer schema file, for --format schemaless", commands=_DECODE),
     Option("reader-schema", "optional reader schema file", commands=_DECODE),
     Option("decoder", "Avro decoder", "cavro", choices=BACKENDS, commands=_DECODE),
-    Option("fields", "top-level alert fields to decode: auto (the filter's `fields` declaration, else those its "
-           "source reads as alert['x'] / alert.get('x'), else all), all, or a comma-separated list; decoding only "
-           "what a filter reads is ~20x faster on long-history alerts", "auto"),
+    Option(
+        "fields",
+        "top-level alert fields to decode: auto (the filter's `fields` declaration, else those its "
+        "source reads as alert['x'] / alert.get('x'), else all), all, or a comma-separated list; decoding only "
+        "what a filter reads is ~20x faster on long-history alerts",
+        "auto",
+    ),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 

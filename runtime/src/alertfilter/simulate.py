@@ -8,8 +8,9 @@ benchmarks can make any volume of alerts with any decode cost.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import fastavro
 
@@ -34,22 +35,54 @@ def _dia_source(rng: random.Random, source_id: int, ccd_visit_id: int, object_id
     ra, dec = rng.uniform(0, 360), rng.uniform(-90, 30)
     band = rng.choice("ugrizy")
     return {
-        "diaSourceId": source_id, "ccdVisitId": ccd_visit_id, "diaObjectId": object_id, "ssObjectId": None,
-        "parentDiaSourceId": None, "midPointTai": mjd, "filterName": band, "ra": ra, "decl": dec,
+        "diaSourceId": source_id,
+        "ccdVisitId": ccd_visit_id,
+        "diaObjectId": object_id,
+        "ssObjectId": None,
+        "parentDiaSourceId": None,
+        "midPointTai": mjd,
+        "filterName": band,
+        "ra": ra,
+        "decl": dec,
         "ra_decl_Cov": {"raSigma": 1e-5, "declSigma": 1e-5, "ra_decl_Cov": 0.0},
-        "x": rng.uniform(0, 4000), "y": rng.uniform(0, 4000),
+        "x": rng.uniform(0, 4000),
+        "y": rng.uniform(0, 4000),
         "x_y_Cov": {"xSigma": 0.1, "ySigma": 0.1, "x_y_Cov": 0.0},
-        "apFlux": flux * 1.02, "apFluxErr": err, "snr": abs(flux) / err,
-        "psFlux": flux, "psFluxErr": err, "psRa": ra, "psDecl": dec, "psLnL": -rng.uniform(0, 50),
-        "psChi2": rng.uniform(0, 50), "trailFlux": None, "trailLength": None, "dipMeanFlux": None,
-        "dipFluxDiff": None, "totFlux": abs(flux) * 3, "totFluxErr": err * 2, "diffFlux": flux, "diffFluxErr": err,
-        "fpBkgd": rng.uniform(0, 100), "ixx": 2.0, "iyy": 2.0, "ixy": 0.0,
-        "extendedness": rng.random(), "spuriousness": rng.random(), "flags": 0,
+        "apFlux": flux * 1.02,
+        "apFluxErr": err,
+        "snr": abs(flux) / err,
+        "psFlux": flux,
+        "psFluxErr": err,
+        "psRa": ra,
+        "psDecl": dec,
+        "psLnL": -rng.uniform(0, 50),
+        "psChi2": rng.uniform(0, 50),
+        "trailFlux": None,
+        "trailLength": None,
+        "dipMeanFlux": None,
+        "dipFluxDiff": None,
+        "totFlux": abs(flux) * 3,
+        "totFluxErr": err * 2,
+        "diffFlux": flux,
+        "diffFluxErr": err,
+        "fpBkgd": rng.uniform(0, 100),
+        "ixx": 2.0,
+        "iyy": 2.0,
+        "ixy": 0.0,
+        "extendedness": rng.random(),
+        "spuriousness": rng.random(),
+        "flags": 0,
     }
 
 
-def simulate(visits: list[int], alerts_per_visit: int, history: int = 0, seed: int = 0,
-             cutout_bytes: int = DEFAULT_CUTOUT_BYTES, first_id: int = 1) -> Iterator[dict[str, Any]]:
+def simulate(
+    visits: list[int],
+    alerts_per_visit: int,
+    history: int = 0,
+    seed: int = 0,
+    cutout_bytes: int = DEFAULT_CUTOUT_BYTES,
+    first_id: int = 1,
+) -> Iterator[dict[str, Any]]:
     """Yield alerts, ``alerts_per_visit`` for each visit id in ``visits`` (in that order).
 
     Args:
@@ -68,16 +101,32 @@ def simulate(visits: list[int], alerts_per_visit: int, history: int = 0, seed: i
             obj = rng.getrandbits(40)
             ccd_visit = visit * 1000 + rng.randrange(189)
             src = _dia_source(rng, next_id, ccd_visit, obj, mjd)
-            prv = [_dia_source(rng, next_id * 1000 + k, ccd_visit - 1000 * (k + 1), obj, mjd - k - 1)
-                   for k in range(history)]
+            prv = [
+                _dia_source(rng, next_id * 1000 + k, ccd_visit - 1000 * (k + 1), obj, mjd - k - 1)
+                for k in range(history)
+            ]
             yield {
-                "alertId": next_id, "l1dbId": next_id, "diaSource": src, "prv_diaSources": prv or None,
-                "diaObject": {"diaObjectId": obj, "ra": src["ra"], "decl": src["decl"],
-                              "ra_decl_Cov": {"raSigma": 1e-5, "declSigma": 1e-5, "ra_decl_Cov": 0.0},
-                              "radecTai": mjd, "pmRa": 0.0, "pmDecl": 0.0, "parallax": 0.0,
-                              **{f"{b}PSFluxMean": None for b in "ugrizy"}, **{f"{b}PSFluxMeanErr": None for b in "ugrizy"},
-                              **{f"{b}PSFluxNdata": None for b in "ugrizy"}, "flags": 0},
-                "ssObject": None, "diaObjectL2": None, "diaSourcesL2": None,
+                "alertId": next_id,
+                "l1dbId": next_id,
+                "diaSource": src,
+                "prv_diaSources": prv or None,
+                "diaObject": {
+                    "diaObjectId": obj,
+                    "ra": src["ra"],
+                    "decl": src["decl"],
+                    "ra_decl_Cov": {"raSigma": 1e-5, "declSigma": 1e-5, "ra_decl_Cov": 0.0},
+                    "radecTai": mjd,
+                    "pmRa": 0.0,
+                    "pmDecl": 0.0,
+                    "parallax": 0.0,
+                    **{f"{b}PSFluxMean": None for b in "ugrizy"},
+                    **{f"{b}PSFluxMeanErr": None for b in "ugrizy"},
+                    **{f"{b}PSFluxNdata": None for b in "ugrizy"},
+                    "flags": 0,
+                },
+                "ssObject": None,
+                "diaObjectL2": None,
+                "diaSourcesL2": None,
                 "cutoutDifference": {"fileName": f"diff-{next_id}.fits", "stampData": stamp},
                 "cutoutTemplate": {"fileName": f"tmpl-{next_id}.fits", "stampData": stamp},
             }

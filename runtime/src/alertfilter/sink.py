@@ -53,19 +53,32 @@ def headers_size(headers: Iterable[tuple[str, bytes | None]]) -> int:
     return sum(len(k) + len(v or b"") for k, v in headers)
 
 
-def dead_letter_headers(source_headers: Headers | None, base: Headers, reason: str, message: str, topic: str,
-                        partition: int, offset: int, alert_id: Any, value_omitted: bool = False) -> Headers:
+def dead_letter_headers(
+    source_headers: Headers | None,
+    base: Headers,
+    reason: str,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    alert_id: Any,
+    value_omitted: bool = False,
+) -> Headers:
     """The headers of a dead letter: the source record's own (None to leave them out), then the filter's
     name and hash, the reason, message, source topic/partition/offset, the alert id when known, and
     ``alertfilter.error.value-omitted: true`` (``headers-omitted`` too when the source headers were
     left out)."""
-    out: Headers = list(source_headers or []) + list(base) + [
-        (H_REASON, str(reason).encode()),
-        (H_MESSAGE, message.encode("utf-8", "replace")[:2000]),
-        (H_SRC_TOPIC, topic.encode()),
-        (H_SRC_PARTITION, str(partition).encode()),
-        (H_SRC_OFFSET, str(offset).encode()),
-    ]
+    out: Headers = (
+        list(source_headers or [])
+        + list(base)
+        + [
+            (H_REASON, str(reason).encode()),
+            (H_MESSAGE, message.encode("utf-8", "replace")[:2000]),
+            (H_SRC_TOPIC, topic.encode()),
+            (H_SRC_PARTITION, str(partition).encode()),
+            (H_SRC_OFFSET, str(offset).encode()),
+        ]
+    )
     if alert_id is not None and alert_id != "":
         out.append((H_ALERT_ID, str(alert_id).encode("utf-8", "replace")[:1000]))
     if value_omitted:
@@ -87,8 +100,16 @@ class Sink:
         heartbeat: beaten while waiting on the producer; stopping: True once SIGTERM came.
     """
 
-    def __init__(self, producer: Any, settings: RunnerSettings, base_headers: Headers, metrics: RunnerMetrics,
-                 totals: dict[str, int], heartbeat: Heartbeat, stopping: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        producer: Any,
+        settings: RunnerSettings,
+        base_headers: Headers,
+        metrics: RunnerMetrics,
+        totals: dict[str, int],
+        heartbeat: Heartbeat,
+        stopping: Callable[[], bool],
+    ) -> None:
         self.producer = producer
         self.settings = settings
         self.base_headers = base_headers
@@ -99,8 +120,15 @@ class Sink:
         self.dead_letter_limit = dead_letter_value_limit(settings.max_message_bytes)
         self._failed: list[tuple[KafkaError, Any, Callable[[], None] | None]] = []
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers, origin: Any,
-                retry: Callable[[], None] | None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        origin: Any,
+        retry: Callable[[], None] | None,
+    ) -> None:
         """Produce one record; ``retry`` is called instead of failing the batch when the broker
         rejects it as too large (None: that fails the batch).
 
@@ -132,7 +160,9 @@ class Sink:
         record too large for the producer or the topic becomes an ``output-too-large`` dead letter."""
         headers = list(m.headers() or []) + self.base_headers + [(H_VISIT, str(oc.visit).encode("utf-8", "replace"))]
         try:
-            self.produce(self.settings.output_topic, m.value(), m.key(), headers, m, lambda: self._too_large(m, oc.alert_id))
+            self.produce(
+                self.settings.output_topic, m.value(), m.key(), headers, m, lambda: self._too_large(m, oc.alert_id)
+            )
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is None or err.code() != KafkaError.MSG_SIZE_TOO_LARGE:
@@ -143,12 +173,26 @@ class Sink:
         self.metrics.errors.labels(Reason.TOO_LARGE.value).inc()
         self.totals["errors"] += 1
         size = len(m.value() or b"")
-        self.dead_letter(m, Reason.TOO_LARGE, f"accepted alert of {size} bytes exceeds the producer's maximum "
-                         f"message size ({self.settings.max_message_bytes} bytes) or the output topic's "
-                         "max.message.bytes", alert_id, keep_value=False)
+        self.dead_letter(
+            m,
+            Reason.TOO_LARGE,
+            f"accepted alert of {size} bytes exceeds the producer's maximum "
+            f"message size ({self.settings.max_message_bytes} bytes) or the output topic's "
+            "max.message.bytes",
+            alert_id,
+            keep_value=False,
+        )
 
-    def dead_letter(self, m: Any, reason: str, message: str, alert_id: Any, keep_value: bool = True,
-                    keep_headers: bool = True, attempt: int = 0) -> None:
+    def dead_letter(
+        self,
+        m: Any,
+        reason: str,
+        message: str,
+        alert_id: Any,
+        keep_value: bool = True,
+        keep_headers: bool = True,
+        attempt: int = 0,
+    ) -> None:
         """Send ``m`` to the dead-letter topic with the reason in its headers.
 
         The original value is left out (header ``alertfilter.error.value-omitted: true``) when it
@@ -161,8 +205,10 @@ class Sink:
             DeliveryFailed: the record was refused as too large even without its value and headers.
         """
         if attempt > 3:
-            raise DeliveryFailed(f"the dead letter of {m.topic()}[{m.partition()}]@{m.offset()} is refused as too "
-                                 "large even without its value and headers")
+            raise DeliveryFailed(
+                f"the dead letter of {m.topic()}[{m.partition()}]@{m.offset()} is refused as too "
+                "large even without its value and headers"
+            )
         value = m.value() if keep_value else None
         source_headers = list(m.headers() or []) if keep_headers else None
         key = m.key() if keep_headers else None
@@ -170,12 +216,20 @@ class Sink:
         if value is not None and len(value) + own > self.dead_letter_limit:
             value = None
         omitted = value is None and bool(m.value())
-        headers = dead_letter_headers(source_headers, self.base_headers, reason, message, m.topic(), m.partition(),
-                                      m.offset(), alert_id, omitted)
+        headers = dead_letter_headers(
+            source_headers, self.base_headers, reason, message, m.topic(), m.partition(), m.offset(), alert_id, omitted
+        )
         if attempt == 0:
-            log.warning("dead letter: reason=%s topic=%s partition=%d offset=%d alert_id=%s: %s%s",
-                        reason, m.topic(), m.partition(), m.offset(), alert_id, message,
-                        " (value left out: too large)" if omitted else "")
+            log.warning(
+                "dead letter: reason=%s topic=%s partition=%d offset=%d alert_id=%s: %s%s",
+                reason,
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                alert_id,
+                message,
+                " (value left out: too large)" if omitted else "",
+            )
 
         def again() -> None:  # refused as too large: leave out the value, then big headers; else try once more
             if value is not None:
@@ -183,8 +237,9 @@ class Sink:
             elif keep_headers and own > DEAD_LETTER_HEADER_MARGIN:
                 self.dead_letter(m, reason, message, alert_id, False, False, attempt + 1)
             else:  # the broker refuses whole batches: a small record may have shared one with a large record
-                self.dead_letter(m, reason, message, alert_id, keep_value and value is not None, keep_headers,
-                                 attempt + 1)
+                self.dead_letter(
+                    m, reason, message, alert_id, keep_value and value is not None, keep_headers, attempt + 1
+                )
 
         try:
             self.produce(self.settings.dead_letter_topic, value, key, headers, m, again)
@@ -192,8 +247,13 @@ class Sink:
             err = kafka_error(exc)
             if err is None or err.code() != KafkaError.MSG_SIZE_TOO_LARGE:
                 raise
-            log.warning("the dead letter of %s[%d]@%d is too large for the producer; sending it without its %s",
-                        m.topic(), m.partition(), m.offset(), "value" if value is not None else "headers")
+            log.warning(
+                "the dead letter of %s[%d]@%d is too large for the producer; sending it without its %s",
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                "value" if value is not None else "headers",
+            )
             if value is None and keep_headers:
                 self.dead_letter(m, reason, message, alert_id, False, False, attempt + 1)
             else:
@@ -217,11 +277,16 @@ class Sink:
                 return
             for err, origin, retry in failed:
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and retry is not None:
-                    log.warning("the broker refused a record from %s[%d]@%d as too large (the topic's "
-                                "max.message.bytes); sending it again, smaller", origin.topic(), origin.partition(),
-                                origin.offset())
+                    log.warning(
+                        "the broker refused a record from %s[%d]@%d as too large (the topic's "
+                        "max.message.bytes); sending it again, smaller",
+                        origin.topic(),
+                        origin.partition(),
+                        origin.offset(),
+                    )
                     retry()
                 else:
-                    raise DeliveryFailed(f"record from {origin.topic()}[{origin.partition()}]@{origin.offset()} "
-                                         f"not delivered: {err}")
+                    raise DeliveryFailed(
+                        f"record from {origin.topic()}[{origin.partition()}]@{origin.offset()} not delivered: {err}"
+                    )
         raise DeliveryFailed("dead-letter records could not be delivered")

@@ -10,6 +10,7 @@ replaced and the rest of the batch goes to the new one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -164,16 +165,22 @@ class FilterProcess:
         protect_runner()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        try:
+        with contextlib.suppress(OSError):  # pipe-max-size is lower: the default works, a little slower
             fcntl.fcntl(req_w, _F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:
-            pass  # /proc/sys/fs/pipe-max-size is lower: the default works, a little slower
         env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith("LC_")}
-        args = [sys.executable, "-m", "alertfilter.filterproc", str(req_r), str(rep_w), str(os.getpid()),
-                str(self.spec.memory_limit_bytes)]
+        args = [
+            sys.executable,
+            "-m",
+            "alertfilter.filterproc",
+            str(req_r),
+            str(rep_w),
+            str(os.getpid()),
+            str(self.spec.memory_limit_bytes),
+        ]
         try:
-            self._proc = subprocess.Popen(args, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env,
-                                          close_fds=True, start_new_session=True)
+            self._proc = subprocess.Popen(
+                args, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env, close_fds=True, start_new_session=True
+            )
         finally:
             os.close(req_r)
             os.close(rep_w)
@@ -217,8 +224,9 @@ class FilterProcess:
             proc.wait()
 
     # --- batches ----------------------------------------------------------------------------
-    def verdicts(self, values: list[bytes | None], stop: threading.Event | None = None,
-                 on_wait: Callable[[], None] | None = None) -> Iterator[Outcome]:
+    def verdicts(
+        self, values: list[bytes | None], stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None
+    ) -> Iterator[Outcome]:
         """One outcome per value, in order (never ``capped``: the runner caps).
 
         Stops early, without an outcome for the rest, when ``stop`` is set (checked every
@@ -258,12 +266,17 @@ class FilterProcess:
             except _Stopped:
                 return
             except TimeoutError:
-                log.error("the filter call on alert %s did not return within the hard limit of %g s; ending the "
-                          "filter process and starting a new one", current, self.hard_timeout_s)
+                log.error(
+                    "the filter call on alert %s did not return within the hard limit of %g s; ending the "
+                    "filter process and starting a new one",
+                    current,
+                    self.hard_timeout_s,
+                )
                 self._dump_stack()
                 self.close()
-                yield Outcome(Kind.ERROR, Reason.TIMEOUT, HARD_TIMEOUT_MESSAGE.format(limit=self.hard_timeout_s),
-                              current)
+                yield Outcome(
+                    Kind.ERROR, Reason.TIMEOUT, HARD_TIMEOUT_MESSAGE.format(limit=self.hard_timeout_s), current
+                )
                 i += 1
                 self.start()
             except (_Died, p.ProtocolError) as exc:
@@ -323,8 +336,9 @@ class FilterProcess:
             if views:
                 self._wait(self._req, deadline, stop, write=True)
 
-    def _next_frame(self, deadline: float | None, stop: threading.Event | None = None,
-                    on_wait: Callable[[], None] | None = None) -> tuple[bytes, bytes]:
+    def _next_frame(
+        self, deadline: float | None, stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None
+    ) -> tuple[bytes, bytes]:
         """The next reply frame.
 
         Raises:
@@ -343,8 +357,14 @@ class FilterProcess:
                 raise self._died()
             self._reader.feed(data)
 
-    def _wait(self, fd: int, deadline: float | None, stop: threading.Event | None, write: bool = False,
-              on_wait: Callable[[], None] | None = None) -> None:
+    def _wait(
+        self,
+        fd: int,
+        deadline: float | None,
+        stop: threading.Event | None,
+        write: bool = False,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
         """Wait until ``fd`` is ready, at most one tick; raise when past the deadline or stopped."""
         if stop is not None and stop.is_set():
             raise _Stopped()

@@ -8,22 +8,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 import fastavro
 
 from .api import LoadedFilter
 from .cap import VisitCap
-from .codecs import Decoder, DecodeError, encode_confluent, read_container
+from .codecs import DecodeError, Decoder, encode_confluent, read_container
 from .fields import MissingField, get_field, parse_path
-from .processor import ACCEPTED, CAPPED, ERROR, AlertProcessor, Outcome
+from .outcome import Outcome
+from .processor import ACCEPTED, CAPPED, ERROR, AlertProcessor
 
 #: The original sender's cadence: one visit every 39 s (DMTN-028; LSST's ~30 s exposure + overheads).
 DEFAULT_CADENCE_S = 39.0
@@ -44,9 +47,16 @@ class CheckResult:
     first_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"alerts": self.alerts, "accepted": self.accepted, "capped": self.capped, "rejected": self.rejected,
-                "errors": self.errors, "errors_by_reason": self.errors_by_reason, "accepted_ids": self.accepted_ids,
-                "first_errors": self.first_errors}
+        return {
+            "alerts": self.alerts,
+            "accepted": self.accepted,
+            "capped": self.capped,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "errors_by_reason": self.errors_by_reason,
+            "accepted_ids": self.accepted_ids,
+            "first_errors": self.first_errors,
+        }
 
 
 class AlertFileError(ValueError):
@@ -63,9 +73,14 @@ class AlertFileError(ValueError):
         self.result = result
 
 
-def check(flt: LoadedFilter, files: Iterable[str | Path], max_per_visit: int | None = 20,
-          visit_field: str = "diaSource.visit", id_field: str = "diaSourceId",
-          filter_timeout_s: float | None = 1.0) -> CheckResult:
+def check(
+    flt: LoadedFilter,
+    files: Iterable[str | Path],
+    max_per_visit: int | None = 20,
+    visit_field: str = "diaSource.visit",
+    id_field: str = "diaSourceId",
+    filter_timeout_s: float | None = 1.0,
+) -> CheckResult:
     """Run ``flt`` over the alerts of container ``files`` in file order, with the runner's rules.
 
     Raises:
@@ -82,8 +97,9 @@ def check(flt: LoadedFilter, files: Iterable[str | Path], max_per_visit: int | N
                 records = iter(fastavro.reader(fh))
             except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds on a bad header
                 res.errors_by_reason = dict(reasons)
-                raise AlertFileError(f"file {path} is not an Avro container file: {type(exc).__name__}: {exc}",
-                                     str(path), res) from None
+                raise AlertFileError(
+                    f"file {path} is not an Avro container file: {type(exc).__name__}: {exc}", str(path), res
+                ) from None
             index = 0
             while True:
                 try:
@@ -92,10 +108,16 @@ def check(flt: LoadedFilter, files: Iterable[str | Path], max_per_visit: int | N
                     break
                 except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, zlib.error, ...
                     res.errors_by_reason = dict(reasons)
-                    raise AlertFileError(f"file {path} is truncated or corrupt after {index} alerts: "
-                                         f"{type(exc).__name__}: {exc}", str(path), res) from None
-                oc = proc.process_alert(alert) if isinstance(alert, dict) else \
-                    Outcome(ERROR, "decode-error", f"record is {type(alert).__name__}, not a record")
+                    raise AlertFileError(
+                        f"file {path} is truncated or corrupt after {index} alerts: {type(exc).__name__}: {exc}",
+                        str(path),
+                        res,
+                    ) from None
+                oc = (
+                    proc.process_alert(alert)
+                    if isinstance(alert, dict)
+                    else Outcome(ERROR, "decode-error", f"record is {type(alert).__name__}, not a record")
+                )
                 res.alerts += 1
                 if oc.kind == ACCEPTED:
                     res.accepted += 1
@@ -106,8 +128,15 @@ def check(flt: LoadedFilter, files: Iterable[str | Path], max_per_visit: int | N
                     res.errors += 1
                     reasons[oc.reason] += 1
                     if len(res.first_errors) < 20:
-                        res.first_errors.append({"file": str(path), "index": index, "alert_id": oc.alert_id,
-                                                 "reason": oc.reason, "message": oc.message})
+                        res.first_errors.append(
+                            {
+                                "file": str(path),
+                                "index": index,
+                                "alert_id": oc.alert_id,
+                                "reason": oc.reason,
+                                "message": oc.message,
+                            }
+                        )
                 else:
                     res.rejected += 1
                 index += 1
@@ -132,8 +161,13 @@ def _set_field(alert: dict[str, Any], parts: tuple[str, ...], value: Any) -> Non
     target[parts[-1]] = value
 
 
-def plan_visits(files: list[str | Path], copies: int = 1, alerts_per_visit: int = 0, visit_field: str = "diaSource.visit",
-                first_visit: int | None = None) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], list[list[tuple[int, int]]]]:
+def plan_visits(
+    files: list[str | Path],
+    copies: int = 1,
+    alerts_per_visit: int = 0,
+    visit_field: str = "diaSource.visit",
+    first_visit: int | None = None,
+) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], list[list[tuple[int, int]]]]:
     """Group the alerts of ``files`` (replicated ``copies`` times) into visits.
 
     Returns:
@@ -146,7 +180,7 @@ def plan_visits(files: list[str | Path], copies: int = 1, alerts_per_visit: int 
     sources = [read_container(str(f)) for f in files]
     order = [(fi, ri) for _ in range(copies) for fi, (_, recs) in enumerate(sources) for ri in range(len(recs))]
     if alerts_per_visit:
-        return sources, [order[i:i + alerts_per_visit] for i in range(0, len(order), alerts_per_visit)]
+        return sources, [order[i : i + alerts_per_visit] for i in range(0, len(order), alerts_per_visit)]
     groups: OrderedDict[Any, list[tuple[int, int]]] = OrderedDict()
     copy_len = len(order) // max(copies, 1)
     for n, (fi, ri) in enumerate(order):
@@ -155,11 +189,24 @@ def plan_visits(files: list[str | Path], copies: int = 1, alerts_per_visit: int 
     return sources, list(groups.values())
 
 
-def produce(bootstrap: str, topic: str, files: list[str | Path], schema_id: int | None = None, copies: int = 1,
-            alerts_per_visit: int = 0, cadence_s: float = DEFAULT_CADENCE_S, visit_field: str = "diaSource.visit",
-            id_field: str = "diaSourceId", first_visit: int = 1, first_id: int = 1, renumber: bool | None = None,
-            partitions: int = 1, write_schema_dir: str | Path | None = None, out: TextIO = sys.stderr,
-            kafka_config: dict[str, str] | None = None) -> ProduceResult:
+def produce(
+    bootstrap: str,
+    topic: str,
+    files: list[str | Path],
+    schema_id: int | None = None,
+    copies: int = 1,
+    alerts_per_visit: int = 0,
+    cadence_s: float = DEFAULT_CADENCE_S,
+    visit_field: str = "diaSource.visit",
+    id_field: str = "diaSourceId",
+    first_visit: int = 1,
+    first_id: int = 1,
+    renumber: bool | None = None,
+    partitions: int = 1,
+    write_schema_dir: str | Path | None = None,
+    out: TextIO = sys.stderr,
+    kafka_config: dict[str, str] | None = None,
+) -> ProduceResult:
     """Send the alerts of container ``files`` to ``topic``, one visit every ``cadence_s`` seconds.
 
     Args:
@@ -198,8 +245,16 @@ def produce(bootstrap: str, topic: str, files: list[str | Path], schema_id: int 
     ensure_topics(bootstrap, {topic: partitions}, kafka_config)
     # log_level 3: librdkafka logs errors only, not the harmless notices of a fresh broker
     # ("Coordinator load in progress: retrying"); kafka_config may set another level.
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 16 * 1024 * 1024,
-                         "enable.idempotence": True, "log_level": 3, **kafka_config})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "enable.idempotence": True,
+            "log_level": 3,
+            **kafka_config,
+        }
+    )
     vpath, ipath = parse_path(visit_field), parse_path(id_field)
     res = ProduceResult(schema_ids=sorted(set(ids)))
     t0 = time.monotonic()
@@ -245,6 +300,13 @@ def produce(bootstrap: str, topic: str, files: list[str | Path], schema_id: int 
 
 
 # --- consume -------------------------------------------------------------------------------------
+def _text(value: str | bytes | None) -> str | None:
+    """A header value as text (None when empty)."""
+    if not value:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def jsonable(value: Any) -> Any:
     """``value`` made JSON-serialisable: bytes as ``{"bytes": length}``, NaN as null, infinities as
     ``"Infinity"``/``"-Infinity"``, dict keys as text."""
@@ -269,9 +331,18 @@ class ConsumeSummary:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
-def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "summary", idle_timeout_s: float = 5.0,
-            max_messages: int | None = None, visit_field: str = "diaSource.visit", id_field: str = "diaSourceId",
-            out: TextIO = sys.stdout, kafka_config: dict[str, str] | None = None) -> ConsumeSummary:
+def consume(
+    bootstrap: str,
+    topic: str,
+    decoder: Decoder | None,
+    mode: str = "summary",
+    idle_timeout_s: float = 5.0,
+    max_messages: int | None = None,
+    visit_field: str = "diaSource.visit",
+    id_field: str = "diaSourceId",
+    out: TextIO = sys.stdout,
+    kafka_config: dict[str, str] | None = None,
+) -> ConsumeSummary:
     """Read ``topic`` from its beginning until it is idle for ``idle_timeout_s``.
 
     Args:
@@ -282,9 +353,15 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
     """
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    conf = {"bootstrap.servers": bootstrap, "group.id": f"alertfilter-consume-{time.time_ns()}",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True,
-            "isolation.level": "read_committed", **(kafka_config or {})}
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"alertfilter-consume-{time.time_ns()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+        **(kafka_config or {}),
+    }
     consumer = Consumer(conf)
     summary = ConsumeSummary()
     try:
@@ -310,15 +387,19 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
         while time.monotonic() - last < idle_timeout_s:
             msgs = consumer.consume(500, 0.5)
             for m in msgs:
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        eof.add(m.partition())
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition() or 0)
                     continue
                 last = time.monotonic()
                 summary.messages += 1
-                headers = dict(m.headers() or [])
-                if b"" != headers.get("alertfilter.error.reason", b""):
-                    reasons[headers["alertfilter.error.reason"].decode()] += 1
+                raw_headers = m.headers() or []
+                pairs = list(raw_headers.items() if isinstance(raw_headers, dict) else raw_headers)
+                headers = dict(pairs)
+                reason = headers.get("alertfilter.error.reason")
+                if isinstance(reason, bytes) and reason:
+                    reasons[reason.decode()] += 1
                 alert = None
                 if decoder is not None and m.value():
                     try:
@@ -327,18 +408,18 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
                     except DecodeError:
                         summary.undecodable += 1
                 if alert is not None:
-                    try:
+                    with contextlib.suppress(MissingField):
                         summary.ids.append(get_field(alert, ipath, allow_null=True))
-                    except MissingField:
-                        pass
-                    try:
+                    with contextlib.suppress(MissingField):
                         visits[str(get_field(alert, vpath))] += 1
-                    except MissingField:
-                        pass
                 if mode == "json":
-                    record = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-                              "headers": {k: v.decode("utf-8", "replace") if v else None for k, v in (m.headers() or [])},
-                              "alert": jsonable(alert) if alert is not None else None}
+                    record = {
+                        "topic": m.topic(),
+                        "partition": m.partition(),
+                        "offset": m.offset(),
+                        "headers": {k: _text(v) for k, v in pairs},
+                        "alert": jsonable(alert) if alert is not None else None,
+                    }
                     print(json.dumps(record), file=out)
                 if max_messages is not None and summary.messages >= max_messages:
                     break
@@ -351,14 +432,18 @@ def consume(bootstrap: str, topic: str, decoder: Decoder | None, mode: str = "su
     finally:
         consumer.close()
     if mode == "summary":
-        print(f"topic {topic}: {summary.messages} messages, {summary.decoded} decoded, {summary.undecodable} undecodable",
-              file=out)
+        print(
+            f"topic {topic}: {summary.messages} messages, {summary.decoded} decoded, {summary.undecodable} undecodable",
+            file=out,
+        )
         for v, n in sorted(summary.per_visit.items()):
             print(f"  visit {v}: {n} alerts", file=out)
         if summary.dead_letter_reasons:
-            print("  dead-letter reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.dead_letter_reasons.items())),
-                  file=out)
+            print(
+                "  dead-letter reasons: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(summary.dead_letter_reasons.items())),
+                file=out,
+            )
         if summary.ids:
             print("  first ids: " + ", ".join(map(str, summary.ids[:10])), file=out)
     return summary
-

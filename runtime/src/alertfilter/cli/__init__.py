@@ -11,22 +11,35 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..logs import JsonFormatter
-from ..settings import hard_timeout
-from . import commands
-from .args import kafka_env, resolve_run_args
-from .commands import check_warnings, visit_cap
+from alertfilter.cli import commands
+from alertfilter.cli.args import kafka_env, resolve_run_args
+from alertfilter.cli.commands import check_warnings, visit_cap
+from alertfilter.logs import JsonFormatter
+from alertfilter.settings import hard_timeout
 
-__all__ = ["JsonFormatter", "build_parser", "check_warnings", "hard_timeout", "kafka_env", "main", "resolve_run_args",
-           "visit_cap"]
+__all__ = [
+    "JsonFormatter",
+    "build_parser",
+    "check_warnings",
+    "hard_timeout",
+    "kafka_env",
+    "main",
+    "resolve_run_args",
+    "visit_cap",
+]
 
-COMMANDS = {"run": commands.cmd_run, "check": commands.cmd_check, "produce": commands.cmd_produce,
-            "consume": commands.cmd_consume, "simulate": commands.cmd_simulate}
+COMMANDS = {
+    "run": commands.cmd_run,
+    "check": commands.cmd_check,
+    "produce": commands.cmd_produce,
+    "consume": commands.cmd_consume,
+    "simulate": commands.cmd_simulate,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``alertfilter`` parser (``args.func`` is the command to call)."""
-    from .args import build_parser as build
+    from alertfilter.cli.args import build_parser as build
 
     return build(COMMANDS)
 

@@ -13,14 +13,16 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
-from .. import __version__
-from ..settings import ENV_PREFIX, OPTIONS, Option, SettingError
+from alertfilter import __version__
+from alertfilter.settings import ENV_PREFIX, OPTIONS, Option, SettingError
 
-DESCRIPTION = ("alertfilter: run an astronomer's Python filter against a survey's alert stream (run), "
-               "and the filter author's tools: backtest a filter offline (check), make test alerts (simulate), "
-               "send alerts to a topic (produce) and read a topic back (consume).")
+DESCRIPTION = (
+    "alertfilter: run an astronomer's Python filter against a survey's alert stream (run), "
+    "and the filter author's tools: backtest a filter offline (check), make test alerts (simulate), "
+    "send alerts to a topic (produce) and read a topic back (consume)."
+)
 
 RUN_EPILOG = (
     "Environment: every option of run except -X can also be set as an environment variable "
@@ -38,12 +40,21 @@ RUN_EPILOG = (
     "(filter-timeout, filter-crashed) and a new filter process takes the next alerts."
     "\n\n"
     "Exit codes: 0 stopped cleanly (SIGTERM, --exit-when-idle); 2 a usage or configuration error; 3 the brokers "
-    "cannot be reached or a topic does not exist; 4 the schema source stayed unusable.")
+    "cannot be reached or a topic does not exist; 4 the schema source stayed unusable."
+)
+
+
+def echo(*parts: object, file: TextIO | None = None, flush: bool = False) -> None:
+    """Write ``parts`` (space separated) and a newline to ``file`` (stdout): the commands' output."""
+    out = sys.stdout if file is None else file
+    out.write(" ".join(map(str, parts)) + "\n")
+    if flush:
+        out.flush()
 
 
 def fail(message: str) -> NoReturn:
     """Print ``message`` on stderr and exit with code 2 (a usage or configuration error)."""
-    print(message, file=sys.stderr)
+    echo(message, file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -93,8 +104,10 @@ def add_options(p: argparse.ArgumentParser, options: Sequence[Option], env: bool
             if opt.group not in groups:
                 groups[opt.group] = p.add_mutually_exclusive_group()
             target = groups[opt.group]
-        kw: dict[str, Any] = {"default": EnvDefault(opt) if env else opt.default,
-                              "help": with_default(opt.help, opt.default)}
+        kw: dict[str, Any] = {
+            "default": EnvDefault(opt) if env else opt.default,
+            "help": with_default(opt.help, opt.default),
+        }
         if opt.flag:
             kw["action"] = "store_true"
         else:
@@ -170,7 +183,7 @@ def kafka_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             out[key.strip()] = value.strip()
     for name, value in env.items():
         if name.startswith(prefix) and name != prefix + "CONFIG":
-            out[name[len(prefix):].lower().replace("_", ".")] = value
+            out[name[len(prefix) :].lower().replace("_", ".")] = value
     return out
 
 
@@ -192,16 +205,22 @@ def key_values(items: Sequence[str] | None) -> dict[str, str]:
 def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
     """The ``alertfilter`` parser; ``commands`` maps each command name to its function (``args.func``)."""
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="alertfilter", description=_wrap(DESCRIPTION), formatter_class=fmt,
-                                epilog="Run 'alertfilter COMMAND --help' for a command's options.")
+    p = argparse.ArgumentParser(
+        prog="alertfilter",
+        description=_wrap(DESCRIPTION),
+        formatter_class=fmt,
+        epilog="Run 'alertfilter COMMAND --help' for a command's options.",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str, description: str | None = None,
-            epilog: str | None = None) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, description: str | None = None, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
         desc = description or help_text[0].upper() + help_text[1:] + "."
-        sp = sub.add_parser(name, help=help_text, description=_wrap(desc), epilog=_wrap(epilog) if epilog else None,
-                            formatter_class=fmt)
+        sp = sub.add_parser(
+            name, help=help_text, description=_wrap(desc), epilog=_wrap(epilog) if epilog else None, formatter_class=fmt
+        )
         sp.set_defaults(func=commands[name])
         return sp
 
@@ -209,60 +228,99 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         kw["help"] = with_default(kw["help"], default) if kw.get("action") != "store_true" else kw["help"]
         sp.add_argument(*names, default=default, **kw)
 
-    r = add("run", "run a filter against a Kafka topic (the filter-runner)",
-            "Run a filter against a Kafka topic (the filter-runner): consume the alert stream, call the filter on "
-            "each alert, write accepted alerts (at most N per visit) to the output topic and alerts that could not "
-            "be filtered to the dead-letter topic. Every option can also be set as an environment variable "
-            "ALERTFILTER_<OPTION> (see below).", RUN_EPILOG)
+    r = add(
+        "run",
+        "run a filter against a Kafka topic (the filter-runner)",
+        "Run a filter against a Kafka topic (the filter-runner): consume the alert stream, call the filter on "
+        "each alert, write accepted alerts (at most N per visit) to the output topic and alerts that could not "
+        "be filtered to the dead-letter topic. Every option can also be set as an environment variable "
+        "ALERTFILTER_<OPTION> (see below).",
+        RUN_EPILOG,
+    )
     add_options(r, OPTIONS, env=True)
-    r.add_argument("-X", action="append", metavar="KEY=VALUE",
-                   help="extra librdkafka setting (repeatable; wins over ALERTFILTER_KAFKA_* variables)")
+    r.add_argument(
+        "-X",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra librdkafka setting (repeatable; wins over ALERTFILTER_KAFKA_* variables)",
+    )
 
-    c = add("check", "backtest a filter offline on Avro container files",
-            "Backtest a filter offline on Avro container files, with the runner's rules (per-visit cap, errors, "
-            "time budget), and print a summary (or one JSON object with --json). Exit code 0 when the backtest ran, "
-            "even if alerts were in error; 2 for an error in the filter source.")
+    c = add(
+        "check",
+        "backtest a filter offline on Avro container files",
+        "Backtest a filter offline on Avro container files, with the runner's rules (per-visit cap, errors, "
+        "time budget), and print a summary (or one JSON object with --json). Exit code 0 when the backtest ran, "
+        "even if alerts were in error; 2 for an error in the filter source.",
+    )
     c.add_argument("filter", help="the filter's Python source file")
     c.add_argument("--alerts", nargs="+", required=True, metavar="FILE", help="Avro container files, read in order")
-    c.add_argument("--json", action="store_true",
-                   help="print one JSON object: alerts, accepted, capped, rejected, errors, errors_by_reason, "
-                        "accepted_ids, first_errors (on a source error: {\"error\": {line, column, message}})")
+    c.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: alerts, accepted, capped, rejected, errors, errors_by_reason, "
+        'accepted_ids, first_errors (on a source error: {"error": {line, column, message}})',
+    )
     add_options(c, [o for o in OPTIONS if "check" in o.commands], env=False)
 
-    pr = add("produce", "send alerts of container files to a topic, one visit at a time",
-             "Send the alerts of Avro container files to a topic in the Confluent wire format, one visit at a time "
-             "at a cadence; prints one JSON object of totals.")
+    pr = add(
+        "produce",
+        "send alerts of container files to a topic, one visit at a time",
+        "Send the alerts of Avro container files to a topic in the Confluent wire format, one visit at a time "
+        "at a cadence; prints one JSON object of totals.",
+    )
     pr.add_argument("files", nargs="+", metavar="FILE", help="Avro container files of alerts, sent in order")
     pr.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]")
     pr.add_argument("--topic", required=True, help="topic to send to (created if missing)")
     option(pr, "--schema-id", type=int, help="schema id in the header (default: from the schema name, vX_Y → X*100+Y)")
     option(pr, "--copies", type=int, default=1, help="send the files' alerts this many times")
-    option(pr, "--alerts-per-visit", type=int, default=0,
-           help="regroup into visits of N alerts with new visit ids (0: keep the files' visits)")
-    option(pr, "--first-visit", type=int, default=1,
-           help="visit id of the first regrouped visit (with --alerts-per-visit)")
+    option(
+        pr,
+        "--alerts-per-visit",
+        type=int,
+        default=0,
+        help="regroup into visits of N alerts with new visit ids (0: keep the files' visits)",
+    )
+    option(
+        pr, "--first-visit", type=int, default=1, help="visit id of the first regrouped visit (with --alerts-per-visit)"
+    )
     option(pr, "--first-id", type=int, default=1, help="id of the first alert when renumbering")
     ids = pr.add_mutually_exclusive_group()
-    ids.add_argument("--renumber", action="store_true",
-                     help="give alerts new sequential ids, at --id-field and diaSource.diaSourceId "
-                          "(default with --copies > 1)")
+    ids.add_argument(
+        "--renumber",
+        action="store_true",
+        help="give alerts new sequential ids, at --id-field and diaSource.diaSourceId (default with --copies > 1)",
+    )
     ids.add_argument("--keep-ids", action="store_true", help="keep the original ids even with --copies")
     option(pr, "--cadence", type=float, default=39.0, help="seconds between visits (39 is the original sender's)")
-    option(pr, "--visit-field", default="diaSource.visit",
-           help="dotted path of the visit id: read to group alerts, written with --alerts-per-visit")
+    option(
+        pr,
+        "--visit-field",
+        default="diaSource.visit",
+        help="dotted path of the visit id: read to group alerts, written with --alerts-per-visit",
+    )
     option(pr, "--id-field", default="diaSourceId", help="dotted path of the alert id written when renumbering")
     option(pr, "--partitions", type=int, default=1, help="partitions when the topic is created")
-    option(pr, "--write-schema-dir", help="also write <schema id>.avsc files here (for --schema-dir of run and consume)")
+    option(
+        pr, "--write-schema-dir", help="also write <schema id>.avsc files here (for --schema-dir of run and consume)"
+    )
     pr.add_argument("-X", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
 
-    co = add("consume", "summarise, print (JSON lines) or count a topic's alerts",
-             "Read a topic from its beginning until it is idle, and summarise, print (JSON lines) or count its "
-             "alerts. Decoding needs --schema-dir or --schema-registry (or --schema, or --format container).")
+    co = add(
+        "consume",
+        "summarise, print (JSON lines) or count a topic's alerts",
+        "Read a topic from its beginning until it is idle, and summarise, print (JSON lines) or count its "
+        "alerts. Decoding needs --schema-dir or --schema-registry (or --schema, or --format container).",
+    )
     co.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]")
     co.add_argument("--topic", required=True, help="topic to read")
-    option(co, "--mode", choices=("summary", "json", "count"), default="summary",
-           help="summary: totals per visit, dead-letter reasons, first ids; json: one line per alert, "
-                "cutout bytes replaced by their length; count: the number of messages")
+    option(
+        co,
+        "--mode",
+        choices=("summary", "json", "count"),
+        default="summary",
+        help="summary: totals per visit, dead-letter reasons, first ids; json: one line per alert, "
+        "cutout bytes replaced by their length; count: the number of messages",
+    )
     option(co, "--idle-timeout", type=float, default=5.0, help="stop after this long without messages, s")
     option(co, "--max-messages", type=int, help="stop after this many messages (default: all)")
     option(co, "--visit-field", default="diaSource.visit", help="dotted path of the visit id, for the summary")
@@ -270,20 +328,28 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     co.add_argument("-X", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
     add_options(co, [o for o in OPTIONS if "consume" in o.commands], env=False)
 
-    s = add("simulate", "write schema-valid simulated alerts (lsst.alert schema) to a container file",
-            "Write schema-valid simulated alerts to an Avro container file, in the original 2018 lsst.alert schema "
-            "(not Rubin's v10): the visit field is diaSource.ccdVisitId (visit * 1000 + detector), the alert id is "
-            "the top-level alertId, fluxes are psFlux and the band is filterName. Check them with "
-            "--visit-field diaSource.ccdVisitId --id-field alertId.")
+    s = add(
+        "simulate",
+        "write schema-valid simulated alerts (lsst.alert schema) to a container file",
+        "Write schema-valid simulated alerts to an Avro container file, in the original 2018 lsst.alert schema "
+        "(not Rubin's v10): the visit field is diaSource.ccdVisitId (visit * 1000 + detector), the alert id is "
+        "the top-level alertId, fluxes are psFlux and the band is filterName. Check them with "
+        "--visit-field diaSource.ccdVisitId --id-field alertId.",
+    )
     s.add_argument("--out", required=True, help="output Avro container file")
     option(s, "--visits", help="comma-separated visit ids (instead of --first-visit and --n-visits)")
     option(s, "--first-visit", type=int, default=1, help="first visit id")
     option(s, "--n-visits", type=int, default=1, help="number of consecutive visit ids")
     option(s, "--alerts-per-visit", type=int, default=100, help="alerts per visit")
     option(s, "--history", type=int, default=0, help="previous detections (prv_diaSources) per alert")
-    option(s, "--cutout-bytes", type=int, default=34_560,
-           help="bytes of each of the two cutouts; Rubin's are 34,560, which makes about 70 KB per alert: "
-                "use 1000 for small files")
+    option(
+        s,
+        "--cutout-bytes",
+        type=int,
+        default=34_560,
+        help="bytes of each of the two cutouts; Rubin's are 34,560, which makes about 70 KB per alert: "
+        "use 1000 for small files",
+    )
     option(s, "--first-id", type=int, default=1, help="alertId and diaSource.diaSourceId of the first alert")
     option(s, "--seed", type=int, default=0, help="random seed; the same seed gives the same alerts")
     return p

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..api import FilterSourceError, LoadedFilter, load_filter
-from ..cap import VisitCap
-from ..decoding import DecodingSpec
-from ..logs import setup_logging
-from ..settings import hard_timeout
-from .args import fail, kafka_env, key_values, resolve_run_args
+from alertfilter.api import FilterSourceError, LoadedFilter, load_filter
+from alertfilter.cap import VisitCap
+from alertfilter.cli.args import echo, fail, kafka_env, key_values, resolve_run_args
+from alertfilter.decoding import DecodingSpec
+from alertfilter.logs import setup_logging
+from alertfilter.settings import hard_timeout
 
 log = logging.getLogger("alertfilter")
 
@@ -36,9 +36,9 @@ def _load_filter_file(path: str, entrypoint: str | None, json_errors: bool = Fal
     try:
         return load_filter(source, entrypoint)
     except FilterSourceError as exc:
-        print(f"{path}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
+        echo(f"{path}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
         if json_errors:
-            print(json.dumps({"error": exc.as_dict()}), flush=True)
+            echo(json.dumps({"error": exc.as_dict()}), flush=True)
         raise SystemExit(2) from None
 
 
@@ -54,15 +54,17 @@ def _read_filter_file(path: str) -> str:
 
 def _decoding(args: argparse.Namespace) -> DecodingSpec:
     """The decoding options of ``args``."""
-    return DecodingSpec(args.format, args.schema_dir, args.schema_registry, args.schema, args.reader_schema,
-                        args.decoder)
+    return DecodingSpec(
+        args.format, args.schema_dir, args.schema_registry, args.schema, args.reader_schema, args.decoder
+    )
 
 
 def visit_cap(args: argparse.Namespace) -> int | None:
     """The cap N, or None for no cap (``--no-visit-cap`` or ``--max-alerts-per-visit 0``)."""
     if args.no_visit_cap or args.max_alerts_per_visit == 0:
         return None
-    return args.max_alerts_per_visit
+    cap: int = args.max_alerts_per_visit
+    return cap
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,13 +73,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from confluent_kafka import KafkaException
 
-    from ..api import source_sha256
-    from ..clients import ClientEvents, StartupError, make_clients
-    from ..metrics import RunnerMetrics
-    from ..runner import BrokersUnreachable, Runner, TopicsMissing
-    from ..schemas import SchemaSourceError
-    from ..settings import RunnerSettings
-    from ..supervisor import FilterLoadError, FilterProcess, FilterProcessError, FilterSpec
+    from alertfilter.api import source_sha256
+    from alertfilter.clients import ClientEvents, StartupError, make_clients
+    from alertfilter.metrics import RunnerMetrics
+    from alertfilter.runner import BrokersUnreachable, Runner, TopicsMissing
+    from alertfilter.schemas import SchemaSourceError
+    from alertfilter.settings import RunnerSettings
+    from alertfilter.supervisor import FilterLoadError, FilterProcess, FilterProcessError, FilterSpec
 
     prog = "alertfilter run"
     resolve_run_args(args)
@@ -95,50 +97,86 @@ def cmd_run(args: argparse.Namespace) -> int:
         decoding.build()  # the options are checked here; the filter process builds its own decoder
     except (ValueError, OSError, ImportError) as exc:
         fail(f"{prog}: {exc}")
-    spec = FilterSpec(source, args.entrypoint, decoding, args.visit_field, args.id_field, args.filter_timeout,
-                      args.fields, args.filter_memory_limit, args.log_format, args.log_level)
+    spec = FilterSpec(
+        source,
+        args.entrypoint,
+        decoding,
+        args.visit_field,
+        args.id_field,
+        args.filter_timeout,
+        args.fields,
+        args.filter_memory_limit,
+        args.log_format,
+        args.log_level,
+    )
     filters = FilterProcess(spec, hard)
     try:
         ready = filters.start()
     except FilterLoadError as exc:
         if not exc.line:
             fail(f"{prog}: {exc.message}")
-        print(f"{args.filter}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
+        echo(f"{args.filter}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
     except FilterProcessError as exc:
         fail(f"{prog}: {exc}")
     try:
         name = args.name or ready.name
         settings = RunnerSettings(
-            bootstrap_servers=args.bootstrap_servers, input_topic=args.input, output_topic=args.output,
+            bootstrap_servers=args.bootstrap_servers,
+            input_topic=args.input,
+            output_topic=args.output,
             dead_letter_topic=args.dead_letter_topic or f"{args.output}.deadletter",
-            group_id=args.group or f"alertfilter-{name}", batch_size=args.batch_size, exactly_once=args.exactly_once,
-            transactional_id=args.transactional_id, max_message_bytes=args.max_message_bytes,
-            metrics_port=args.metrics_port if args.metrics_port >= 0 else None, exit_when_idle_s=args.exit_when_idle,
-            hard_timeout_s=hard, liveness_window_s=args.liveness_window, schema_retries=args.schema_retries,
-            topic_wait_s=args.topic_wait, kafka_config=kafka_config)
+            group_id=args.group or f"alertfilter-{name}",
+            batch_size=args.batch_size,
+            exactly_once=args.exactly_once,
+            transactional_id=args.transactional_id,
+            max_message_bytes=args.max_message_bytes,
+            metrics_port=args.metrics_port if args.metrics_port >= 0 else None,
+            exit_when_idle_s=args.exit_when_idle,
+            hard_timeout_s=hard,
+            liveness_window_s=args.liveness_window,
+            schema_retries=args.schema_retries,
+            topic_wait_s=args.topic_wait,
+            kafka_config=kafka_config,
+        )
         try:
             settings.validate(args.filter_timeout)
             metrics, stop = RunnerMetrics(), threading.Event()
             clients = make_clients(settings, ClientEvents(metrics, stop))
         except (ValueError, StartupError) as exc:
             fail(f"{prog}: {exc}")
-        runner = Runner(settings, clients, filters, VisitCap(visit_cap(args)), name, source_sha256(source), metrics, stop)
+        runner = Runner(
+            settings, clients, filters, VisitCap(visit_cap(args)), name, source_sha256(source), metrics, stop
+        )
         if args.create_topics:
-            from ..kafkautil import ensure_topics
+            from alertfilter.kafkautil import ensure_topics
 
             try:
-                ensure_topics(settings.bootstrap_servers, {settings.output_topic: 1, settings.dead_letter_topic: 1},
-                              settings.kafka_config)
+                ensure_topics(
+                    settings.bootstrap_servers,
+                    {settings.output_topic: 1, settings.dead_letter_topic: 1},
+                    settings.kafka_config,
+                )
             except KafkaException as exc:
                 log.error("cannot create the output and dead-letter topics on %s: %s", settings.bootstrap_servers, exc)
                 return 3
-        log.info("decoding %s", "fields " + ", ".join(ready.fields) + " (projected)"
-                 if ready.fields is not None and ready.projected else "every field")
-        log.info("filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s; hard limit %s", name,
-                 source_sha256(source)[:12], settings.input_topic, settings.output_topic, settings.dead_letter_topic,
-                 settings.group_id, "exactly-once" if settings.exactly_once else "at-least-once",
-                 f"{hard:g} s" if hard else "none")
+        log.info(
+            "decoding %s",
+            "fields " + ", ".join(ready.fields) + " (projected)"
+            if ready.fields is not None and ready.projected
+            else "every field",
+        )
+        log.info(
+            "filter %s (sha256 %s) %s -> %s, dead letters -> %s, group %s, %s; hard limit %s",
+            name,
+            source_sha256(source)[:12],
+            settings.input_topic,
+            settings.output_topic,
+            settings.dead_letter_topic,
+            settings.group_id,
+            "exactly-once" if settings.exactly_once else "at-least-once",
+            f"{hard:g} s" if hard else "none",
+        )
         try:
             return runner.run()
         except StartupError as exc:
@@ -158,7 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..tools import AlertFileError, check, jsonable
+    from alertfilter.tools import AlertFileError, check, jsonable
 
     flt = _load_filter_file(args.filter, args.entrypoint, json_errors=args.json)
     file_error: AlertFileError | None = None
@@ -172,18 +210,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         out = jsonable(res.as_dict())
         if file_error is not None:
             out["file_error"] = str(file_error)
-        print(json.dumps(out))
+        echo(json.dumps(out))
     else:
-        print(f"{res.alerts} alerts: {res.accepted} accepted, {res.capped} capped, {res.rejected} rejected, "
-              f"{res.errors} errors")
+        echo(
+            f"{res.alerts} alerts: {res.accepted} accepted, {res.capped} capped, {res.rejected} rejected, "
+            f"{res.errors} errors"
+        )
         for e in res.first_errors[:5]:
-            print(f"  error at {e['file']}#{e['index']} (alert {_show_id(e['alert_id'])}): {e['reason']}: {e['message']}")
+            echo(
+                f"  error at {e['file']}#{e['index']} (alert {_show_id(e['alert_id'])}): {e['reason']}: {e['message']}"
+            )
         if res.accepted_ids:
-            print("accepted ids: " + ", ".join(map(_show_id, res.accepted_ids[:20])) + (" ..." if res.accepted > 20 else ""))
+            echo(
+                "accepted ids: "
+                + ", ".join(map(_show_id, res.accepted_ids[:20]))
+                + (" ..." if res.accepted > 20 else "")
+            )
         for line in check_warnings(res, args.visit_field, args.id_field):
-            print(line)
+            echo(line)
     if file_error is not None:
-        print(f"alertfilter check: {file_error}", file=sys.stderr)
+        echo(f"alertfilter check: {file_error}", file=sys.stderr)
         return 1
     return 0
 
@@ -202,33 +248,60 @@ def check_warnings(res: Any, visit_field: str, id_field: str) -> list[str]:
         what = f"all {res.alerts}" if res.errors == res.alerts else f"{res.errors} of {res.alerts}"
         lines.append(f"warning: {what} alerts could not be filtered (reasons: {reasons}); see the first errors above")
         if "missing-visit-field" in res.errors_by_reason:
-            lines.append(f"  the alerts lack the visit field {visit_field}: set --visit-field "
-                         "(simulated lsst.alert alerts: --visit-field diaSource.ccdVisitId)")
+            lines.append(
+                f"  the alerts lack the visit field {visit_field}: set --visit-field "
+                "(simulated lsst.alert alerts: --visit-field diaSource.ccdVisitId)"
+            )
         if "invalid-visit-field" in res.errors_by_reason:
-            lines.append(f"  the visit field {visit_field} does not hold an integer or a string in some alerts, so the "
-                         "per-visit cap cannot count them: point --visit-field at the visit id")
+            lines.append(
+                f"  the visit field {visit_field} does not hold an integer or a string in some alerts, so the "
+                "per-visit cap cannot count them: point --visit-field at the visit id"
+            )
     if res.accepted_ids and all(i is None for i in res.accepted_ids):
-        lines.append(f"note: the accepted alerts have no id at {id_field}: set --id-field "
-                     "(simulated lsst.alert alerts: --id-field alertId)")
+        lines.append(
+            f"note: the accepted alerts have no id at {id_field}: set --id-field "
+            "(simulated lsst.alert alerts: --id-field alertId)"
+        )
     return lines
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from ..tools import produce
+    from alertfilter.tools import produce
 
-    res = produce(args.bootstrap_servers, args.topic, args.files, args.schema_id, args.copies, args.alerts_per_visit,
-                  args.cadence, args.visit_field, args.id_field, args.first_visit, args.first_id,
-                  True if args.renumber else (False if args.keep_ids else None), args.partitions,
-                  args.write_schema_dir, kafka_config=key_values(args.X))
-    print(json.dumps({"alerts": res.alerts, "visits": res.visits, "bytes": res.bytes,
-                      "seconds": round(res.seconds, 3), "schema_ids": res.schema_ids}))
+    res = produce(
+        args.bootstrap_servers,
+        args.topic,
+        args.files,
+        args.schema_id,
+        args.copies,
+        args.alerts_per_visit,
+        args.cadence,
+        args.visit_field,
+        args.id_field,
+        args.first_visit,
+        args.first_id,
+        True if args.renumber else (False if args.keep_ids else None),
+        args.partitions,
+        args.write_schema_dir,
+        kafka_config=key_values(args.X),
+    )
+    echo(
+        json.dumps(
+            {
+                "alerts": res.alerts,
+                "visits": res.visits,
+                "bytes": res.bytes,
+                "seconds": round(res.seconds, 3),
+                "schema_ids": res.schema_ids,
+            }
+        )
+    )
     return 0
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from ..tools import consume
-
-    from ..schemas import SchemaSourceError
+    from alertfilter.schemas import SchemaSourceError
+    from alertfilter.tools import consume
 
     decoder = None
     if args.mode != "count" and (args.schema_dir or args.schema_registry or args.schema or args.format == "container"):
@@ -237,23 +310,31 @@ def cmd_consume(args: argparse.Namespace) -> int:
         except (ValueError, OSError, ImportError) as exc:
             fail(f"alertfilter consume: {exc}")
     try:
-        consume(args.bootstrap_servers, args.topic, decoder, args.mode, args.idle_timeout, args.max_messages,
-                args.visit_field, args.id_field, kafka_config=key_values(args.X))
+        consume(
+            args.bootstrap_servers,
+            args.topic,
+            decoder,
+            args.mode,
+            args.idle_timeout,
+            args.max_messages,
+            args.visit_field,
+            args.id_field,
+            kafka_config=key_values(args.X),
+        )
     except SchemaSourceError as exc:
         fail(f"alertfilter consume: the schema source cannot be used: {exc}")
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..simulate import simulate, write_container
+    from alertfilter.simulate import simulate, write_container
 
     if args.visits:
         visits = [int(v) for v in args.visits.split(",") if v]
     else:
         visits = list(range(args.first_visit, args.first_visit + args.n_visits))
-    n = write_container(args.out, simulate(visits, args.alerts_per_visit, args.history, args.seed, args.cutout_bytes,
-                                           args.first_id))
-    print(json.dumps({"alerts": n, "visits": len(visits), "file": args.out}))
+    n = write_container(
+        args.out, simulate(visits, args.alerts_per_visit, args.history, args.seed, args.cutout_bytes, args.first_id)
+    )
+    echo(json.dumps({"alerts": n, "visits": len(visits), "file": args.out}))
     return 0
-
-
