@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from alertfilter_devstack.procs import free_port
 
@@ -21,9 +23,14 @@ class OperatorProcess:
     def __init__(self, apiserver, workdir: Path, **env: str) -> None:
         self.apiserver = apiserver
         self.workdir = workdir
-        self.env = {**os.environ, "KUBECONFIG": str(apiserver.kubeconfig), "ALERTFILTER_OPERATOR_LOG_FORMAT": "plain",
-                    "ALERTFILTER_OPERATOR_HEALTH_PORT": str(free_port()),
-                    "ALERTFILTER_OPERATOR_WEBHOOK_PORT": str(free_port()), **env}
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(apiserver.kubeconfig),
+            "ALERTFILTER_OPERATOR_LOG_FORMAT": "plain",
+            "ALERTFILTER_OPERATOR_HEALTH_PORT": str(free_port()),
+            "ALERTFILTER_OPERATOR_WEBHOOK_PORT": str(free_port()),
+            **env,
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -31,12 +38,14 @@ class OperatorProcess:
     def log_path(self) -> Path:
         return self.workdir / f"operator-{self.starts}.log"
 
-    def start(self) -> "OperatorProcess":
+    def start(self) -> OperatorProcess:
         self.starts += 1
-        self.proc = subprocess.Popen([sys.executable, "-m", "alertfilter_operator"], env=self.env,
-                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        # The child keeps its own copy of the descriptor; ours can close at once.
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "alertfilter_operator"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         port = self.env["ALERTFILTER_OPERATOR_HEALTH_PORT"]
-        import urllib.request
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -48,8 +57,16 @@ class OperatorProcess:
             except OSError:
                 time.sleep(0.3)
         if self.env.get("ALERTFILTER_OPERATOR_WEBHOOK", "local") != "off":
-            wait_for(lambda: self.apiserver.kubectl("get", "validatingwebhookconfiguration", "alertfilters.alerts.lsst.io",
-                                                    check=False).returncode == 0, 30, "the webhook configuration")
+            wait_for(
+                lambda: (
+                    self.apiserver.kubectl(
+                        "get", "validatingwebhookconfiguration", "alertfilters.alerts.lsst.io", check=False
+                    ).returncode
+                    == 0
+                ),
+                30,
+                "the webhook configuration",
+            )
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -83,20 +100,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-def get(apiserver, kind: str, name: str, namespace: str | None = None) -> dict | None:
+def get(apiserver, kind: str, name: str, namespace: str | None = None) -> Any:
     args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
     r = apiserver.kubectl(*args, check=False)
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
-def condition(obj: dict | None, type_: str) -> dict:
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
         if c["type"] == type_:
-            return c
+            return dict(c)
     return {}
 
 
-def apply_json(apiserver, manifest: dict, namespace: str | None = None, check: bool = True):
+def apply_json(apiserver, manifest: dict[str, Any], namespace: str | None = None, check: bool = True):
     args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
     return apiserver.kubectl(*args, input=json.dumps(manifest), check=check)
 
@@ -106,22 +123,45 @@ def make_pool(apiserver, capacity: tuple[int, int] = (2, 50), authentication: st
     suffix = uuid.uuid4().hex[:6]
     name, kns = f"pool-{suffix}", f"kafka-{suffix}"
     apiserver.kubectl("create", "namespace", kns)
-    apply_json(apiserver, {
-        "apiVersion": "alerts.lsst.io/v1alpha1", "kind": "FilterPool", "metadata": {"name": name},
-        "spec": {"nodeSelector": {"alerts.lsst.io/pool": name},
-                 "tolerations": [{"key": "alerts.lsst.io/pool", "operator": "Equal", "value": name, "effect": "NoSchedule"}],
-                 "capacity": {"nodes": capacity[0], "filtersPerNode": capacity[1]},
-                 "kafka": {"namespace": kns, "replicas": 3, "authentication": authentication},
-                 "mirror": {"sourceBootstrapServers": "central-kafka-bootstrap.kafka.svc:9092", "topic": "alerts"}}})
+    apply_json(
+        apiserver,
+        {
+            "apiVersion": "alerts.lsst.io/v1alpha1",
+            "kind": "FilterPool",
+            "metadata": {"name": name},
+            "spec": {
+                "nodeSelector": {"alerts.lsst.io/pool": name},
+                "tolerations": [
+                    {"key": "alerts.lsst.io/pool", "operator": "Equal", "value": name, "effect": "NoSchedule"}
+                ],
+                "capacity": {"nodes": capacity[0], "filtersPerNode": capacity[1]},
+                "kafka": {"namespace": kns, "replicas": 3, "authentication": authentication},
+                "mirror": {"sourceBootstrapServers": "central-kafka-bootstrap.kafka.svc:9092", "topic": "alerts"},
+            },
+        },
+    )
     return name, kns
 
 
-def alertfilter(name: str, source: str | None = None, **spec: Any) -> dict:
-    return {"apiVersion": "alerts.lsst.io/v1alpha1", "kind": "AlertFilter", "metadata": {"name": name},
-            "spec": {"source": source or (ROOT / "examples" / "filters" / "bright_significant.py").read_text(), **spec}}
+def alertfilter(name: str, source: str | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "alerts.lsst.io/v1alpha1",
+        "kind": "AlertFilter",
+        "metadata": {"name": name},
+        "spec": {"source": source or (ROOT / "examples" / "filters" / "bright_significant.py").read_text(), **spec},
+    }
 
 
-def set_status(apiserver, kind: str, name: str, namespace: str, status: dict) -> None:
+def set_status(apiserver, kind: str, name: str, namespace: str, status: dict[str, Any]) -> None:
     """What Strimzi or the Deployment controller would do: write the child's status subresource."""
-    apiserver.kubectl("patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge",
-                      "-p", json.dumps({"status": status}))
+    apiserver.kubectl(
+        "patch",
+        kind,
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,21 +14,31 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
-def apply(apiserver, namespace, manifest: dict, check: bool = False, dry_run: bool = True):
+def apply(apiserver, namespace, manifest: dict[str, Any], check: bool = False, dry_run: bool = True):
     args = ["apply", "-n", namespace, "-f", "-"] + (["--dry-run=server"] if dry_run else [])
     return apiserver.kubectl(*args, input=json.dumps(manifest), check=check)
 
 
-def alertfilter(**spec) -> dict:
-    return {"apiVersion": "alerts.lsst.io/v1alpha1", "kind": "AlertFilter", "metadata": {"name": "f"},
-            "spec": {"source": "def f(alert):\n    return True\n", **spec}}
+def alertfilter(**spec) -> dict[str, Any]:
+    return {
+        "apiVersion": "alerts.lsst.io/v1alpha1",
+        "kind": "AlertFilter",
+        "metadata": {"name": "f"},
+        "spec": {"source": "def f(alert):\n    return True\n", **spec},
+    }
 
 
 def test_crds_are_established(apiserver):
     out = apiserver.kubectl("get", "crd", "-o", "name").stdout
-    for crd in ("alertfilters.alerts.lsst.io", "filterpools.alerts.lsst.io", "kafkas.kafka.strimzi.io",
-                "kafkatopics.kafka.strimzi.io", "kafkausers.kafka.strimzi.io", "kafkanodepools.kafka.strimzi.io",
-                "kafkamirrormaker2s.kafka.strimzi.io"):
+    for crd in (
+        "alertfilters.alerts.lsst.io",
+        "filterpools.alerts.lsst.io",
+        "kafkas.kafka.strimzi.io",
+        "kafkatopics.kafka.strimzi.io",
+        "kafkausers.kafka.strimzi.io",
+        "kafkanodepools.kafka.strimzi.io",
+        "kafkamirrormaker2s.kafka.strimzi.io",
+    ):
         assert f"customresourcedefinition.apiextensions.k8s.io/{crd}" in out
 
 
@@ -65,20 +76,26 @@ def test_explain_shows_the_field_descriptions(apiserver):
     assert "sourceBootstrapServers" in out
 
 
-@pytest.mark.parametrize("spec, field_words", [
-    ({"maxAlertsPerVisit": -1}, "spec.maxAlertsPerVisit"),
-    ({"maxAlertsPerVisit": "twenty"}, "spec.maxAlertsPerVisit"),
-    ({"replicas": "two"}, "spec.replicas"),
-    ({"pool": "Pool_A"}, "spec.pool"),
-    ({"pool": "a" * 64}, "spec.pool"),
-    ({"visitField": "diaSource..visit"}, "spec.visitField"),
-    ({"output": {"partitions": 0}}, "spec.output.partitions"),
-    ({"output": {"topic": "bad topic!"}}, "spec.output.topic"),
-    ({"filterTimeoutSeconds": 0}, "spec.filterTimeoutSeconds"),
-    ({"unknownField": 1}, "unknownField"),
-    ({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}, "limits.memory must be at least requests.memory"),
-    ({"entrypoint": "Missing"}, "spec.entrypoint must name a class or function defined in spec.source"),
-])
+@pytest.mark.parametrize(
+    ("spec", "field_words"),
+    [
+        ({"maxAlertsPerVisit": -1}, "spec.maxAlertsPerVisit"),
+        ({"maxAlertsPerVisit": "twenty"}, "spec.maxAlertsPerVisit"),
+        ({"replicas": "two"}, "spec.replicas"),
+        ({"pool": "Pool_A"}, "spec.pool"),
+        ({"pool": "a" * 64}, "spec.pool"),
+        ({"visitField": "diaSource..visit"}, "spec.visitField"),
+        ({"output": {"partitions": 0}}, "spec.output.partitions"),
+        ({"output": {"topic": "bad topic!"}}, "spec.output.topic"),
+        ({"filterTimeoutSeconds": 0}, "spec.filterTimeoutSeconds"),
+        ({"unknownField": 1}, "unknownField"),
+        (
+            {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}},
+            "limits.memory must be at least requests.memory",
+        ),
+        ({"entrypoint": "Missing"}, "spec.entrypoint must name a class or function defined in spec.source"),
+    ],
+)
 def test_invalid_alertfilters_are_rejected_naming_the_field(apiserver, namespace, spec, field_words):
     r = apply(apiserver, namespace, alertfilter(**spec))
     assert r.returncode != 0
@@ -98,12 +115,15 @@ def test_pool_cannot_change(apiserver, namespace):
     assert r.returncode != 0 and "spec.pool cannot change" in r.stderr
 
 
-@pytest.mark.parametrize("patch, words", [
-    ({"nodeSelector": {}}, "spec.nodeSelector"),
-    ({"capacity": {"nodes": 0}}, "spec.capacity.nodes"),
-    ({"kafka": {"storage": {"type": "tape"}}}, "spec.kafka.storage.type"),
-    ({"kafka": {"storage": {"type": "persistent-claim", "size": "lots"}}}, "spec.kafka.storage.size"),
-])
+@pytest.mark.parametrize(
+    ("patch", "words"),
+    [
+        ({"nodeSelector": {}}, "spec.nodeSelector"),
+        ({"capacity": {"nodes": 0}}, "spec.capacity.nodes"),
+        ({"kafka": {"storage": {"type": "tape"}}}, "spec.kafka.storage.type"),
+        ({"kafka": {"storage": {"type": "persistent-claim", "size": "lots"}}}, "spec.kafka.storage.size"),
+    ],
+)
 def test_invalid_filterpools_are_rejected(apiserver, namespace, patch, words):
     pool = yaml.safe_load((ROOT / "examples" / "filterpool.yaml").read_text())
     pool["metadata"]["name"] = f"p-{namespace}"
@@ -120,8 +140,12 @@ def test_printer_columns(apiserver, namespace):
 
 
 def test_strimzi_schemas_validate_what_we_write(apiserver, namespace):
-    bad_topic = {"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "metadata": {"name": "x"},
-                 "spec": {"partitions": "many"}}
+    bad_topic = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaTopic",
+        "metadata": {"name": "x"},
+        "spec": {"partitions": "many"},
+    }
     r = apply(apiserver, namespace, bad_topic)
     assert r.returncode != 0 and "spec.partitions" in r.stderr
 
@@ -137,5 +161,7 @@ def test_control_plane_restarts_without_leaking_processes_or_ports(tmp_path):
             pids += [p.pid for p in cp.procs.values()]
             ports.append(cp.api_port)
     for pid in pids:
-        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, f"process {pid} left behind"
+        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, (
+            f"process {pid} left behind"
+        )
     assert not any(port_open(p) for p in ports)

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -70,10 +71,16 @@ class Helm:
 
     def __init__(self, binary: Path, home: Path) -> None:
         self.binary = binary
-        self.env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-                    "HELM_DATA_HOME": str(home / "data")}
+        self.env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
 
-    def __call__(self, *args: str, check: bool = True, kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, check: bool = True, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.binary), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
         r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=300)
         if check and r.returncode != 0:
@@ -90,7 +97,7 @@ def helm(helm_bin, tmp_path_factory) -> Helm:
 def chart(tmp_path_factory) -> Path:
     """The chart without its (unfetchable) Strimzi dependency declared: the chart as it is with
     strimzi.enabled=false. Everything else is the shipped chart, file for file."""
-    dest = tmp_path_factory.mktemp("chart") / CHART.name
+    dest: Path = tmp_path_factory.mktemp("chart") / CHART.name
     # charts/ and Chart.lock exist only after `helm dependency build` (on a connected machine)
     shutil.copytree(CHART, dest, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
     meta = yaml.safe_load((dest / "Chart.yaml").read_text())
@@ -103,22 +110,22 @@ def values_args(values: Path | None) -> list[str]:
     return ["-f", str(values)] if values else []
 
 
-def render(helm: Helm, chart: Path, namespace: str, *args: str, release: str = "afo") -> list[dict]:
+def render(helm: Helm, chart: Path, namespace: str, *args: str, release: str = "afo") -> list[dict[str, Any]]:
     out = helm("template", release, str(chart), "--namespace", namespace, *args).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def by_kind(docs: list[dict], kind: str) -> list[dict]:
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-def one(docs: list[dict], kind: str) -> dict:
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(docs, kind)
     assert len(found) == 1, f"{len(found)} {kind}s rendered"
     return found[0]
 
 
-def env_of(deployment: dict) -> dict[str, str]:
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
@@ -137,21 +144,32 @@ def case_id(values: Path | None) -> str:
 
 def test_chart_metadata_declares_the_strimzi_dependency():
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert (meta["apiVersion"], meta["name"], meta["version"], meta["appVersion"]) == \
-        ("v2", "alert-filter-operator", "0.1.0", "0.1.0")
+    assert (meta["apiVersion"], meta["name"], meta["version"], meta["appVersion"]) == (
+        "v2",
+        "alert-filter-operator",
+        "0.1.0",
+        "0.1.0",
+    )
     (dep,) = meta["dependencies"]
-    assert dep == {"name": "strimzi-kafka-operator", "alias": "strimzi", "version": "1.2.0",
-                   "repository": "oci://quay.io/strimzi-helm", "condition": "strimzi.enabled"}
+    assert dep == {
+        "name": "strimzi-kafka-operator",
+        "alias": "strimzi",
+        "version": "1.2.0",
+        "repository": "oci://quay.io/strimzi-helm",
+        "condition": "strimzi.enabled",
+    }
     assert yaml.safe_load((CHART / "values.yaml").read_text())["strimzi"]["enabled"] is False
 
 
 def test_chart_crds_are_the_generated_crds_byte_for_byte():
     top = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
-    assert top and sorted(p.name for p in (CHART / "crds").glob("*")) == top, \
+    assert top and sorted(p.name for p in (CHART / "crds").glob("*")) == top, (
         "helm/alert-filter-operator/crds/ must hold exactly the files of crds/ (cp crds/*.yaml helm/alert-filter-operator/crds/)"
+    )
     for name in top:
-        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), \
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
             f"helm/alert-filter-operator/crds/{name} differs from crds/{name}: copy it again"
+        )
 
 
 def test_values_schema_is_strict_and_describes_every_top_level_value():
@@ -178,8 +196,9 @@ def test_lint_of_the_shipped_chart_misses_only_the_unfetched_dependency(helm):
     if list((CHART / "charts").glob("strimzi-kafka-operator-*.tgz")):  # after `helm dependency build`
         assert r.returncode == 0 and not problems, r.stdout
     else:
-        assert problems == [f"[WARNING] {CHART}: chart directory is missing these dependencies: strimzi-kafka-operator"], \
-            r.stdout
+        assert problems == [
+            f"[WARNING] {CHART}: chart directory is missing these dependencies: strimzi-kafka-operator"
+        ], r.stdout
 
 
 @pytest.mark.parametrize("values", VALUES_CASES, ids=case_id)
@@ -220,6 +239,7 @@ def test_operator_deployment(helm, chart):
     cfg = OperatorConfig.from_env(env)
     assert (cfg.webhook, cfg.webhook_port, cfg.health_port) == ("service", ports["webhook"], ports["health"])
     # the Service the operator announces in its webhook configuration exists, with the port it announces
+    assert cfg.webhook_service is not None
     svc_ns, svc_name = cfg.webhook_service.split("/")
     svc = one(docs, "Service")
     assert (svc["metadata"]["namespace"], svc["metadata"]["name"]) == (svc_ns, svc_name) == ("alerts", svc_name)
@@ -240,9 +260,12 @@ def test_central_kafka(helm, chart):
     assert kafka["metadata"]["name"] == "central" and kafka["metadata"]["namespace"] == "kafka"
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "central"
     assert sorted(pool["spec"]["roles"]) == ["broker", "controller"]
-    terms = pool["spec"]["template"]["pod"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert terms["nodeSelectorTerms"] == [{"matchExpressions": [
-        {"key": "alerts.lsst.io/role", "operator": "In", "values": ["central"]}]}]
+    terms = pool["spec"]["template"]["pod"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms["nodeSelectorTerms"] == [
+        {"matchExpressions": [{"key": "alerts.lsst.io/role", "operator": "In", "values": ["central"]}]}
+    ]
     (volume,) = pool["spec"]["storage"]["volumes"]
     assert volume["type"] == "persistent-claim" and volume["kraftMetadata"] == "shared"
     # the examples' FilterPool mirrors exactly this: central-kafka-bootstrap.kafka.svc:9092, topic alerts
@@ -264,11 +287,20 @@ def test_kafka_users_get_least_privilege_acls(helm, chart):
     docs = render(helm, chart, "kafka", "-f", str(CHART / "ci" / "namespaced-values.yaml"))
     users = {u["metadata"]["name"]: u for u in by_kind(docs, "KafkaUser")}
     assert set(users) == {"alert-producer", "community-broker-a", "community-broker-b"}
-    acls = {n: {(a["resource"]["type"], a["resource"].get("name"), a["resource"].get("patternType")): sorted(a["operations"])
-                for a in u["spec"]["authorization"]["acls"]} for n, u in users.items()}
+    acls = {
+        n: {
+            (a["resource"]["type"], a["resource"].get("name"), a["resource"].get("patternType")): sorted(
+                a["operations"]
+            )
+            for a in u["spec"]["authorization"]["acls"]
+        }
+        for n, u in users.items()
+    }
     assert acls["alert-producer"] == {("topic", "alerts", "literal"): ["Describe", "DescribeConfigs", "Write"]}
-    assert acls["community-broker-b"] == {("topic", "alerts", "literal"): ["Describe", "DescribeConfigs", "Read"],
-                                          ("group", "broker-b-", "prefix"): ["Describe", "Read"]}
+    assert acls["community-broker-b"] == {
+        ("topic", "alerts", "literal"): ["Describe", "DescribeConfigs", "Read"],
+        ("group", "broker-b-", "prefix"): ["Describe", "Read"],
+    }
     assert ("group", "community-broker-a", "prefix") in acls["community-broker-a"]
     kafka = one(docs, "Kafka")["spec"]["kafka"]
     assert [lst["name"] for lst in kafka["listeners"]] == ["plain", "scram"]
@@ -283,14 +315,24 @@ def test_namespaced_mode_has_no_cluster_wide_writes(helm, chart):
     cluster_writes = sorted((tuple(r["resources"]), v) for r in cr["rules"] for v in r["verbs"] if v in writes)
     # only what is cluster-scoped by nature: FilterPools and kopf's webhook configuration
     webhooks = ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
-    assert cluster_writes == [(("filterpools",), "patch"), (("filterpools/status",), "patch"),
-                              (webhooks, "create"), (webhooks, "patch")]
+    assert cluster_writes == [
+        (("filterpools",), "patch"),
+        (("filterpools/status",), "patch"),
+        (webhooks, "create"),
+        (webhooks, "patch"),
+    ]
     (named,) = [r for r in cr["rules"] if "patch" in r["verbs"] and r["resources"] == list(webhooks)]
     assert named["resourceNames"] == [WEBHOOK_CONFIG]
     assert not any("secrets" in r["resources"] for r in cr["rules"])
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"].rsplit("-", 1)[1]) for r in by_kind(docs, "Role")}
-    assert roles == {("alerts-team-a", "filters"), ("alerts-team-b", "filters"), ("alerts-kafka", "filters"),
-                     ("alerts-kafka", "kafka"), ("alerts", "events"), ("default", "events")}
+    assert roles == {
+        ("alerts-team-a", "filters"),
+        ("alerts-team-b", "filters"),
+        ("alerts-kafka", "filters"),
+        ("alerts-kafka", "kafka"),
+        ("alerts", "events"),
+        ("default", "events"),
+    }
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(docs, "RoleBinding")}
     assert bindings == {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(docs, "Role")}
     env = env_of(one(docs, "Deployment"))
@@ -307,12 +349,16 @@ WRONG_VALUES = [
     ({"operator": {"watchNamespaces": ["Team_A"]}}, "at '/operator/watchNamespaces/0'"),
     ({"runner": {"image": {"pullPolicy": "Sometimes"}}}, "at '/runner/image/pullPolicy'"),
     ({"centralKafka": {"replicas": 1}}, "centralKafka.topic.replicas (3) cannot exceed centralKafka.replicas (1)"),
-    ({"operator": {"watchNamespaces": ["team-a"], "kafkaNamespaces": []}}, "operator.kafkaNamespaces: list the namespaces"),
+    (
+        {"operator": {"watchNamespaces": ["team-a"], "kafkaNamespaces": []}},
+        "operator.kafkaNamespaces: list the namespaces",
+    ),
 ]
 
 
-@pytest.mark.parametrize("values,message", WRONG_VALUES,
-                         ids=[json.dumps(v, separators=(",", ":")) for v, _ in WRONG_VALUES])
+@pytest.mark.parametrize(
+    ("values", "message"), WRONG_VALUES, ids=[json.dumps(v, separators=(",", ":")) for v, _ in WRONG_VALUES]
+)
 def test_wrong_values_are_rejected_with_a_message_naming_them(helm, chart, tmp_path, values, message):
     f = tmp_path / "values.yaml"
     f.write_text(yaml.safe_dump(values))
@@ -329,8 +375,14 @@ def test_rendered_manifests_pass_server_side_dry_run(apiserver, helm, chart, val
     ns = f"helm-{uuid.uuid4().hex[:6]}"
     docs = render(helm, chart, ns, *values_args(values), release=f"dry-{ns}")
     ensure_namespaces(apiserver, [ns, *(d["metadata"]["namespace"] for d in docs if d["metadata"].get("namespace"))])
-    r = apiserver.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                                     "items": docs}), check=False)
+    r = apiserver.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == len(docs), r.stdout
 
@@ -341,7 +393,7 @@ def test_helm_install_and_uninstall(apiserver, helm, chart):
     ensure_namespaces(apiserver, [ns])
     r = helm("install", f"r-{ns}", str(chart), "--namespace", ns, kubeconfig=apiserver.kubeconfig)
     assert "kubectl get alertfilters" in r.stdout and "kubectl apply -f examples/filterpool.yaml" in r.stdout
-    assert f"kafka/central --for=condition=Ready" in r.stdout
+    assert "kafka/central --for=condition=Ready" in r.stdout
     assert get(apiserver, "kafka", "central", ns) and get(apiserver, "kafkatopic", "alerts", ns)
     assert get(apiserver, "deployment", f"r-{ns}-alert-filter-operator", ns)
     status = json.loads(helm("status", f"r-{ns}", "-n", ns, "-o", "json", kubeconfig=apiserver.kubeconfig).stdout)
@@ -376,12 +428,25 @@ def finish_terminating_namespaces(apiserver) -> None:
     for af in json.loads(apiserver.kubectl("get", "alertfilters", "-A", "-o", "json").stdout)["items"]:
         ns, name = af["metadata"]["namespace"], af["metadata"]["name"]
         if ns in terminating:
-            apiserver.kubectl("patch", "alertfilter", name, "-n", ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                              check=False)
-            apiserver.kubectl("delete", "alertfilter", name, "-n", ns, "--wait=false", "--ignore-not-found", check=False)
+            apiserver.kubectl(
+                "patch",
+                "alertfilter",
+                name,
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+            apiserver.kubectl(
+                "delete", "alertfilter", name, "-n", ns, "--wait=false", "--ignore-not-found", check=False
+            )
 
 
-DENIED = re.compile(r'cannot \w+ resource|Not enough (RBAC )?permissions|forbidden: User "system:serviceaccount', re.I)
+DENIED = re.compile(
+    r'cannot \w+ resource|Not enough (RBAC )?permissions|forbidden: User "system:serviceaccount', re.IGNORECASE
+)
 
 
 @pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
@@ -393,7 +458,12 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
     release = f"rbac-{sfx}"
     args = ["--namespace", rel_ns, "--set", "centralKafka.enabled=false"]
     if mode == "namespaced":
-        args += ["--set", f"operator.watchNamespaces={{{filters_ns}}}", "--set", f"operator.kafkaNamespaces={{{kafka_ns}}}"]
+        args += [
+            "--set",
+            f"operator.watchNamespaces={{{filters_ns}}}",
+            "--set",
+            f"operator.kafkaNamespaces={{{kafka_ns}}}",
+        ]
     helm("install", release, str(chart), *args, kubeconfig=apiserver.kubeconfig)
     dep = get(apiserver, "deployment", f"{release}-alert-filter-operator", rel_ns)
     sa = dep["spec"]["template"]["spec"]["serviceAccountName"]
@@ -401,53 +471,105 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
     kubeconfig = service_account_kubeconfig(apiserver, rel_ns, sa, tmp_path / "kubeconfig")
 
     pool = f"pool-{sfx}"
-    apply_json(apiserver, {
-        "apiVersion": "alerts.lsst.io/v1alpha1", "kind": "FilterPool", "metadata": {"name": pool},
-        "spec": {"nodeSelector": {"alerts.lsst.io/pool": pool}, "kafka": {"namespace": kafka_ns, "replicas": 1},
-                 "mirror": {"sourceBootstrapServers": "central-kafka-bootstrap.kafka.svc:9092"}}})
+    apply_json(
+        apiserver,
+        {
+            "apiVersion": "alerts.lsst.io/v1alpha1",
+            "kind": "FilterPool",
+            "metadata": {"name": pool},
+            "spec": {
+                "nodeSelector": {"alerts.lsst.io/pool": pool},
+                "kafka": {"namespace": kafka_ns, "replicas": 1},
+                "mirror": {"sourceBootstrapServers": "central-kafka-bootstrap.kafka.svc:9092"},
+            },
+        },
+    )
     # what Strimzi's User Operator would make for the runner's KafkaUser: the operator copies it
     kuser = kafka_child_name(filters_ns, "rbac")
     apiserver.kubectl("create", "secret", "generic", kuser, "-n", kafka_ns, "--from-literal=password=s3cret")
     # the webhook is served locally here (no Service network): the API server is on this host
     apiserver.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG, "--ignore-not-found")
     op_env = {k: v for k, v in env.items() if v is not None and not k.endswith(("_PORT", "_WEBHOOK_SERVICE"))}
-    op_env.update(KUBECONFIG=str(kubeconfig), ALERTFILTER_OPERATOR_WEBHOOK="local", ALERTFILTER_OPERATOR_LOG_FORMAT="plain")
+    op_env.update(
+        KUBECONFIG=str(kubeconfig), ALERTFILTER_OPERATOR_WEBHOOK="local", ALERTFILTER_OPERATOR_LOG_FORMAT="plain"
+    )
     op = OperatorProcess(apiserver, tmp_path, **op_env).start()
     try:
         vwc = get(apiserver, "validatingwebhookconfiguration", WEBHOOK_CONFIG)
         assert vwc and vwc["webhooks"], "the operator did not write its webhook configuration"
         apply_json(apiserver, alertfilter("rbac", pool=pool), filters_ns)
         runner = runner_name("rbac")
-        wait_for(lambda: all(get(apiserver, k, n, ns) for k, n, ns in [
-            ("configmap", runner, filters_ns), ("deployment", runner, filters_ns), ("networkpolicy", runner, filters_ns),
-            ("secret", f"{runner}-kafka", filters_ns), ("kafkatopic", kuser, kafka_ns),
-            ("kafkatopic", f"{kuser}-dlq", kafka_ns), ("kafkauser", kuser, kafka_ns),
-            ("kafka", f"{pool}-kafka", kafka_ns), ("kafkanodepool", f"{pool}-kafka-nodes", kafka_ns),
-            ("kafkamirrormaker2", f"{pool}-kafka-mirror", kafka_ns)]), 90, "every child\n" + op.log())
+        wait_for(
+            lambda: all(
+                get(apiserver, k, n, ns)
+                for k, n, ns in [
+                    ("configmap", runner, filters_ns),
+                    ("deployment", runner, filters_ns),
+                    ("networkpolicy", runner, filters_ns),
+                    ("secret", f"{runner}-kafka", filters_ns),
+                    ("kafkatopic", kuser, kafka_ns),
+                    ("kafkatopic", f"{kuser}-dlq", kafka_ns),
+                    ("kafkauser", kuser, kafka_ns),
+                    ("kafka", f"{pool}-kafka", kafka_ns),
+                    ("kafkanodepool", f"{pool}-kafka-nodes", kafka_ns),
+                    ("kafkamirrormaker2", f"{pool}-kafka-mirror", kafka_ns),
+                ]
+            ),
+            90,
+            "every child\n" + op.log(),
+        )
         # Strimzi and the Deployment controller report ready: the operator sees it through its watches
         ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
         for topic in (kuser, f"{kuser}-dlq"):
             set_status(apiserver, "kafkatopic", topic, kafka_ns, ready)
         gen = get(apiserver, "deployment", runner, filters_ns)["metadata"]["generation"]
-        set_status(apiserver, "deployment", runner, filters_ns,
-                   {"observedGeneration": gen, "replicas": 1, "availableReplicas": 1, "updatedReplicas": 1, "readyReplicas": 1})
-        wait_for(lambda: condition(get(apiserver, "alertfilter", "rbac", filters_ns), "Ready").get("status") == "True",
-                 60, "the AlertFilter to be Ready\n" + op.log())
+        set_status(
+            apiserver,
+            "deployment",
+            runner,
+            filters_ns,
+            {
+                "observedGeneration": gen,
+                "replicas": 1,
+                "availableReplicas": 1,
+                "updatedReplicas": 1,
+                "readyReplicas": 1,
+            },
+        )
+        wait_for(
+            lambda: condition(get(apiserver, "alertfilter", "rbac", filters_ns), "Ready").get("status") == "True",
+            60,
+            "the AlertFilter to be Ready\n" + op.log(),
+        )
         set_status(apiserver, "kafka", f"{pool}-kafka", kafka_ns, ready)
         set_status(apiserver, "kafkamirrormaker2", f"{pool}-kafka-mirror", kafka_ns, ready)
-        wait_for(lambda: condition(get(apiserver, "filterpool", pool), "Ready").get("status") == "True",
-                 60, "the FilterPool to be Ready\n" + op.log())
-        assert base64.b64decode(get(apiserver, "secret", f"{runner}-kafka", filters_ns)["data"]["password"]) == b"s3cret"
+        wait_for(
+            lambda: condition(get(apiserver, "filterpool", pool), "Ready").get("status") == "True",
+            60,
+            "the FilterPool to be Ready\n" + op.log(),
+        )
+        assert (
+            base64.b64decode(get(apiserver, "secret", f"{runner}-kafka", filters_ns)["data"]["password"]) == b"s3cret"
+        )
+
         # events (best effort in the operator, so checked here): the filter's in its namespace, the pool's in default
         def events(ns: str, name: str) -> list[str]:
             items = json.loads(apiserver.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
             return [e["message"] for e in items if e["involvedObject"]["name"] == name]
+
         assert any(m.startswith("Ready=True") for m in events(filters_ns, "rbac")), events(filters_ns, "rbac")
         assert any(m.startswith("Ready=True") for m in events("default", pool)), events("default", pool)
         # deletion: the operator finds the Kafka-namespace children by label and removes its finalizer
         apiserver.kubectl("delete", "alertfilter", "rbac", "-n", filters_ns, "--wait=false")
-        wait_for(lambda: get(apiserver, "alertfilter", "rbac", filters_ns) is None, 60, "the AlertFilter's deletion\n" + op.log())
-        assert get(apiserver, "kafkatopic", kuser, kafka_ns) is None and get(apiserver, "kafkauser", kuser, kafka_ns) is None
+        wait_for(
+            lambda: get(apiserver, "alertfilter", "rbac", filters_ns) is None,
+            60,
+            "the AlertFilter's deletion\n" + op.log(),
+        )
+        assert (
+            get(apiserver, "kafkatopic", kuser, kafka_ns) is None
+            and get(apiserver, "kafkauser", kuser, kafka_ns) is None
+        )
         assert get(apiserver, "configmap", runner, filters_ns) is None
         apiserver.kubectl("delete", "filterpool", pool, "--wait=false")
         wait_for(lambda: get(apiserver, "filterpool", pool) is None, 60, "the FilterPool's deletion\n" + op.log())
@@ -471,8 +593,14 @@ def test_e2e_kind_manifests_pass_server_side_dry_run(apiserver, tmp_path):
     backtest's expected counts) runs, and everything it would apply besides the chart passes a
     server-side dry run: the kind-sized FilterPool, the example AlertFilters (all but the broken
     one) and the one for simulated alerts, the reader's KafkaUser, the producer pod."""
-    env = {**os.environ, "WORK": str(tmp_path / "e2e"), "ALERTFILTER_DATA": str(tmp_path / "no-data"),
-           "PYTHON": sys.executable, "KAFKA_NS": "kafka", "FILTERS_NS": "alerts"}
+    env = {
+        **os.environ,
+        "WORK": str(tmp_path / "e2e"),
+        "ALERTFILTER_DATA": str(tmp_path / "no-data"),
+        "PYTHON": sys.executable,
+        "KAFKA_NS": "kafka",
+        "FILTERS_NS": "alerts",
+    }
     script = str(ROOT / "hack" / "e2e-kind.sh")
     r = subprocess.run(["bash", script, "data"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -489,10 +617,20 @@ def test_e2e_kind_manifests_pass_server_side_dry_run(apiserver, tmp_path):
     if apiserver.kubectl("get", "serviceaccount", "default", "-n", "kafka", check=False).returncode:
         apiserver.kubectl("create", "serviceaccount", "default", "-n", "kafka")
     # as the script applies them: AlertFilters in FILTERS_NS, the rest in (or naming) KAFKA_NS
-    for ns, group in (("kafka", [d for d in docs if d["kind"] != "AlertFilter"]),
-                      ("alerts", [d for d in docs if d["kind"] == "AlertFilter"])):
-        r = apiserver.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-",
-                              input=json.dumps({"apiVersion": "v1", "kind": "List", "items": group}), check=False)
+    for ns, group in (
+        ("kafka", [d for d in docs if d["kind"] != "AlertFilter"]),
+        ("alerts", [d for d in docs if d["kind"] == "AlertFilter"]),
+    ):
+        r = apiserver.kubectl(
+            "apply",
+            "--dry-run=server",
+            "-n",
+            ns,
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": group}),
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
 
 
@@ -504,8 +642,9 @@ def test_workflows_pass_actionlint(linters):
     assert {f.name for f in files} >= {"test.yaml", "e2e-kind.yaml"}
     # actionlint runs shellcheck on every `run:` script when shellcheck is on PATH
     env = {**os.environ, "PATH": f"{linters}{os.pathsep}{os.environ.get('PATH', '')}"}
-    r = subprocess.run([str(linters / "actionlint"), "-no-color", *map(str, files)], capture_output=True, text=True,
-                       env=env, cwd=ROOT)
+    r = subprocess.run(
+        [str(linters / "actionlint"), "-no-color", *map(str, files)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -515,13 +654,15 @@ def test_dockerfile_passes_hadolint(linters, dockerfile):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("dockerfile,entrypoint", [("runtime/Dockerfile", '["alertfilter"]'),
-                                                   ("operator/Dockerfile", '["python", "-m", "alertfilter_operator"]')])
+@pytest.mark.parametrize(
+    ("dockerfile", "entrypoint"),
+    [("runtime/Dockerfile", '["alertfilter"]'), ("operator/Dockerfile", '["python", "-m", "alertfilter_operator"]')],
+)
 def test_dockerfile_final_stage(dockerfile, entrypoint):
     """What no linter checks: the final stage is the slim base, runs as uid 10001, has no compiler,
     and starts the right program; the build context stays small (its .dockerignore)."""
     text = (ROOT / dockerfile).read_text()
-    final = text[text.rindex("\nFROM "):]
+    final = text[text.rindex("\nFROM ") :]
     assert "ARG PYTHON_IMAGE=python:3.11-slim\n" in text and final.startswith("\nFROM ${PYTHON_IMAGE}\n")
     assert "USER 10001:10001" in final and "--uid 10001" in final
     assert not re.search(r"apt-get|gcc|build-essential|pip install", final)
@@ -530,10 +671,12 @@ def test_dockerfile_final_stage(dockerfile, entrypoint):
         assert 'CMD ["run"]' in final
     assert "--constraint constraints.txt" in text
     ignore = (ROOT / f"{dockerfile}.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*") + 1:][:1] == ["!constraints.txt"]
+    assert ignore[ignore.index("*") + 1 :][:1] == ["!constraints.txt"]
 
 
 def test_scripts_pass_shellcheck(linters):
     scripts = ["hack/build-helm.sh", "hack/build-linters.sh", "hack/e2e-kind.sh"]
-    r = subprocess.run([str(linters / "shellcheck"), "--severity=style", *scripts], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [str(linters / "shellcheck"), "--severity=style", *scripts], capture_output=True, text=True, cwd=ROOT
+    )
     assert r.returncode == 0, r.stdout + r.stderr

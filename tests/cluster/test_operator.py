@@ -4,14 +4,12 @@ runs here: tests write the children's statuses themselves)."""
 from __future__ import annotations
 
 import base64
-import json
-import signal
 import time
+from typing import Any
 
 import pytest
 
-from .operator_harness import (OperatorProcess, alertfilter, apply_json, condition, get, make_pool, set_status,
-                               wait_for)
+from .operator_harness import OperatorProcess, alertfilter, apply_json, condition, get, make_pool, set_status, wait_for
 
 BAD_SOURCE = "def f(alert):\n    return alert['diaSource'['snr'] > 5\n"
 
@@ -28,7 +26,7 @@ def pool(apiserver, operator):
     return make_pool(apiserver)
 
 
-def children(apiserver, ns: str, kns: str, name: str) -> dict:
+def children(apiserver, ns: str, kns: str, name: str) -> dict[str, Any]:
     return {
         "configmap": get(apiserver, "configmap", f"af-{name}", ns),
         "deployment": get(apiserver, "deployment", f"af-{name}", ns),
@@ -40,8 +38,11 @@ def children(apiserver, ns: str, kns: str, name: str) -> dict:
 
 
 def wait_children(apiserver, ns, kns, name, timeout=60):
-    return wait_for(lambda: (c := children(apiserver, ns, kns, name)) and all(c.values()) and c, timeout,
-                    f"the children of {ns}/{name}")
+    return wait_for(
+        lambda: (c := children(apiserver, ns, kns, name)) and all(c.values()) and c,
+        timeout,
+        f"the children of {ns}/{name}",
+    )
 
 
 def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, pool, namespace):
@@ -54,12 +55,17 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
     assert t["config"]["max.message.bytes"] == 4194304
     assert c["topic"]["metadata"]["labels"]["strimzi.io/cluster"] == f"{pname}-kafka"
     assert c["dlq"]["spec"]["topicName"] == f"{namespace}.bright.deadletter"
-    acls = {(a["resource"]["type"], a["resource"].get("name")): sorted(a["operations"])
-            for a in c["user"]["spec"]["authorization"]["acls"]}
-    assert acls == {("topic", "alerts"): ["Describe", "Read"], ("group", f"alertfilter.{namespace}.bright"): ["Read"],
-                    ("topic", f"{namespace}.bright"): ["Describe", "Write"],
-                    ("topic", f"{namespace}.bright.deadletter"): ["Describe", "Write"],
-                    ("transactionalId", f"alertfilter-alertfilter.{namespace}.bright"): ["Describe", "Write"]}
+    acls = {
+        (a["resource"]["type"], a["resource"].get("name")): sorted(a["operations"])
+        for a in c["user"]["spec"]["authorization"]["acls"]
+    }
+    assert acls == {
+        ("topic", "alerts"): ["Describe", "Read"],
+        ("group", f"alertfilter.{namespace}.bright"): ["Read"],
+        ("topic", f"{namespace}.bright"): ["Describe", "Write"],
+        ("topic", f"{namespace}.bright.deadletter"): ["Describe", "Write"],
+        ("transactionalId", f"alertfilter-alertfilter.{namespace}.bright"): ["Describe", "Write"],
+    }
     pod = c["deployment"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"alerts.lsst.io/pool": pname}
     assert pod["tolerations"][0]["value"] == pname
@@ -77,7 +83,10 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
     assert get(apiserver, "kafkanodepool", f"{pname}-kafka-nodes", kns)
     mm2 = get(apiserver, "kafkamirrormaker2", f"{pname}-kafka-mirror", kns)
     assert mm2["spec"]["mirrors"][0]["topicsPattern"] == "alerts"
-    assert "IdentityReplicationPolicy" in mm2["spec"]["mirrors"][0]["sourceConnector"]["config"]["replication.policy.class"]
+    assert (
+        "IdentityReplicationPolicy"
+        in mm2["spec"]["mirrors"][0]["sourceConnector"]["config"]["replication.policy.class"]
+    )
     af = get(apiserver, "alertfilter", "bright", namespace)
     assert af["status"]["pool"] == pname and af["status"]["outputTopic"] == f"{namespace}.bright"
     assert condition(af, "SourceValid")["status"] == "True"
@@ -90,19 +99,36 @@ def test_status_progresses_as_children_become_ready(apiserver, operator, pool, n
     af = get(apiserver, "alertfilter", "prog", namespace)
     assert condition(af, "Ready")["status"] != "True"
     # Strimzi's User Operator creates the user's secret; the operator copies it next to the runner
-    apiserver.kubectl("create", "secret", "generic", f"af-{namespace}-prog", "-n", kns, "--from-literal=password=s3cret")
+    apiserver.kubectl(
+        "create", "secret", "generic", f"af-{namespace}-prog", "-n", kns, "--from-literal=password=s3cret"
+    )
     secret = wait_for(lambda: get(apiserver, "secret", "af-prog-kafka", namespace), 60, "the credentials copy")
     assert base64.b64decode(secret["data"]["password"]) == b"s3cret"
     ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
     set_status(apiserver, "kafkatopic", f"af-{namespace}-prog", kns, ready)
     set_status(apiserver, "kafkatopic", f"af-{namespace}-prog-dlq", kns, ready)
-    wait_for(lambda: condition(get(apiserver, "alertfilter", "prog", namespace), "TopicReady").get("status") == "True",
-             30, "TopicReady=True")
+    wait_for(
+        lambda: condition(get(apiserver, "alertfilter", "prog", namespace), "TopicReady").get("status") == "True",
+        30,
+        "TopicReady=True",
+    )
     gen = c["deployment"]["metadata"]["generation"]
-    set_status(apiserver, "deployment", "af-prog", namespace,
-               {"observedGeneration": gen, "replicas": 1, "availableReplicas": 1, "updatedReplicas": 1, "readyReplicas": 1})
-    af = wait_for(lambda: (a := get(apiserver, "alertfilter", "prog", namespace))
-                  and condition(a, "Ready").get("status") == "True" and a, 30, "Ready=True")
+    set_status(
+        apiserver,
+        "deployment",
+        "af-prog",
+        namespace,
+        {"observedGeneration": gen, "replicas": 1, "availableReplicas": 1, "updatedReplicas": 1, "readyReplicas": 1},
+    )
+    af = wait_for(
+        lambda: (
+            (a := get(apiserver, "alertfilter", "prog", namespace))
+            and condition(a, "Ready").get("status") == "True"
+            and a
+        ),
+        30,
+        "Ready=True",
+    )
     assert condition(af, "RunnerReady")["reason"] == "Available"
     assert af["status"]["observedGeneration"] == af["metadata"]["generation"]
     events = apiserver.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
@@ -122,6 +148,7 @@ def test_source_update_rolls_the_runner_and_keeps_the_topic(apiserver, operator,
     def rolled():
         d = get(apiserver, "deployment", "af-roll", namespace)
         return d["spec"]["template"]["metadata"]["annotations"]["alerts.lsst.io/source-sha256"] != old_hash and d
+
     wait_for(rolled, 60, "the pod template to change")
     after = children(apiserver, namespace, kns, "roll")
     assert after["configmap"]["data"]["filter.py"] == new_source
@@ -141,9 +168,17 @@ def test_suspend_scales_to_zero_and_keeps_the_topic(apiserver, operator, pool, n
     before = wait_children(apiserver, namespace, kns, "sleepy")
     apply_json(apiserver, alertfilter("sleepy", pool=pname, suspend=True), namespace)
     wait_for(lambda: get(apiserver, "deployment", "af-sleepy", namespace)["spec"]["replicas"] == 0, 60, "replicas 0")
-    assert get(apiserver, "kafkatopic", f"af-{namespace}-sleepy", kns)["metadata"]["uid"] == before["topic"]["metadata"]["uid"]
-    wait_for(lambda: condition(get(apiserver, "alertfilter", "sleepy", namespace), "RunnerReady").get("reason") == "Suspended",
-             30, "RunnerReady reason Suspended")
+    assert (
+        get(apiserver, "kafkatopic", f"af-{namespace}-sleepy", kns)["metadata"]["uid"]
+        == before["topic"]["metadata"]["uid"]
+    )
+    wait_for(
+        lambda: (
+            condition(get(apiserver, "alertfilter", "sleepy", namespace), "RunnerReady").get("reason") == "Suspended"
+        ),
+        30,
+        "RunnerReady reason Suspended",
+    )
 
 
 def test_delete_removes_every_child_and_a_second_delete_is_harmless(apiserver, operator, pool, namespace):
@@ -156,11 +191,12 @@ def test_delete_removes_every_child_and_a_second_delete_is_harmless(apiserver, o
     # the delete handler again, on the same body: nothing left to delete, nothing breaks
     import logging
 
+    import kubernetes
+
     from alertfilter_operator import alertfilters
     from alertfilter_operator.config import OperatorConfig
     from alertfilter_operator.kube import Kube
     from alertfilter_operator.state import State
-    import kubernetes
 
     client = kubernetes.config.new_client_from_config(str(apiserver.kubeconfig))
     alertfilters.delete(State(Kube(client), OperatorConfig()), body, logging.getLogger("test"))
@@ -173,8 +209,15 @@ def test_placement_fills_pools_and_reports_unschedulable(apiserver, operator, na
         apply_json(apiserver, alertfilter(f"p{i}", pool=small), namespace)
     wait_for(lambda: (get(apiserver, "filterpool", small)["status"] or {}).get("used") == 2, 60, "the pool to fill")
     apply_json(apiserver, alertfilter("p-over", pool=small), namespace)
-    af = wait_for(lambda: (a := get(apiserver, "alertfilter", "p-over", namespace))
-                  and condition(a, "Ready").get("reason") == "Unschedulable" and a, 60, "Unschedulable")
+    af = wait_for(
+        lambda: (
+            (a := get(apiserver, "alertfilter", "p-over", namespace))
+            and condition(a, "Ready").get("reason") == "Unschedulable"
+            and a
+        ),
+        60,
+        "Unschedulable",
+    )
     assert "is full" in condition(af, "Ready")["message"]
     assert get(apiserver, "deployment", "af-p-over", namespace) is None
     pool = get(apiserver, "filterpool", small)
@@ -185,8 +228,13 @@ def test_unplaced_filters_go_to_the_pool_with_most_room(apiserver, operator, nam
     # other tests' pools exist too; a new roomy pool must win
     roomy, _ = make_pool(apiserver, capacity=(100, 100))
     apply_json(apiserver, alertfilter("anywhere"), namespace)
-    af = wait_for(lambda: (a := get(apiserver, "alertfilter", "anywhere", namespace)) and (a.get("status") or {}).get("pool")
-                  and a, 60, "placement")
+    af = wait_for(
+        lambda: (
+            (a := get(apiserver, "alertfilter", "anywhere", namespace)) and (a.get("status") or {}).get("pool") and a
+        ),
+        60,
+        "placement",
+    )
     assert af["status"]["pool"] == roomy
 
 

@@ -36,8 +36,18 @@ DETECTOR = 7
 VISITS: dict[int, list[int]] = {101: [0, 0, 1, 3], 102: [0, 2, 0, 0], 103: [5, 0, 0, 1]}
 #: Arrival order of the 12 alerts, as (visit, index within the visit): visits interleave.
 ORDER: list[tuple[int, int]] = [
-    (101, 0), (101, 1), (102, 0), (101, 2), (102, 1), (103, 0),
-    (101, 3), (102, 2), (103, 1), (103, 2), (102, 3), (103, 3),
+    (101, 0),
+    (101, 1),
+    (102, 0),
+    (101, 2),
+    (102, 1),
+    (103, 0),
+    (101, 3),
+    (102, 2),
+    (103, 1),
+    (103, 2),
+    (102, 3),
+    (103, 3),
 ]
 SIM_FILE = "sim-lsst-alert-12.avro"
 SINGLE_FILE = "sim-lsst-alert-1.avro"

@@ -7,6 +7,7 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from typing import Any, cast
 
 import fastavro
 
@@ -31,11 +32,10 @@ def test_the_twelve_alerts_are_three_interleaved_visits_as_documented() -> None:
         reader = fastavro.reader(fh)
         assert isinstance(reader.writer_schema, dict)
         assert reader.writer_schema["name"] == "lsst.alert"
-        alerts = list(reader)
+        alerts = cast("list[dict[str, Any]]", list(reader))
     assert [a["alertId"] for a in alerts] == list(range(1, 13))
     visits = [a["diaSource"]["ccdVisitId"] for a in alerts]
-    assert visits == [101007, 101007, 102007, 101007, 102007, 103007,
-                      101007, 102007, 103007, 103007, 102007, 103007]
+    assert visits == [101007, 101007, 102007, 101007, 102007, 103007, 101007, 102007, 103007, 103007, 102007, 103007]
     assert Counter(visits) == {101007: 4, 102007: 4, 103007: 4}
     assert [len(a["prv_diaSources"] or []) for a in alerts] == [0, 0, 0, 1, 2, 5, 3, 0, 0, 0, 0, 1]
     assert all(len(a["cutoutDifference"]["stampData"]) == 64 for a in alerts)

@@ -10,10 +10,19 @@ from pydantic import ValidationError
 
 from alertfilter.api import FilterSourceError, check_source, source_sha256
 
-from .builders import (FilterRef, PoolInfo, build_configmap, build_credentials_secret, build_dead_letter_topic,
-                       build_deployment, build_kafka_user, build_network_policy, build_output_topic)
+from .builders import (
+    FilterRef,
+    PoolInfo,
+    build_configmap,
+    build_credentials_secret,
+    build_dead_letter_topic,
+    build_deployment,
+    build_kafka_user,
+    build_network_policy,
+    build_output_topic,
+)
 from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, set_condition, strimzi_ready
-from .kube import owner_reference, post_event
+from .kube import owner_reference
 from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
 from .naming import OWNER_UID, kafka_child_name, runner_name
 from .placement import Unschedulable, choose_pool, filter_weight
@@ -37,8 +46,9 @@ class _Status:
     def set(self, type_: str, status: str, reason: str, message: str) -> None:
         self.conditions, changed = set_condition(self.conditions, type_, status, reason, message, self.generation)
         if changed and self.kube is not None:
-            post_event(self.kube, self.body, "Normal" if status == TRUE else "Warning", reason,
-                       f"{type_}={status}: {message}")
+            self.kube.post_event(
+                self.body, "Normal" if status == TRUE else "Warning", reason, f"{type_}={status}: {message}"
+            )
 
     def ready_from_parts(self) -> None:
         parts = {c["type"]: c for c in self.conditions if c["type"] in ("SourceValid", "TopicReady", "RunnerReady")}
@@ -94,7 +104,9 @@ def _child_conditions(state: State, body: dict[str, Any], st: _Status) -> None:
     pool_ns = status.get("kafkaNamespace")
     if not pool_ns:
         return
-    topics = [kube.get("KafkaTopic", kafka_child_name(meta["namespace"], meta["name"], s), pool_ns) for s in ("", "dlq")]
+    topics = [
+        kube.get("KafkaTopic", kafka_child_name(meta["namespace"], meta["name"], s), pool_ns) for s in ("", "dlq")
+    ]
     states = [strimzi_ready(t) for t in topics]
     bad = [s for s in states if s[0] != TRUE]
     if not bad:
@@ -103,7 +115,7 @@ def _child_conditions(state: State, body: dict[str, Any], st: _Status) -> None:
         s, reason, msg = bad[0]
         st.set("TopicReady", s if s in (TRUE, FALSE) else UNKNOWN, reason, msg or "waiting for the KafkaTopics")
     suspended = bool((body.get("spec") or {}).get("suspend"))
-    if (st.conditions and any(c["type"] == "SourceValid" and c["status"] == FALSE for c in st.conditions)):
+    if st.conditions and any(c["type"] == "SourceValid" and c["status"] == FALSE for c in st.conditions):
         st.set("RunnerReady", FALSE, "SourceInvalid", "no runner while spec.source is invalid")
         return
     dep = kube.get("Deployment", runner_name(meta["name"]), meta["namespace"])
@@ -133,7 +145,7 @@ def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
-def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter, retry: int = 0) -> None:
+def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, retry: int = 0) -> None:
     """Bring one AlertFilter's children and status in line with its spec (idempotent).
 
     Raises:
@@ -204,25 +216,39 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
             else:
                 waiting_for_credentials = True
         kube.apply(own(build_network_policy(ref, pool, cfg.schema_registry_port)))
-        kube.apply(own(build_deployment(ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy,
-                                        cfg.schema_dir)))
-        st.fields.update(pool=pool_name, inputTopic=pool.input_topic, outputTopic=ref.output_topic,
-                         deadLetterTopic=ref.dead_letter_topic, bootstrapServers=pool.bootstrap,
-                         kafkaNamespace=pool.kafka_namespace)
+        kube.apply(
+            own(
+                build_deployment(
+                    ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir
+                )
+            )
+        )
+        st.fields.update(
+            pool=pool_name,
+            inputTopic=pool.input_topic,
+            outputTopic=ref.output_topic,
+            deadLetterTopic=ref.dead_letter_topic,
+            bootstrapServers=pool.bootstrap,
+            kafkaNamespace=pool.kafka_namespace,
+        )
         body = {**body, "status": {**(body.get("status") or {}), **st.fields}}
         st.body = body
         _child_conditions(state, body, st)
         if waiting_for_credentials:
-            st.set("RunnerReady", FALSE, "WaitingForCredentials",
-                   f"waiting for Strimzi to create the KafkaUser secret {pool.kafka_namespace}/{ref.kafka_user}")
+            st.set(
+                "RunnerReady",
+                FALSE,
+                "WaitingForCredentials",
+                f"waiting for Strimzi to create the KafkaUser secret {pool.kafka_namespace}/{ref.kafka_user}",
+            )
         st.ready_from_parts()
         st.write(state)
     refresh_pool_status(state, pool_name)
     if waiting_for_credentials:
-        raise kopf.TemporaryError("waiting for the KafkaUser's credentials", delay=min(15 * 2 ** retry, 300))
+        raise kopf.TemporaryError("waiting for the KafkaUser's credentials", delay=min(15 * 2**retry, 300))
 
 
-def delete(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> None:
+def delete(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
     """Remove every child of a filter, including those in the Kafka namespace (idempotent)."""
     kube = state.kube
     meta = body["metadata"]
@@ -233,8 +259,12 @@ def delete(state: State, body: dict[str, Any], logger: logging.Logger | logging.
             if kube.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"]):
                 removed.append(f"{kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}")
     runner = runner_name(name)
-    for kind, child in (("Deployment", runner), ("NetworkPolicy", runner), ("ConfigMap", runner),
-                        ("Secret", f"{runner}-kafka")):
+    for kind, child in (
+        ("Deployment", runner),
+        ("NetworkPolicy", runner),
+        ("ConfigMap", runner),
+        ("Secret", f"{runner}-kafka"),
+    ):
         if kube.delete(kind, child, ns):
             removed.append(f"{kind} {ns}/{child}")
     pool = None

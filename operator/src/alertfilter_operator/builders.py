@@ -11,8 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
-from .naming import (FILTER_LABEL, METRICS_PORT, POOL_LABEL, SOURCE_HASH_ANNOTATION, common_labels, consumer_group,
-                     dead_letter_topic, kafka_child_name, output_topic, owner_labels, runner_name)
+from .naming import (
+    FILTER_LABEL,
+    METRICS_PORT,
+    POOL_LABEL,
+    SOURCE_HASH_ANNOTATION,
+    common_labels,
+    consumer_group,
+    dead_letter_topic,
+    kafka_child_name,
+    output_topic,
+    owner_labels,
+    runner_name,
+)
 
 STRIMZI_API = "kafka.strimzi.io/v1"
 #: Client port of the pool-local Kafka's internal listener.
@@ -51,7 +62,7 @@ class PoolInfo:
     authentication: str = "scram-sha-512"
 
     @classmethod
-    def from_spec(cls, name: str, spec: FilterPoolSpec, kafka_status: dict[str, Any] | None = None) -> "PoolInfo":
+    def from_spec(cls, name: str, spec: FilterPoolSpec, kafka_status: dict[str, Any] | None = None) -> PoolInfo:
         """``kafka_status``: the pool Kafka's ``status``; its ``plain`` listener's ``bootstrapServers``,
         when Strimzi has published it, wins over the conventional service name."""
         cluster = pool_kafka_name(name, spec)
@@ -60,11 +71,17 @@ class PoolInfo:
         for listener in (kafka_status or {}).get("listeners") or []:
             if listener.get("name") == "plain" and listener.get("bootstrapServers"):
                 bootstrap = listener["bootstrapServers"]
-        return cls(name=name, kafka_cluster=cluster, kafka_namespace=ns,
-                   bootstrap=bootstrap, input_topic=spec.mirror.topic,
-                   node_selector=dict(spec.nodeSelector),
-                   tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
-                   kafka_replicas=spec.kafka.replicas, authentication=spec.kafka.authentication)
+        return cls(
+            name=name,
+            kafka_cluster=cluster,
+            kafka_namespace=ns,
+            bootstrap=bootstrap,
+            input_topic=spec.mirror.topic,
+            node_selector=dict(spec.nodeSelector),
+            tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
+            kafka_replicas=spec.kafka.replicas,
+            authentication=spec.kafka.authentication,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,18 +123,26 @@ class FilterRef:
 
     def outside_labels(self, pool: PoolInfo, component: str) -> dict[str, str]:
         """Labels of children in the Kafka namespace: Strimzi's cluster label and the owner's identity."""
-        return {**common_labels(component, f"{self.namespace}.{self.name}"),
-                **owner_labels("AlertFilter", self.namespace, self.name, self.uid),
-                "strimzi.io/cluster": pool.kafka_cluster, POOL_LABEL: pool.name}
+        return {
+            **common_labels(component, f"{self.namespace}.{self.name}"),
+            **owner_labels("AlertFilter", self.namespace, self.name, self.uid),
+            "strimzi.io/cluster": pool.kafka_cluster,
+            POOL_LABEL: pool.name,
+        }
 
 
 # --- AlertFilter children ------------------------------------------------------------------------
 def build_configmap(f: FilterRef) -> dict[str, Any]:
     """The ConfigMap holding the filter source (mounted into the runner as ``/etc/alertfilter/filter.py``)."""
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": f.runner_name, "namespace": f.namespace, "labels": f.labels(),
-                     "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256}},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f.runner_name,
+            "namespace": f.namespace,
+            "labels": f.labels(),
+            "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256},
+        },
         "data": {FILTER_FILE: f.spec.source},
     }
 
@@ -126,9 +151,13 @@ def _topic(f: FilterRef, pool: PoolInfo, resource_name: str, topic: str, compone
     out = f.spec.output
     replicas = out.replicas or min(3, pool.kafka_replicas)
     return {
-        "apiVersion": STRIMZI_API, "kind": "KafkaTopic",
-        "metadata": {"name": resource_name, "namespace": pool.kafka_namespace,
-                     "labels": f.outside_labels(pool, component)},
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaTopic",
+        "metadata": {
+            "name": resource_name,
+            "namespace": pool.kafka_namespace,
+            "labels": f.outside_labels(pool, component),
+        },
         "spec": {
             "topicName": topic,
             "partitions": out.partitions,
@@ -161,6 +190,7 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
     transactional ids (prefix ``alertfilter-<group>``): exactly-once batches use them, and so does
     the runner's watchdog when it commits past a filter stuck in C code.
     """
+
     def acl(rtype: str, name: str, ops: list[str], pattern: str = "literal") -> dict[str, Any]:
         return {"resource": {"type": rtype, "name": name, "patternType": pattern}, "operations": ops}
 
@@ -172,8 +202,13 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
     ]
     acls.append(acl("transactionalId", f"alertfilter-{f.group}", ["Write", "Describe"], "prefix"))
     return {
-        "apiVersion": STRIMZI_API, "kind": "KafkaUser",
-        "metadata": {"name": f.kafka_user, "namespace": pool.kafka_namespace, "labels": f.outside_labels(pool, "kafka-user")},
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": f.kafka_user,
+            "namespace": pool.kafka_namespace,
+            "labels": f.outside_labels(pool, "kafka-user"),
+        },
         "spec": {"authentication": {"type": "scram-sha-512"}, "authorization": {"type": "simple", "acls": acls}},
     }
 
@@ -181,7 +216,9 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
 def build_credentials_secret(f: FilterRef, password: str) -> dict[str, Any]:
     """A copy, in the filter's namespace, of the password Strimzi generated for the runner's KafkaUser."""
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
         "metadata": {"name": f.credentials_secret, "namespace": f.namespace, "labels": f.labels()},
         "stringData": {"username": f.kafka_user, "password": password},
     }
@@ -193,8 +230,9 @@ def _resources(f: FilterRef) -> dict[str, Any]:
     return f.spec.resources.model_dump(exclude_none=True)
 
 
-def runner_env(f: FilterRef, pool: PoolInfo, schema_registry: str | None = None,
-               schema_dir: str | None = None) -> list[dict[str, Any]]:
+def runner_env(
+    f: FilterRef, pool: PoolInfo, schema_registry: str | None = None, schema_dir: str | None = None
+) -> list[dict[str, Any]]:
     """The runner's settings as ``ALERTFILTER_*`` environment variables (see ``alertfilter run --help``)."""
     s = f.spec
     env = {
@@ -230,14 +268,22 @@ def runner_env(f: FilterRef, pool: PoolInfo, schema_registry: str | None = None,
             {"name": "ALERTFILTER_KAFKA_SECURITY_PROTOCOL", "value": "SASL_PLAINTEXT"},
             {"name": "ALERTFILTER_KAFKA_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
             {"name": "ALERTFILTER_KAFKA_SASL_USERNAME", "value": f.kafka_user},
-            {"name": "ALERTFILTER_KAFKA_SASL_PASSWORD",
-             "valueFrom": {"secretKeyRef": {"name": f.credentials_secret, "key": "password"}}},
+            {
+                "name": "ALERTFILTER_KAFKA_SASL_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": f.credentials_secret, "key": "password"}},
+            },
         ]
     return out
 
 
-def build_deployment(f: FilterRef, pool: PoolInfo, image: str, schema_registry: str | None = None,
-                     image_pull_policy: str = "IfNotPresent", schema_dir: str | None = None) -> dict[str, Any]:
+def build_deployment(
+    f: FilterRef,
+    pool: PoolInfo,
+    image: str,
+    schema_registry: str | None = None,
+    image_pull_policy: str = "IfNotPresent",
+    schema_dir: str | None = None,
+) -> dict[str, Any]:
     """The filter-runner Deployment.
 
     Pods run the runtime image's runner with the settings as environment variables and the source
@@ -247,51 +293,94 @@ def build_deployment(f: FilterRef, pool: PoolInfo, image: str, schema_registry: 
     source change roll the pods. ``spec.suspend`` scales to zero.
     """
     labels = f.labels()
-    selector = {"app.kubernetes.io/instance": f.name, "app.kubernetes.io/component": "filter-runner", FILTER_LABEL: f.name}
+    selector = {
+        "app.kubernetes.io/instance": f.name,
+        "app.kubernetes.io/component": "filter-runner",
+        FILTER_LABEL: f.name,
+    }
     replicas = 0 if f.spec.suspend else f.spec.replicas
-    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 3,
-             "failureThreshold": 6}
+    probe = {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 6,
+    }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": f.runner_name, "namespace": f.namespace, "labels": labels,
-                     "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f.runner_name,
+            "namespace": f.namespace,
+            "labels": labels,
+            "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256},
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
             "template": {
-                "metadata": {"labels": {**labels, **selector},
-                             "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256,
-                                             "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT)}},
+                "metadata": {
+                    "labels": {**labels, **selector},
+                    "annotations": {
+                        SOURCE_HASH_ANNOTATION: f.source_sha256,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                    },
+                },
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 60,
                     "nodeSelector": dict(pool.node_selector),
                     "tolerations": list(pool.tolerations),
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-                        "labelSelector": {"matchLabels": selector}}],
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "runner",
-                        "image": image,
-                        "imagePullPolicy": image_pull_policy,
-                        "args": ["run"],
-                        "env": runner_env(f, pool, schema_registry, schema_dir),
-                        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-                        "resources": _resources(f),
-                        "livenessProbe": probe,
-                        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "metrics"}, "failureThreshold": 3},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                                            "seccompProfile": {"type": "RuntimeDefault"}},
-                        "volumeMounts": [{"name": "filter", "mountPath": FILTER_FILE_DIR, "readOnly": True},
-                                         {"name": "tmp", "mountPath": "/tmp"}],
-                    }],
-                    "volumes": [{"name": "filter", "configMap": {"name": f.runner_name}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUNNER_UID,
+                        "runAsGroup": RUNNER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "runner",
+                            "image": image,
+                            "imagePullPolicy": image_pull_policy,
+                            "args": ["run"],
+                            "env": runner_env(f, pool, schema_registry, schema_dir),
+                            "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+                            "resources": _resources(f),
+                            "livenessProbe": probe,
+                            "readinessProbe": {
+                                **probe,
+                                "httpGet": {"path": "/readyz", "port": "metrics"},
+                                "failureThreshold": 3,
+                            },
+                            # a kubelet reports why the runner crashed (RunnerReady) from the end of its log
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]},
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "volumeMounts": [
+                                {"name": "filter", "mountPath": FILTER_FILE_DIR, "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "filter", "configMap": {"name": f.runner_name}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
                 },
             },
         },
@@ -301,19 +390,38 @@ def build_deployment(f: FilterRef, pool: PoolInfo, image: str, schema_registry: 
 def build_network_policy(f: FilterRef, pool: PoolInfo, schema_registry_port: int | None = None) -> dict[str, Any]:
     """The runner pods' NetworkPolicy: egress only to the pool's Kafka brokers and DNS (and the schema
     registry's port when one is configured); ingress only to the metrics port."""
-    selector = {"app.kubernetes.io/instance": f.name, "app.kubernetes.io/component": "filter-runner", FILTER_LABEL: f.name}
+    selector = {
+        "app.kubernetes.io/instance": f.name,
+        "app.kubernetes.io/component": "filter-runner",
+        FILTER_LABEL: f.name,
+    }
     egress: list[dict[str, Any]] = [
-        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": pool.kafka_namespace}},
-                 "podSelector": {"matchLabels": {"strimzi.io/cluster": pool.kafka_cluster, "strimzi.io/kind": "Kafka"}}}],
-         "ports": [{"protocol": "TCP", "port": KAFKA_PORT}]},
-        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": pool.kafka_namespace}},
+                    "podSelector": {
+                        "matchLabels": {"strimzi.io/cluster": pool.kafka_cluster, "strimzi.io/kind": "Kafka"}
+                    },
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": KAFKA_PORT}],
+        },
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
     ]
     if schema_registry_port:
         egress.append({"ports": [{"protocol": "TCP", "port": schema_registry_port}]})
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": {"name": f.runner_name, "namespace": f.namespace, "labels": f.labels()},
         "spec": {
             "podSelector": {"matchLabels": selector},
@@ -326,16 +434,30 @@ def build_network_policy(f: FilterRef, pool: PoolInfo, schema_registry_port: int
 
 # --- FilterPool children -------------------------------------------------------------------------
 def _pool_labels(pool_name: str, uid: str, component: str, cluster: str | None = None) -> dict[str, str]:
-    labels = {**common_labels(component, pool_name), **owner_labels("FilterPool", None, pool_name, uid),
-              POOL_LABEL: pool_name}
+    labels = {
+        **common_labels(component, pool_name),
+        **owner_labels("FilterPool", None, pool_name, uid),
+        POOL_LABEL: pool_name,
+    }
     if cluster:
         labels["strimzi.io/cluster"] = cluster
     return labels
 
 
 def _node_affinity(node_selector: dict[str, str]) -> dict[str, Any]:
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
-        "matchExpressions": [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(node_selector.items())]}]}}}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": k, "operator": "In", "values": [v]} for k, v in sorted(node_selector.items())
+                        ]
+                    }
+                ]
+            }
+        }
+    }
 
 
 def build_pool_kafka(name: str, uid: str, spec: FilterPoolSpec) -> dict[str, Any]:
@@ -360,8 +482,13 @@ def build_pool_kafka(name: str, uid: str, spec: FilterPoolSpec) -> dict[str, Any
         listener["authentication"] = {"type": "scram-sha-512"}
         kafka["authorization"] = {"type": "simple"}
     return {
-        "apiVersion": STRIMZI_API, "kind": "Kafka",
-        "metadata": {"name": cluster, "namespace": spec.kafka.namespace, "labels": _pool_labels(name, uid, "pool-kafka")},
+        "apiVersion": STRIMZI_API,
+        "kind": "Kafka",
+        "metadata": {
+            "name": cluster,
+            "namespace": spec.kafka.namespace,
+            "labels": _pool_labels(name, uid, "pool-kafka"),
+        },
         "spec": {"kafka": kafka, "entityOperator": {"topicOperator": {}, "userOperator": {}}},
     }
 
@@ -373,21 +500,34 @@ def build_pool_node_pool(name: str, uid: str, spec: FilterPoolSpec) -> dict[str,
     if st.type == "ephemeral":
         storage: dict[str, Any] = {"type": "ephemeral"}
     else:
-        volume: dict[str, Any] = {"id": 0, "type": "persistent-claim", "size": st.size, "deleteClaim": st.deleteClaim,
-                                  "kraftMetadata": "shared"}
+        volume: dict[str, Any] = {
+            "id": 0,
+            "type": "persistent-claim",
+            "size": st.size,
+            "deleteClaim": st.deleteClaim,
+            "kraftMetadata": "shared",
+        }
         if st.storageClass:
             volume["class"] = st.storageClass
         storage = {"type": "jbod", "volumes": [volume]}
     body: dict[str, Any] = {
-        "apiVersion": STRIMZI_API, "kind": "KafkaNodePool",
-        "metadata": {"name": f"{cluster}-nodes", "namespace": spec.kafka.namespace,
-                     "labels": _pool_labels(name, uid, "pool-kafka", cluster)},
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaNodePool",
+        "metadata": {
+            "name": f"{cluster}-nodes",
+            "namespace": spec.kafka.namespace,
+            "labels": _pool_labels(name, uid, "pool-kafka", cluster),
+        },
         "spec": {
             "replicas": spec.kafka.replicas,
             "roles": ["controller", "broker"],
             "storage": storage,
-            "template": {"pod": {"affinity": _node_affinity(spec.nodeSelector),
-                                 "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations]}},
+            "template": {
+                "pod": {
+                    "affinity": _node_affinity(spec.nodeSelector),
+                    "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations],
+                }
+            },
         },
     }
     if spec.kafka.resources is not None:
@@ -409,13 +549,25 @@ def build_mirror_user(name: str, uid: str, spec: FilterPoolSpec) -> dict[str, An
         return {"resource": {"type": rtype, "name": rname, "patternType": pattern}, "operations": ["All"]}
 
     return {
-        "apiVersion": STRIMZI_API, "kind": "KafkaUser",
-        "metadata": {"name": mirror_user_name(name, spec), "namespace": spec.kafka.namespace,
-                     "labels": _pool_labels(name, uid, "mirror", cluster)},
-        "spec": {"authentication": {"type": "scram-sha-512"},
-                 "authorization": {"type": "simple", "acls": [
-                     acl("topic", spec.mirror.topic), acl("topic", prefix, "prefix"), acl("group", prefix),
-                     {"resource": {"type": "cluster"}, "operations": ["Describe", "DescribeConfigs"]}]}},
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": mirror_user_name(name, spec),
+            "namespace": spec.kafka.namespace,
+            "labels": _pool_labels(name, uid, "mirror", cluster),
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {
+                "type": "simple",
+                "acls": [
+                    acl("topic", spec.mirror.topic),
+                    acl("topic", prefix, "prefix"),
+                    acl("group", prefix),
+                    {"resource": {"type": "cluster"}, "operations": ["Describe", "DescribeConfigs"]},
+                ],
+            },
+        },
     }
 
 
@@ -432,31 +584,51 @@ def build_mirror_maker2(name: str, uid: str, spec: FilterPoolSpec) -> dict[str, 
         "configStorageTopic": f"{prefix}-configs",
         "statusStorageTopic": f"{prefix}-status",
         "offsetStorageTopic": f"{prefix}-offsets",
-        "config": {"config.storage.replication.factor": -1, "offset.storage.replication.factor": -1,
-                   "status.storage.replication.factor": -1, "producer.max.request.size": 10 * 1024 * 1024},
+        "config": {
+            "config.storage.replication.factor": -1,
+            "offset.storage.replication.factor": -1,
+            "status.storage.replication.factor": -1,
+            "producer.max.request.size": 10 * 1024 * 1024,
+        },
     }
     if spec.kafka.authentication == "scram-sha-512":
-        target["authentication"] = {"type": "scram-sha-512", "username": mirror_user_name(name, spec),
-                                    "passwordSecret": {"secretName": mirror_user_name(name, spec), "password": "password"}}
+        target["authentication"] = {
+            "type": "scram-sha-512",
+            "username": mirror_user_name(name, spec),
+            "passwordSecret": {"secretName": mirror_user_name(name, spec), "password": "password"},
+        }
     return {
-        "apiVersion": STRIMZI_API, "kind": "KafkaMirrorMaker2",
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaMirrorMaker2",
         "metadata": {"name": prefix, "namespace": ns, "labels": _pool_labels(name, uid, "mirror", cluster)},
         "spec": {
             "replicas": spec.mirror.replicas,
             "target": target,
-            "mirrors": [{
-                "source": {"alias": spec.mirror.sourceCluster, "bootstrapServers": spec.mirror.sourceBootstrapServers},
-                "sourceConnector": {"tasksMax": spec.mirror.tasksMax, "config": {
-                    "replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
-                    "replication.factor": -1,
-                    "offset-syncs.topic.replication.factor": -1,
-                    "sync.topic.acls.enabled": "false",
-                    "sync.topic.configs.enabled": "true",
-                    "refresh.topics.interval.seconds": 60,
-                }},
-                "topicsPattern": spec.mirror.topic,
-            }],
-            "template": {"pod": {"affinity": _node_affinity(spec.nodeSelector),
-                                 "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations]}},
+            "mirrors": [
+                {
+                    "source": {
+                        "alias": spec.mirror.sourceCluster,
+                        "bootstrapServers": spec.mirror.sourceBootstrapServers,
+                    },
+                    "sourceConnector": {
+                        "tasksMax": spec.mirror.tasksMax,
+                        "config": {
+                            "replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+                            "replication.factor": -1,
+                            "offset-syncs.topic.replication.factor": -1,
+                            "sync.topic.acls.enabled": "false",
+                            "sync.topic.configs.enabled": "true",
+                            "refresh.topics.interval.seconds": 60,
+                        },
+                    },
+                    "topicsPattern": spec.mirror.topic,
+                }
+            ],
+            "template": {
+                "pod": {
+                    "affinity": _node_affinity(spec.nodeSelector),
+                    "tolerations": [t.model_dump(exclude_none=True) for t in spec.tolerations],
+                }
+            },
         },
     }

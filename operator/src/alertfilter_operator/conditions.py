@@ -10,11 +10,12 @@ TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
 def now() -> str:
     """The current time in RFC 3339, seconds precision, UTC."""
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def set_condition(conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str,
-                  generation: int | None) -> tuple[list[dict[str, Any]], bool]:
+def set_condition(
+    conditions: list[dict[str, Any]], type_: str, status: str, reason: str, message: str, generation: int | None
+) -> tuple[list[dict[str, Any]], bool]:
     """Return ``conditions`` with ``type_`` set, and whether its status changed.
 
     ``lastTransitionTime`` changes only when the status does.
@@ -27,8 +28,16 @@ def set_condition(conditions: list[dict[str, Any]], type_: str, status: str, rea
                 c["lastTransitionTime"] = now()
             c.update(status=status, reason=reason, message=message, observedGeneration=generation)
             return out, changed
-    out.append({"type": type_, "status": status, "reason": reason, "message": message,
-                "lastTransitionTime": now(), "observedGeneration": generation})
+    out.append(
+        {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now(),
+            "observedGeneration": generation,
+        }
+    )
     return out, True
 
 
@@ -46,7 +55,11 @@ def strimzi_ready(obj: dict[str, Any] | None) -> tuple[str, str, str]:
     c = get_condition((obj.get("status") or {}).get("conditions"), "Ready")
     if c is None:
         return UNKNOWN, "Pending", "no Ready condition yet"
-    return c.get("status", UNKNOWN), c.get("reason") or ("Ready" if c.get("status") == TRUE else "NotReady"), c.get("message", "")
+    return (
+        c.get("status", UNKNOWN),
+        c.get("reason") or ("Ready" if c.get("status") == TRUE else "NotReady"),
+        c.get("message", ""),
+    )
 
 
 def deployment_ready(obj: dict[str, Any] | None, suspended: bool) -> tuple[str, str, str]:

@@ -47,14 +47,14 @@ class OperatorConfig:
         return u.port or (443 if u.scheme == "https" else 80)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "OperatorConfig":
+    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
         """Raises ValueError naming the variable whose value is wrong."""
         env = dict(os.environ if environ is None else environ)
         p = "ALERTFILTER_OPERATOR_"
 
-        def num(name: str, default: float, kind: type = int) -> float:
+        def num(name: str, default: float, kind: type[int] | type[float] = int) -> float:
             raw = env.get(p + name)
-            if raw in (None, ""):
+            if raw is None or raw == "":
                 return default
             try:
                 return kind(raw)
@@ -73,6 +73,9 @@ class OperatorConfig:
             schema_registry=env.get(p + "SCHEMA_REGISTRY") or None,
             schema_dir=env.get(p + "SCHEMA_DIR") or None,
             namespaces=tuple(n.strip() for n in env.get(p + "NAMESPACES", "").split(",") if n.strip()),
-            webhook=webhook, webhook_port=int(num("WEBHOOK_PORT", 9443)), webhook_service=service,
-            health_port=int(num("HEALTH_PORT", 8081)), resync_seconds=float(num("RESYNC_SECONDS", 300.0, float)),
+            webhook=webhook,
+            webhook_port=int(num("WEBHOOK_PORT", 9443)),
+            webhook_service=service,
+            health_port=int(num("HEALTH_PORT", 8081)),
+            resync_seconds=float(num("RESYNC_SECONDS", 300.0, float)),
         )

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel
@@ -23,9 +24,29 @@ from pydantic import BaseModel
 from . import GROUP, VERSION
 from .models import AlertFilterSpec, AlertFilterStatus, FilterPoolSpec, FilterPoolStatus
 
-KEEP = {"type", "description", "default", "minimum", "maximum", "minLength", "maxLength", "pattern", "enum",
-        "items", "properties", "required", "additionalProperties", "minItems", "maxItems", "minProperties",
-        "maxProperties", "nullable", "format", "exclusiveMinimum", "exclusiveMaximum"}
+KEEP = {
+    "type",
+    "description",
+    "default",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "enum",
+    "items",
+    "properties",
+    "required",
+    "additionalProperties",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "nullable",
+    "format",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+}
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -43,7 +64,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             if len(options) != 1:
                 raise ValueError(f"cannot express {key} of {len(options)} options structurally: {options}")
             inner = _structural(options[0], defs)
-            node = {**inner, **{k: v for k, v in node.items() if k not in ("title",)}, "nullable": nullable}
+            node = {**inner, **{k: v for k, v in node.items() if k != "title"}, "nullable": nullable}
     out: dict[str, Any] = {}
     for k, v in node.items():
         if k.startswith("x-kubernetes-"):
@@ -81,7 +102,9 @@ def _object_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if f.default_factory is not None:
                 # the whole default object, so that CEL rules validating the default see its fields
-                prop["default"] = f.default_factory().model_dump(mode="json", by_alias=True, exclude_none=True)
+                # pydantic types the factory as taking the validated data or nothing; ours take nothing
+                factory = cast("Callable[[], BaseModel]", f.default_factory)
+                prop["default"] = factory().model_dump(mode="json", by_alias=True, exclude_none=True)
             _object_defaults(ann, prop)
         elif f.default_factory is not None and prop.get("type") == "array":
             prop["default"] = []
@@ -90,76 +113,152 @@ def _object_defaults(model: type[BaseModel], schema: dict[str, Any]) -> None:
 def model_schema(model: type[BaseModel], description: str) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of ``model``."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    schema = _structural(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
     _object_defaults(model, schema)
     schema["description"] = description
     return schema
 
 
-def _crd(kind: str, plural: str, short: list[str], scope: str, spec: dict[str, Any], status: dict[str, Any],
-         columns: list[dict[str, Any]], doc: str) -> dict[str, Any]:
+def _crd(
+    kind: str,
+    plural: str,
+    short: list[str],
+    scope: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+    doc: str,
+) -> dict[str, Any]:
     status = dict(status)
     status.setdefault("properties", {})["kopf"] = {
-        "type": "object", "x-kubernetes-preserve-unknown-fields": True,
-        "description": "Bookkeeping of the operator framework (kopf)."}
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": "Bookkeeping of the operator framework (kopf).",
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/name": "alert-filter-operator",
-                                                              "app.kubernetes.io/part-of": "alert-filter-operator"}},
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "labels": {
+                "app.kubernetes.io/name": "alert-filter-operator",
+                "app.kubernetes.io/part-of": "alert-filter-operator",
+            },
+        },
         "spec": {
             "group": GROUP,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
-                      "shortNames": short, "categories": ["alerts"]},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+                "categories": ["alerts"],
+            },
             "scope": scope,
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object", "description": doc, "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string", "description": "APIVersion of this object."},
-                        "kind": {"type": "string", "description": "Kind of this object."},
-                        "metadata": {"type": "object"},
-                        "spec": spec,
-                        "status": status,
-                    }}},
-            }],
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": doc,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "APIVersion of this object."},
+                                "kind": {"type": "string", "description": "Kind of this object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
 
 
 def _ready_column() -> dict[str, Any]:
-    return {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-            "description": "Whether the resource is fully reconciled and working."}
+    return {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Whether the resource is fully reconciled and working.",
+    }
 
 
 def crds() -> dict[str, dict[str, Any]]:
     """``{file name: CRD manifest}`` for every custom resource of the operator."""
     age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     alertfilter = _crd(
-        "AlertFilter", "alertfilters", ["af"], "Namespaced",
+        "AlertFilter",
+        "alertfilters",
+        ["af"],
+        "Namespaced",
         model_schema(AlertFilterSpec, "The filter: its Python source and how to run it."),
         model_schema(AlertFilterStatus, "What the operator observed and did."),
-        [_ready_column(),
-         {"name": "Pool", "type": "string", "jsonPath": ".status.pool", "description": "FilterPool the filter runs in."},
-         {"name": "Topic", "type": "string", "jsonPath": ".status.outputTopic", "description": "Output topic of accepted alerts."},
-         {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason', "priority": 1,
-          "description": "Why the filter is (not) ready."},
-         age],
+        [
+            _ready_column(),
+            {
+                "name": "Pool",
+                "type": "string",
+                "jsonPath": ".status.pool",
+                "description": "FilterPool the filter runs in.",
+            },
+            {
+                "name": "Topic",
+                "type": "string",
+                "jsonPath": ".status.outputTopic",
+                "description": "Output topic of accepted alerts.",
+            },
+            {
+                "name": "Reason",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+                "priority": 1,
+                "description": "Why the filter is (not) ready.",
+            },
+            age,
+        ],
         "An astronomer's alert filter: Python source run against the full alert stream; accepted alerts "
-        "(at most maxAlertsPerVisit per visit) are written to the filter's own Kafka topic.")
+        "(at most maxAlertsPerVisit per visit) are written to the filter's own Kafka topic.",
+    )
     filterpool = _crd(
-        "FilterPool", "filterpools", ["fpool"], "Cluster",
+        "FilterPool",
+        "filterpools",
+        ["fpool"],
+        "Cluster",
         model_schema(FilterPoolSpec, "The pool's nodes, capacity, local Kafka and mirror."),
         model_schema(FilterPoolStatus, "What the operator observed and did."),
-        [_ready_column(),
-         {"name": "Used", "type": "integer", "jsonPath": ".status.used", "description": "Filters placed in the pool."},
-         {"name": "Free", "type": "integer", "jsonPath": ".status.free", "description": "Filters the pool can still take."},
-         {"name": "Kafka", "type": "string", "jsonPath": ".status.kafkaCluster", "description": "Pool-local Kafka cluster."},
-         age],
-        "A pool of labelled nodes that runs filters, with its own Kafka fed by MirrorMaker 2 from the central Kafka.")
+        [
+            _ready_column(),
+            {
+                "name": "Used",
+                "type": "integer",
+                "jsonPath": ".status.used",
+                "description": "Filters placed in the pool.",
+            },
+            {
+                "name": "Free",
+                "type": "integer",
+                "jsonPath": ".status.free",
+                "description": "Filters the pool can still take.",
+            },
+            {
+                "name": "Kafka",
+                "type": "string",
+                "jsonPath": ".status.kafkaCluster",
+                "description": "Pool-local Kafka cluster.",
+            },
+            age,
+        ],
+        "A pool of labelled nodes that runs filters, with its own Kafka fed by MirrorMaker 2 from the central Kafka.",
+    )
     return {"alerts.lsst.io_alertfilters.yaml": alertfilter, "alerts.lsst.io_filterpools.yaml": filterpool}
 
 
@@ -187,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        print("CRDs out of date with the models; run `python -m alertfilter_operator.crdgen crds`: " + ", ".join(stale),
-              file=sys.stderr)
+        print(
+            "CRDs out of date with the models; run `python -m alertfilter_operator.crdgen crds`: " + ", ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

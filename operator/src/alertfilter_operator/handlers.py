@@ -23,11 +23,13 @@ _CONFIG = OperatorConfig.from_env()
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Settings that kopf's production users tune (crate-operator, dask-kubernetes), and the shared state."""
     cfg = _CONFIG
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Reconnect watches well before load balancers drop idle connections; never hang forever.
     settings.watching.server_timeout = 300
@@ -43,8 +45,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
         settings.admission.managed = f"alertfilters.{GROUP}"
     elif cfg.webhook == "service":
         ns, name = cfg.webhook_service.split("/", 1)  # type: ignore[union-attr]
-        settings.admission.server = ServiceWebhookServer(namespace=ns, name=name, port=cfg.webhook_port,
-                                                         cert_dir=cert_dir)
+        settings.admission.server = ServiceWebhookServer(
+            namespace=ns, name=name, port=cfg.webhook_port, cert_dir=cert_dir
+        )
         settings.admission.managed = f"alertfilters.{GROUP}"
     memo.state = State(Kube(), cfg)
     logger.info("alert filter operator: runner image %s, webhook %s", cfg.runner_image, cfg.webhook)
@@ -53,13 +56,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
 @kopf.on.create(GROUP, VERSION, "alertfilters")
 @kopf.on.update(GROUP, VERSION, "alertfilters", field="spec")
 @kopf.on.resume(GROUP, VERSION, "alertfilters")
-def reconcile_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, retry: int, **_: Any) -> None:
+def reconcile_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
     alertfilters.reconcile(memo.state, dict(body), logger, retry)
 
 
-@kopf.timer(GROUP, VERSION, "alertfilters", interval=_CONFIG.resync_seconds, initial_delay=_CONFIG.resync_seconds,
-            idle=_CONFIG.resync_seconds)
-def resync_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+@kopf.timer(
+    GROUP,
+    VERSION,
+    "alertfilters",
+    interval=_CONFIG.resync_seconds,
+    initial_delay=_CONFIG.resync_seconds,
+    idle=_CONFIG.resync_seconds,
+)
+def resync_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Re-apply children now and then: repairs drift (a child deleted or edited by hand)."""
     try:
         alertfilters.reconcile(memo.state, dict(body), logger)
@@ -68,12 +77,16 @@ def resync_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
 
 
 @kopf.on.delete(GROUP, VERSION, "alertfilters")
-def delete_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def delete_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     alertfilters.delete(memo.state, dict(body), logger)
 
 
-@kopf.on.event("apps", "v1", "deployments",
-               labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"})
+@kopf.on.event(
+    "apps",
+    "v1",
+    "deployments",
+    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"},
+)
 def runner_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
     """A runner Deployment changed: refresh its AlertFilter's RunnerReady and Ready."""
     owner = next((o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "AlertFilter"), None)
@@ -81,8 +94,12 @@ def runner_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any)
         alertfilters.refresh_status(memo.state, body["metadata"]["namespace"], owner["name"])
 
 
-@kopf.on.event("", "v1", "pods",
-               labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"})
+@kopf.on.event(
+    "",
+    "v1",
+    "pods",
+    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"},
+)
 def runner_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A runner pod changed (crashed, restarted): refresh RunnerReady so it says why."""
     name = (body["metadata"].get("labels") or {}).get("alerts.lsst.io/filter")
@@ -101,18 +118,18 @@ def topic_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, "filterpools")
 @kopf.on.update(GROUP, VERSION, "filterpools", field="spec")
 @kopf.on.resume(GROUP, VERSION, "filterpools")
-def reconcile_filterpool(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def reconcile_filterpool(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     pools.reconcile(memo.state, dict(body), logger)
 
 
 @kopf.on.delete(GROUP, VERSION, "filterpools")
-def delete_filterpool(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def delete_filterpool(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     pools.delete(memo.state, dict(body), logger)
 
 
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkas", labels={OWNER_KIND: "FilterPool"})
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkamirrormaker2s", labels={OWNER_KIND: "FilterPool"})
-def pool_child_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+def pool_child_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """The pool's Kafka or mirror changed: refresh the FilterPool's conditions; when the Kafka's
     published bootstrap address changed, re-reconcile the pool's filters so their runners follow."""
     name = (body["metadata"].get("labels") or {}).get(OWNER_NAME)

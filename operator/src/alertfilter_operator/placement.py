@@ -49,8 +49,9 @@ def choose_pool(pools: list[PoolLoad], weight: int, requested: str | None = None
         if pool is None:
             raise Unschedulable(f"FilterPool {requested!r} does not exist")
         if pool.free < weight:
-            raise Unschedulable(f"FilterPool {requested!r} is full ({pool.used}/{pool.capacity} runner pods used, "
-                                f"{weight} needed)")
+            raise Unschedulable(
+                f"FilterPool {requested!r} is full ({pool.used}/{pool.capacity} runner pods used, {weight} needed)"
+            )
         return requested
     fitting = [p for p in pools if p.free >= weight]
     if not fitting:
@@ -58,4 +59,4 @@ def choose_pool(pools: list[PoolLoad], weight: int, requested: str | None = None
             raise Unschedulable("no FilterPool exists")
         summary = ", ".join(f"{p.name} {p.used}/{p.capacity}" for p in sorted(pools, key=lambda p: p.name))
         raise Unschedulable(f"every FilterPool is full ({summary}); {weight} runner pod(s) needed")
-    return sorted(fitting, key=lambda p: (-p.free, p.name))[0].name
+    return min(fitting, key=lambda p: (-p.free, p.name)).name

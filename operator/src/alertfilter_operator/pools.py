@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from .builders import PoolInfo, build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool
 from .conditions import FALSE, TRUE, UNKNOWN, set_condition, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
-from .kube import post_event
 from .naming import OWNER_UID
 from .state import State, status_unchanged
 
@@ -26,11 +25,18 @@ def _write(state: State, body: dict[str, Any], conditions: list[dict[str, Any]],
     state.kube.patch_status("FilterPool", body["metadata"]["name"], None, new)
 
 
-def _set(state: State, body: dict[str, Any], conditions: list[dict[str, Any]], type_: str, status: str, reason: str,
-         message: str) -> list[dict[str, Any]]:
+def _set(
+    state: State,
+    body: dict[str, Any],
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+) -> list[dict[str, Any]]:
     conditions, changed = set_condition(conditions, type_, status, reason, message, body["metadata"].get("generation"))
     if changed:
-        post_event(state.kube, body, "Normal" if status == TRUE else "Warning", reason, f"{type_}={status}: {message}")
+        state.kube.post_event(body, "Normal" if status == TRUE else "Warning", reason, f"{type_}={status}: {message}")
     return conditions
 
 
@@ -65,17 +71,33 @@ def refresh_pool_status(state: State, name: str) -> bool:
             conditions = _set(state, body, conditions, "Ready", TRUE, "Ready", "the pool's Kafka and mirror are ready")
         else:
             bad = ("KafkaReady", k) if k[0] != TRUE else ("MirrorReady", m)
-            conditions = _set(state, body, conditions, "Ready", FALSE if bad[1][0] == FALSE else UNKNOWN, bad[1][1],
-                              f"{bad[0]} is {bad[1][0]}: {bad[1][2]}")
+            conditions = _set(
+                state,
+                body,
+                conditions,
+                "Ready",
+                FALSE if bad[1][0] == FALSE else UNKNOWN,
+                bad[1][1],
+                f"{bad[0]} is {bad[1][0]}: {bad[1][2]}",
+            )
         bootstrap = PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap
         old_bootstrap = (body.get("status") or {}).get("bootstrapServers")
-        _write(state, body, conditions, {
-            "capacity": capacity, "used": used, "free": max(capacity - used, 0),
-            "bootstrapServers": bootstrap, "kafkaCluster": cluster})
+        _write(
+            state,
+            body,
+            conditions,
+            {
+                "capacity": capacity,
+                "used": used,
+                "free": max(capacity - used, 0),
+                "bootstrapServers": bootstrap,
+                "kafkaCluster": cluster,
+            },
+        )
         return old_bootstrap is not None and old_bootstrap != bootstrap
 
 
-def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> None:
+def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
     """Apply a pool's Kafka, KafkaNodePool, mirror user and KafkaMirrorMaker2; refresh its status.
 
     Raises:
@@ -91,8 +113,15 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
     ns = spec.kafka.namespace
     if kube.get("Namespace", ns) is None:
         with state.lock("FilterPool", None, name):
-            conditions = _set(state, body, [dict(c) for c in (body.get("status") or {}).get("conditions") or []], "Ready",
-                              FALSE, "NamespaceNotFound", f"namespace {ns!r} of the pool's Kafka does not exist; create it")
+            conditions = _set(
+                state,
+                body,
+                [dict(c) for c in (body.get("status") or {}).get("conditions") or []],
+                "Ready",
+                FALSE,
+                "NamespaceNotFound",
+                f"namespace {ns!r} of the pool's Kafka does not exist; create it",
+            )
             _write(state, body, conditions, {})
         raise kopf.TemporaryError(f"namespace {ns} does not exist", delay=30)
     kube.apply(build_pool_kafka(name, uid, spec))
@@ -103,7 +132,7 @@ def reconcile(state: State, body: dict[str, Any], logger: logging.Logger | loggi
     refresh_pool_status(state, name)
 
 
-def delete(state: State, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter) -> None:
+def delete(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
     """Remove a pool's children; refuse (retry later) while filters still run in it.
 
     Raises:
@@ -114,9 +143,11 @@ def delete(state: State, body: dict[str, Any], logger: logging.Logger | logging.
         state.load_placements()
         filters = state.filters_in(name)
     if filters:
-        msg = (f"{len(filters)} AlertFilter(s) still run in this pool ({', '.join(filters[:5])}"
-               f"{'...' if len(filters) > 5 else ''}); delete them first")
-        post_event(state.kube, body, "Warning", "PoolInUse", msg)
+        msg = (
+            f"{len(filters)} AlertFilter(s) still run in this pool ({', '.join(filters[:5])}"
+            f"{'...' if len(filters) > 5 else ''}); delete them first"
+        )
+        state.kube.post_event(body, "Warning", "PoolInUse", msg)
         raise kopf.TemporaryError(msg, delay=30)
     for kind in ("KafkaMirrorMaker2", "KafkaUser", "KafkaNodePool", "Kafka"):
         for obj in state.kube.list(kind, None, f"{OWNER_UID}={uid}"):

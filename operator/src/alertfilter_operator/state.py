@@ -68,12 +68,18 @@ class State:
 
 def conditions_equal(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     """Equal ignoring lastTransitionTime."""
-    strip = lambda cs: sorted(({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in cs),  # noqa: E731
-                              key=lambda c: c.get("type", ""))
+
+    def strip(cs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(
+            ({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in cs),
+            key=lambda c: str(c.get("type", "")),
+        )
+
     return strip(a) == strip(b)
 
 
 def status_unchanged(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """True when writing ``new`` over the status ``old`` would change nothing but transition times."""
     return conditions_equal(old.get("conditions") or [], new.get("conditions") or []) and all(
-        old.get(k) == v for k, v in new.items() if k != "conditions")
+        old.get(k) == v for k, v in new.items() if k != "conditions"
+    )

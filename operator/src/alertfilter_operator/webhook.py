@@ -3,8 +3,9 @@ fails at once, with the line and column."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import kopf
 
@@ -25,14 +26,20 @@ def validate_source(spec: kopf.Spec, **_: Any) -> None:
         check_source(spec.get("source") or "", spec.get("entrypoint"))
     except FilterSourceError as exc:
         message = exc.message.replace("name one as the entrypoint", "name one in spec.entrypoint")
-        raise kopf.AdmissionError(f"spec.source: line {exc.line}, column {exc.column}: {message}", code=422)
+        raise kopf.AdmissionError(f"spec.source: line {exc.line}, column {exc.column}: {message}", code=422) from None
 
 
 def local_webhook_server(port: int, cert_dir: Path) -> kopf.WebhookServer:
     """A webhook server on 127.0.0.1 announced by URL (development: the API server runs on this host)."""
     certs = make_webhook_certs(cert_dir, ["127.0.0.1", "localhost"])
-    return kopf.WebhookServer(addr="127.0.0.1", port=port, host="127.0.0.1", certfile=str(certs.certfile),
-                              pkeyfile=str(certs.pkeyfile), cadata=certs.ca_pem)
+    return kopf.WebhookServer(
+        addr="127.0.0.1",
+        port=port,
+        host="127.0.0.1",
+        certfile=str(certs.certfile),
+        pkeyfile=str(certs.pkeyfile),
+        cadata=certs.ca_pem,
+    )
 
 
 class ServiceWebhookServer(kopf.WebhookServer):
@@ -42,8 +49,14 @@ class ServiceWebhookServer(kopf.WebhookServer):
     def __init__(self, *, namespace: str, name: str, port: int, cert_dir: Path) -> None:
         host = f"{name}.{namespace}.svc"
         certs = make_webhook_certs(cert_dir, [host, f"{host}.cluster.local", name])
-        super().__init__(addr="0.0.0.0", port=port, host=host, certfile=str(certs.certfile),
-                         pkeyfile=str(certs.pkeyfile), cadata=certs.ca_pem)
+        super().__init__(
+            addr="0.0.0.0",
+            port=port,
+            host=host,
+            certfile=str(certs.certfile),
+            pkeyfile=str(certs.pkeyfile),
+            cadata=certs.ca_pem,
+        )
         self._service = {"namespace": namespace, "name": name, "port": port}
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
