@@ -199,7 +199,7 @@ def test_delete_removes_every_child_and_a_second_delete_is_harmless(apiserver, o
     from alertfilter_operator.state import State
 
     client = kubernetes.config.new_client_from_config(str(apiserver.kubeconfig))
-    alertfilters.delete(State(Kube(client), OperatorConfig()), body, logging.getLogger("test"))
+    alertfilters.delete(State(Kube(client), OperatorConfig()), body, logging.getLogger("test"), {})
     assert not any(children(apiserver, namespace, kns, "gone").values())
 
 

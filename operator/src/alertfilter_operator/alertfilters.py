@@ -1,8 +1,13 @@
-"""Reconciling AlertFilters: validate, place, build children, apply, write status."""
+"""Reconciling AlertFilters: validate, place, build children, apply, write status.
+
+Every function here fetches what it needs, calls the pure builders and condition logic, applies,
+and writes status through one :class:`~.status.StatusUpdate`; kopf's handlers (``handlers.py``)
+only call these.
+"""
 
 from __future__ import annotations
 
-import logging
+import base64
 from typing import Any
 
 import kopf
@@ -21,148 +26,155 @@ from .builders import (
     build_network_policy,
     build_output_topic,
 )
-from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, set_condition, strimzi_ready
+from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, runner_pod_problem, strimzi_ready
 from .kube import owner_reference
 from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
-from .naming import OWNER_UID, kafka_child_name, runner_name
-from .placement import Unschedulable, choose_pool, filter_weight
+from .naming import FILTER_LABEL, OWNER_UID, kafka_child_name, runner_name
+from .placement import PlacementIndex, Unschedulable, choose_pool, filter_weight, pool_loads
 from .pools import refresh_pool_status
-from .state import State, status_unchanged
+from .state import State
+from .status import StatusUpdate
 
-log = logging.getLogger("alertfilter_operator.alertfilters")
-
-
-class _Status:
-    """Accumulates a filter's new status and the events its transitions call for."""
-
-    def __init__(self, body: dict[str, Any], kube: Any = None) -> None:
-        self.body = body
-        self.kube = kube
-        self.old = dict(body.get("status") or {})
-        self.conditions: list[dict[str, Any]] = [dict(c) for c in self.old.get("conditions") or []]
-        self.fields: dict[str, Any] = {}
-        self.generation = body["metadata"].get("generation")
-
-    def set(self, type_: str, status: str, reason: str, message: str) -> None:
-        self.conditions, changed = set_condition(self.conditions, type_, status, reason, message, self.generation)
-        if changed and self.kube is not None:
-            self.kube.post_event(
-                self.body, "Normal" if status == TRUE else "Warning", reason, f"{type_}={status}: {message}"
-            )
-
-    def ready_from_parts(self) -> None:
-        parts = {c["type"]: c for c in self.conditions if c["type"] in ("SourceValid", "TopicReady", "RunnerReady")}
-        for t in ("SourceValid", "TopicReady", "RunnerReady"):
-            c = parts.get(t)
-            if c is None or c["status"] != TRUE:
-                reason = (c or {}).get("reason", "Pending")
-                msg = f"{t} is {(c or {}).get('status', UNKNOWN)}: {(c or {}).get('message', '')}"
-                self.set("Ready", FALSE if c and c["status"] == FALSE else UNKNOWN, reason, msg)
-                return
-        self.set("Ready", TRUE, "Ready", "the filter runs and its topics are ready")
-
-    def write(self, state: State) -> None:
-        meta = self.body["metadata"]
-        new = {**self.fields, "conditions": self.conditions, "observedGeneration": self.generation}
-        if status_unchanged(self.old, new):
-            return
-        state.kube.patch_status("AlertFilter", meta["name"], meta["namespace"], new)
+#: The conditions whose truth makes an AlertFilter Ready, in the order that names the first problem.
+READY_PARTS = ("SourceValid", "TopicReady", "RunnerReady")
+READY_MESSAGE = "the filter runs and its topics are ready"
+#: Retry delay while a filter cannot be placed or its pool is missing, s.
+RETRY_UNPLACED_S = 30
+#: Longest retry delay while Strimzi has not created the KafkaUser's password yet, s (15 s doubling).
+RETRY_CREDENTIALS_MAX_S = 300
+#: Most characters of a spec validation error written into the Ready condition.
+INVALID_SPEC_MESSAGE_MAX = 1000
 
 
-def _place(state: State, key: tuple[str, str], spec: AlertFilterSpec, current: str | None) -> str:
+def _place(
+    state: State, index: PlacementIndex, key: tuple[str, str], spec: AlertFilterSpec, current: str | None
+) -> str:
+    """The filter's pool: where it already is (the book, or its ``status.pool``) unless ``spec.pool``
+    names another, else a new choice. Records the decision as pending (see :meth:`State.placement_book`).
+
+    Raises:
+        Unschedulable: no pool can take it.
+    """
     weight = filter_weight(spec.replicas)
     with state.placement_lock:
-        state.load_placements()
-        placed = state.placements.get(key)
-        if placed is not None and (spec.pool in (None, placed[0])):
-            state.placements[key] = (placed[0], weight)
-            return placed[0]
-        if current and spec.pool in (None, current):
-            state.placements[key] = (current, weight)
-            return current
-        pool = choose_pool(state.pool_loads(exclude=key), weight, spec.pool)
-        state.placements[key] = (pool, weight)
+        book = state.placement_book(index)
+        placed = book.get(key)
+        if placed is not None and spec.pool in (None, placed[0]):
+            pool = placed[0]
+        elif current and spec.pool in (None, current):
+            pool = current
+        else:
+            pool = choose_pool(pool_loads(state.kube.list("FilterPool"), book, exclude=key), weight, spec.pool)
+        state.pending[key] = (pool, weight)
         return pool
 
 
 def refresh_status(state: State, namespace: str, name: str) -> None:
     """Recompute TopicReady, RunnerReady and Ready of a filter from its children; write when changed."""
-    kube = state.kube
     with state.lock("AlertFilter", namespace, name):
-        body = kube.get("AlertFilter", name, namespace)
+        body = state.kube.get("AlertFilter", name, namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        st = _Status(body, kube)
+        st = StatusUpdate(state.kube, body)
         _child_conditions(state, body, st)
-        st.ready_from_parts()
-        st.write(state)
+        st.set_ready(READY_PARTS, READY_MESSAGE)
+        st.write()
 
 
-def _child_conditions(state: State, body: dict[str, Any], st: _Status) -> None:
+def _child_conditions(state: State, body: dict[str, Any], st: StatusUpdate) -> None:
+    """Set TopicReady and RunnerReady from the KafkaTopics, the Deployment and its pods."""
     kube, meta = state.kube, body["metadata"]
-    status = body.get("status") or {}
-    pool_ns = status.get("kafkaNamespace")
+    pool_ns = (body.get("status") or {}).get("kafkaNamespace")
     if not pool_ns:
         return
     topics = [
         kube.get("KafkaTopic", kafka_child_name(meta["namespace"], meta["name"], s), pool_ns) for s in ("", "dlq")
     ]
-    states = [strimzi_ready(t) for t in topics]
-    bad = [s for s in states if s[0] != TRUE]
+    bad = [v for v in map(strimzi_ready, topics) if v[0] != TRUE]
     if not bad:
         st.set("TopicReady", TRUE, "Ready", "the output and dead-letter KafkaTopics are ready")
     else:
         s, reason, msg = bad[0]
         st.set("TopicReady", s if s in (TRUE, FALSE) else UNKNOWN, reason, msg or "waiting for the KafkaTopics")
-    suspended = bool((body.get("spec") or {}).get("suspend"))
-    if st.conditions and any(c["type"] == "SourceValid" and c["status"] == FALSE for c in st.conditions):
+    if (st.get("SourceValid") or {}).get("status") == FALSE:
         st.set("RunnerReady", FALSE, "SourceInvalid", "no runner while spec.source is invalid")
         return
+    suspended = bool((body.get("spec") or {}).get("suspend"))
     dep = kube.get("Deployment", runner_name(meta["name"]), meta["namespace"])
     s, reason, msg = deployment_ready(dep, suspended)
     if s != TRUE and dep is not None and not suspended:
-        why = runner_pod_problem(kube.list("Pod", meta["namespace"], f"alerts.lsst.io/filter={meta['name']}"))
+        why = runner_pod_problem(kube.list("Pod", meta["namespace"], f"{FILTER_LABEL}={meta['name']}"))
         if why:
             reason, msg = why[0], f"{msg}; {why[1]}"
     st.set("RunnerReady", s, reason, msg)
 
 
-def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """(reason, message) of the first runner container that is waiting or crashed, from the Pods' status:
-    e.g. ("CrashLoopBackOff", "exit code 2: .../filter.py:1:1: the source raised ModuleNotFoundError ...")."""
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting = (cs.get("state") or {}).get("waiting")
-            last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated")
-            if waiting or (last and last.get("exitCode")):
-                reason = (waiting or {}).get("reason") or (last or {}).get("reason") or "ContainerFailed"
-                detail = ""
-                if last:
-                    detail = f"exit code {last.get('exitCode')}: {(last.get('message') or '').strip()}"
-                elif waiting and waiting.get("message"):
-                    detail = waiting["message"]
-                return reason, f"pod {pod['metadata']['name']}: {reason}" + (f", {detail}" if detail else "")
-    return None
+def _pool_info(state: State, pool_name: str) -> PoolInfo:
+    """What the filter needs of its pool, with the bootstrap address Strimzi published.
+
+    Raises:
+        LookupError: the FilterPool does not exist.
+    """
+    pool_body = state.kube.get("FilterPool", pool_name)
+    if pool_body is None:
+        raise LookupError(f"FilterPool {pool_name!r} does not exist")
+    pool_spec = FilterPoolSpec.model_validate(pool_body.get("spec") or {})
+    kafka = state.kube.get("Kafka", pool_kafka_name(pool_name, pool_spec), pool_spec.kafka.namespace)
+    return PoolInfo.from_spec(pool_name, pool_spec, (kafka or {}).get("status"))
 
 
-def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, retry: int = 0) -> None:
+def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: PoolInfo) -> bool:
+    """Apply every child of the filter; True while the runner's Kafka password does not exist yet."""
+    kube, cfg = state.kube, state.config
+    owner = owner_reference(body)
+
+    def own(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"]["ownerReferences"] = [owner]
+        return obj
+
+    kube.apply(own(build_configmap(ref)))
+    kube.apply(build_output_topic(ref, pool))
+    kube.apply(build_dead_letter_topic(ref, pool))
+    waiting_for_credentials = False
+    if pool.authentication == "scram-sha-512":
+        kube.apply(build_kafka_user(ref, pool))
+        secret = kube.get("Secret", ref.kafka_user, pool.kafka_namespace)
+        password = ((secret or {}).get("data") or {}).get("password")
+        if password:
+            kube.apply(own(build_credentials_secret(ref, base64.b64decode(password).decode())))
+        else:
+            waiting_for_credentials = True
+    kube.apply(own(build_network_policy(ref, pool, cfg.schema_registry_port)))
+    deployment = build_deployment(
+        ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir
+    )
+    kube.apply(own(deployment))
+    return waiting_for_credentials
+
+
+def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex, retry: int = 0) -> None:
     """Bring one AlertFilter's children and status in line with its spec (idempotent).
+
+    Args:
+        body: the AlertFilter (re-read from the API under the object's lock; this one is the fallback).
+        index: the placement index (see ``handlers.placements``).
+        retry: kopf's retry count of this change, for the credentials back-off.
 
     Raises:
         kopf.PermanentError: the spec cannot be parsed (the API server's schema should prevent it).
         kopf.TemporaryError: the filter cannot be placed yet, its pool is missing, or credentials are pending.
     """
-    kube, cfg = state.kube, state.config
+    kube = state.kube
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     with state.lock("AlertFilter", ns, name):
         body = kube.get("AlertFilter", name, ns) or body
-        st = _Status(body, kube)
+        st = StatusUpdate(kube, body)
         try:
             spec = AlertFilterSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            st.set("Ready", FALSE, "InvalidSpec", str(exc)[:1000])
-            st.write(state)
+            st.set("Ready", FALSE, "InvalidSpec", str(exc)[:INVALID_SPEC_MESSAGE_MAX])
+            st.write()
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
         digest = source_sha256(spec.source)
         st.fields["sourceHash"] = digest
@@ -174,55 +186,26 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, retry: in
             st.set("RunnerReady", FALSE, "SourceInvalid", "no runner while spec.source is invalid")
             if kube.delete("Deployment", runner_name(name), ns):
                 logger.info("deleted the runner: spec.source is invalid")
-            st.ready_from_parts()
-            st.write(state)
+            st.set_ready(READY_PARTS, READY_MESSAGE)
+            st.write()
             return
         st.fields["sourceError"] = None
         st.set("SourceValid", TRUE, "Valid", f"entrypoint {found.name} ({found.style})")
 
         try:
-            pool_name = _place(state, (ns, name), spec, (body.get("status") or {}).get("pool"))
+            pool_name = _place(state, index, (ns, name), spec, (body.get("status") or {}).get("pool"))
         except Unschedulable as exc:
             st.set("Ready", FALSE, "Unschedulable", str(exc))
-            st.write(state)
-            raise kopf.TemporaryError(f"unschedulable: {exc}", delay=30) from None
-        pool_body = kube.get("FilterPool", pool_name)
-        if pool_body is None:
+            st.write()
+            raise kopf.TemporaryError(f"unschedulable: {exc}", delay=RETRY_UNPLACED_S) from None
+        try:
+            pool = _pool_info(state, pool_name)
+        except LookupError:
             st.set("Ready", FALSE, "PoolNotFound", f"FilterPool {pool_name!r} does not exist")
-            st.write(state)
-            raise kopf.TemporaryError(f"FilterPool {pool_name} not found", delay=30)
-        pool_spec = FilterPoolSpec.model_validate(pool_body.get("spec") or {})
-        kafka = kube.get("Kafka", pool_kafka_name(pool_name, pool_spec), pool_spec.kafka.namespace)
-        pool = PoolInfo.from_spec(pool_name, pool_spec, (kafka or {}).get("status"))
+            st.write()
+            raise kopf.TemporaryError(f"FilterPool {pool_name} not found", delay=RETRY_UNPLACED_S) from None
         ref = FilterRef(ns, name, uid, spec, digest)
-        owner = owner_reference(body)
-
-        def own(obj: dict[str, Any]) -> dict[str, Any]:
-            obj["metadata"]["ownerReferences"] = [owner]
-            return obj
-
-        kube.apply(own(build_configmap(ref)))
-        kube.apply(build_output_topic(ref, pool))
-        kube.apply(build_dead_letter_topic(ref, pool))
-        waiting_for_credentials = False
-        if pool.authentication == "scram-sha-512":
-            kube.apply(build_kafka_user(ref, pool))
-            secret = kube.get("Secret", ref.kafka_user, pool.kafka_namespace)
-            password = ((secret or {}).get("data") or {}).get("password")
-            if password:
-                import base64
-
-                kube.apply(own(build_credentials_secret(ref, base64.b64decode(password).decode())))
-            else:
-                waiting_for_credentials = True
-        kube.apply(own(build_network_policy(ref, pool, cfg.schema_registry_port)))
-        kube.apply(
-            own(
-                build_deployment(
-                    ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir
-                )
-            )
-        )
+        waiting_for_credentials = _apply_children(state, body, ref, pool)
         st.fields.update(
             pool=pool_name,
             inputTopic=pool.input_topic,
@@ -231,9 +214,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, retry: in
             bootstrapServers=pool.bootstrap,
             kafkaNamespace=pool.kafka_namespace,
         )
-        body = {**body, "status": {**(body.get("status") or {}), **st.fields}}
-        st.body = body
-        _child_conditions(state, body, st)
+        _child_conditions(state, {**body, "status": {**(body.get("status") or {}), **st.fields}}, st)
         if waiting_for_credentials:
             st.set(
                 "RunnerReady",
@@ -241,15 +222,45 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, retry: in
                 "WaitingForCredentials",
                 f"waiting for Strimzi to create the KafkaUser secret {pool.kafka_namespace}/{ref.kafka_user}",
             )
-        st.ready_from_parts()
-        st.write(state)
-    refresh_pool_status(state, pool_name)
+        st.set_ready(READY_PARTS, READY_MESSAGE)
+        st.write()
+    refresh_pool_status(state, pool_name, index)
     if waiting_for_credentials:
-        raise kopf.TemporaryError("waiting for the KafkaUser's credentials", delay=min(15 * 2**retry, 300))
+        delay = min(15 * 2**retry, RETRY_CREDENTIALS_MAX_S)
+        raise kopf.TemporaryError("waiting for the KafkaUser's credentials", delay=delay)
 
 
-def delete(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
-    """Remove every child of a filter, including those in the Kafka namespace (idempotent)."""
+def resync(state: State, namespace: str, name: str, logger: kopf.Logger, index: PlacementIndex) -> None:
+    """Re-apply a filter's children and recompute its status: repairs drift (a child deleted or
+    edited by hand). A filter that cannot be reconciled now is logged, not raised: the resync
+    comes again, and kopf's change handlers own the retries."""
+    body = state.kube.get("AlertFilter", name, namespace)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        reconcile(state, body, logger, index)
+    except (kopf.TemporaryError, kopf.PermanentError) as exc:
+        logger.info("resync: %s", exc)
+
+
+def follow_pool(state: State, pool: str, logger: kopf.Logger, index: PlacementIndex) -> None:
+    """Re-reconcile every filter placed in ``pool`` (its Kafka's bootstrap address changed, and
+    their runners must follow)."""
+    with state.placement_lock:
+        keys = [k for k, (p, _) in state.placement_book(index).items() if p == pool]
+    for ns, fname in keys:
+        af = state.kube.get("AlertFilter", fname, ns)
+        if af is None:
+            continue
+        try:
+            reconcile(state, af, logger, index)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            logger.info("re-reconcile of %s/%s: %s", ns, fname, exc)
+
+
+def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex) -> None:
+    """Remove every child of a filter, including those in the Kafka namespace (idempotent), and
+    refresh its pool's use."""
     kube = state.kube
     meta = body["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -267,11 +278,10 @@ def delete(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
     ):
         if kube.delete(kind, child, ns):
             removed.append(f"{kind} {ns}/{child}")
-    pool = None
     with state.placement_lock:
-        placed = state.placements.pop((ns, name), None)
-        pool = placed[0] if placed else (body.get("status") or {}).get("pool")
+        placed = state.pending.pop((ns, name), None) or state.placement_book(index).get((ns, name))
+    pool = placed[0] if placed else (body.get("status") or {}).get("pool")
     if removed:
         logger.info("deleted %s", ", ".join(removed))
     if pool:
-        refresh_pool_status(state, pool)
+        refresh_pool_status(state, pool, index, exclude=(ns, name))

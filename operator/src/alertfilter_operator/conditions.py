@@ -1,11 +1,19 @@
-"""Status conditions as Kubernetes API conventions describe them (pure)."""
+"""Status conditions as Kubernetes API conventions describe them (pure).
+
+A condition is a dict ``{type, status, reason, message, lastTransitionTime, observedGeneration}``
+with ``status`` one of ``"True"``, ``"False"``, ``"Unknown"`` (the API conventions' strings).
+Functions that read a child's state return a *verdict*: ``(status, reason, message)``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+#: (status, reason, message) of one condition, before it is set.
+Verdict = tuple[str, str, str]
 
 
 def now() -> str:
@@ -18,7 +26,7 @@ def set_condition(
 ) -> tuple[list[dict[str, Any]], bool]:
     """Return ``conditions`` with ``type_`` set, and whether its status changed.
 
-    ``lastTransitionTime`` changes only when the status does.
+    ``lastTransitionTime`` changes only when the status does. The input list is not modified.
     """
     out = [dict(c) for c in conditions]
     for c in out:
@@ -41,15 +49,32 @@ def set_condition(
     return out, True
 
 
-def get_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+def get_condition(conditions: Iterable[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
+    """The condition of ``type_``, or None."""
     for c in conditions or []:
         if c.get("type") == type_:
             return c
     return None
 
 
-def strimzi_ready(obj: dict[str, Any] | None) -> tuple[str, str, str]:
-    """``(status, reason, message)`` of a Strimzi resource's Ready condition (Unknown when absent)."""
+def ready_from(conditions: list[dict[str, Any]], parts: Iterable[str], ready_message: str) -> Verdict:
+    """The ``Ready`` verdict of a resource whose readiness is that of all its ``parts``.
+
+    Ready is True (reason ``Ready``, ``ready_message``) when every part is True. Otherwise the first
+    part, in ``parts`` order, that is not True decides: Ready is False when that part is False, and
+    Unknown when it is Unknown or not set yet; the reason is the part's (``Pending`` when unset), the
+    message ``"<part> is <status>: <its message>"``.
+    """
+    for part in parts:
+        c = get_condition(conditions, part) or {}
+        if c.get("status") != TRUE:
+            status = FALSE if c.get("status") == FALSE else UNKNOWN
+            return status, c.get("reason", "Pending"), f"{part} is {c.get('status', UNKNOWN)}: {c.get('message', '')}"
+    return TRUE, "Ready", ready_message
+
+
+def strimzi_ready(obj: dict[str, Any] | None) -> Verdict:
+    """The verdict of a Strimzi resource's Ready condition (Unknown when the object or condition is absent)."""
     if obj is None:
         return UNKNOWN, "NotFound", "not created yet"
     c = get_condition((obj.get("status") or {}).get("conditions"), "Ready")
@@ -62,8 +87,8 @@ def strimzi_ready(obj: dict[str, Any] | None) -> tuple[str, str, str]:
     )
 
 
-def deployment_ready(obj: dict[str, Any] | None, suspended: bool) -> tuple[str, str, str]:
-    """``(status, reason, message)`` of a runner Deployment's availability."""
+def deployment_ready(obj: dict[str, Any] | None, suspended: bool) -> Verdict:
+    """The verdict of a runner Deployment's availability: all its replicas updated and available."""
     if suspended:
         return FALSE, "Suspended", "spec.suspend is true: the runner is scaled to zero"
     if obj is None:
@@ -77,3 +102,41 @@ def deployment_ready(obj: dict[str, Any] | None, suspended: bool) -> tuple[str, 
     if available >= spec_replicas and updated >= spec_replicas:
         return TRUE, "Available", f"{available}/{spec_replicas} runner pods available"
     return FALSE, "Unavailable", f"{available}/{spec_replicas} runner pods available, {updated} updated"
+
+
+def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of the first runner container that is waiting or crashed, from the Pods' status:
+    e.g. ("CrashLoopBackOff", "pod af-x-1: CrashLoopBackOff, exit code 2: .../filter.py:1:1: ..."); None
+    when every container runs."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting")
+            last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated")
+            if waiting or (last and last.get("exitCode")):
+                reason = (waiting or {}).get("reason") or (last or {}).get("reason") or "ContainerFailed"
+                detail = ""
+                if last:
+                    detail = f"exit code {last.get('exitCode')}: {(last.get('message') or '').strip()}"
+                elif waiting and waiting.get("message"):
+                    detail = waiting["message"]
+                return reason, f"pod {pod['metadata']['name']}: {reason}" + (f", {detail}" if detail else "")
+    return None
+
+
+def conditions_equal(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Equal as sets of conditions, ignoring ``lastTransitionTime`` and order."""
+
+    def strip(cs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(
+            ({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in cs),
+            key=lambda c: str(c.get("type", "")),
+        )
+
+    return strip(a) == strip(b)
+
+
+def status_unchanged(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when merging ``new`` into the status ``old`` would change nothing but transition times."""
+    return conditions_equal(old.get("conditions") or [], new.get("conditions") or []) and all(
+        old.get(k) == v for k, v in new.items() if k != "conditions"
+    )

@@ -1,13 +1,25 @@
-"""kopf handlers: each delegates to the module that does the work.
+"""kopf handlers: registrations only, each delegating to the module that does the work.
 
-``kopf run -m alertfilter_operator.handlers --all-namespaces`` or ``python -m alertfilter_operator``.
+``python -m alertfilter_operator`` (or ``kopf run -m alertfilter_operator.handlers``). Importing
+this module reads no configuration: the startup handler loads it into kopf's ``memo``.
+
+- startup: settings kopf's production users tune, the configuration, the API client, the webhook;
+  cleanup: closes the client and removes the webhook's certificates.
+- ``placements``: a kopf index of which filter runs in which pool, from the filters' ``status.pool``.
+- AlertFilter: create/update/resume reconcile, delete, a resync daemon, the source webhook, and
+  refreshes of its status when its Deployment, pods or KafkaTopics change.
+- FilterPool: create/update/resume reconcile, delete, and refreshes when its Kafka or mirror change.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import shutil
 import tempfile
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import kopf
@@ -15,17 +27,27 @@ import kopf
 from . import GROUP, VERSION, alertfilters, pools
 from .config import OperatorConfig
 from .kube import Kube
-from .naming import MANAGED_BY, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE
+from .naming import FILTER_LABEL, MANAGED_BY, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE
+from .placement import FilterKey, Placement, PlacementIndex, placement_of
 from .state import State
-from .webhook import ServiceWebhookServer, local_webhook_server, validate_source
+from .webhook import ServiceWebhookServer, local_webhook_server, no_webhook_server, validate_source
 
-_CONFIG = OperatorConfig.from_env()
+#: Labels of the runner Deployments and pods the operator creates (what its event handlers watch).
+RUNNER_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"}
+#: Default of the ``placements`` argument. kopf always passes the index (by its name) to every
+#: handler; the default is there because kopf's handler protocols do not know the indices.
+NO_PLACEMENTS: PlacementIndex = MappingProxyType({})
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Settings that kopf's production users tune (crate-operator, dask-kubernetes), and the shared state."""
-    cfg = _CONFIG
+    """Load the configuration (the one ``__main__`` validated, else the environment), tune kopf as
+    its production users do (crate-operator, dask-kubernetes), and keep the shared state in ``memo``.
+
+    Raises:
+        ValueError: an ``ALERTFILTER_OPERATOR_*`` variable has a wrong value (without ``__main__``).
+    """
+    config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
@@ -36,74 +58,109 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.posting.level = logging.WARNING
+    settings.posting.level = logging.WARNING  # only warnings and errors of handlers become Events
     settings.execution.max_workers = 16
-    settings.batching.worker_limit = 200
-    cert_dir = Path(tempfile.mkdtemp(prefix="alertfilter-webhook-"))
-    if cfg.webhook == "local":
-        settings.admission.server = local_webhook_server(cfg.webhook_port, cert_dir)
+    settings.queueing.worker_limit = 200
+    cert_dir = None
+    if config.webhook == "off":
+        settings.admission.server = no_webhook_server
+    else:
+        cert_dir = Path(tempfile.mkdtemp(prefix="alertfilter-webhook-"))
+        if config.webhook == "local":
+            settings.admission.server = local_webhook_server(config.webhook_port, cert_dir)
+        else:
+            assert config.webhook_service is not None  # OperatorConfig.from_env guarantees it in service mode
+            ns, name = config.webhook_service.split("/", 1)
+            settings.admission.server = ServiceWebhookServer(
+                namespace=ns, name=name, port=config.webhook_port, cert_dir=cert_dir
+            )
         settings.admission.managed = f"alertfilters.{GROUP}"
-    elif cfg.webhook == "service":
-        ns, name = cfg.webhook_service.split("/", 1)  # type: ignore[union-attr]
-        settings.admission.server = ServiceWebhookServer(
-            namespace=ns, name=name, port=cfg.webhook_port, cert_dir=cert_dir
-        )
-        settings.admission.managed = f"alertfilters.{GROUP}"
-    memo.state = State(Kube(), cfg)
-    logger.info("alert filter operator: runner image %s, webhook %s", cfg.runner_image, cfg.webhook)
+    memo.state = State(Kube(), config, executor=settings.execution.executor, cert_dir=cert_dir)
+    logger.info("alert filter operator: runner image %s, webhook %s", config.runner_image, config.webhook)
 
 
+@kopf.on.cleanup()
+def close(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Close the API client's connection pool and remove the webhook's certificates."""
+    state: State | None = memo.get("state")
+    if state is None:
+        return
+    state.kube.api.close()
+    if state.cert_dir is not None:
+        shutil.rmtree(state.cert_dir, ignore_errors=True)
+    logger.info("alert filter operator: stopped")
+
+
+@kopf.index(GROUP, VERSION, "alertfilters")
+def placements(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any
+) -> dict[FilterKey, Placement]:
+    """``{(namespace, name): (pool, runner pods)}`` for each placed filter (see ``placement.placement_of``)."""
+    return placement_of(namespace or "", name, spec, status, meta)
+
+
+# --- AlertFilter ---------------------------------------------------------------------------------
 @kopf.on.create(GROUP, VERSION, "alertfilters")
 @kopf.on.update(GROUP, VERSION, "alertfilters", field="spec")
 @kopf.on.resume(GROUP, VERSION, "alertfilters")
-def reconcile_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
-    alertfilters.reconcile(memo.state, dict(body), logger, retry)
+def reconcile_alertfilter(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    retry: int,
+    placements: PlacementIndex = NO_PLACEMENTS,
+    **_: Any,
+) -> None:
+    """Validate, place, apply the children, write the status (``alertfilters.reconcile``)."""
+    alertfilters.reconcile(memo.state, dict(body), logger, placements, retry)
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    "alertfilters",
-    interval=_CONFIG.resync_seconds,
-    initial_delay=_CONFIG.resync_seconds,
-    idle=_CONFIG.resync_seconds,
-)
-def resync_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Re-apply children now and then: repairs drift (a child deleted or edited by hand)."""
-    try:
-        alertfilters.reconcile(memo.state, dict(body), logger)
-    except (kopf.TemporaryError, kopf.PermanentError) as exc:
-        logger.info("resync: %s", exc)
+@kopf.daemon(GROUP, VERSION, "alertfilters", id="resync", cancellation_timeout=10)
+async def resync_alertfilter(
+    stopped: kopf.DaemonStopped,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    placements: PlacementIndex = NO_PLACEMENTS,
+    **_: Any,
+) -> None:
+    """Every ``resyncSeconds`` (configuration) re-apply the filter's children: repairs drift (a child
+    deleted or edited by hand). A daemon rather than a timer because the interval is configuration,
+    known only at startup; the reconcile itself runs in kopf's worker threads like the sync handlers."""
+    state: State = memo.state
+    assert namespace is not None  # AlertFilters are namespaced
+    loop = asyncio.get_running_loop()
+    while not await stopped.wait(state.config.resync_seconds):
+        resync = functools.partial(alertfilters.resync, state, namespace, name, logger, placements)
+        await loop.run_in_executor(state.executor, resync)
 
 
 @kopf.on.delete(GROUP, VERSION, "alertfilters")
-def delete_alertfilter(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    alertfilters.delete(memo.state, dict(body), logger)
+def delete_alertfilter(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
+) -> None:
+    """Remove the filter's children, in its namespace and the Kafka namespace."""
+    alertfilters.delete(memo.state, dict(body), logger, placements)
 
 
-@kopf.on.event(
-    "apps",
-    "v1",
-    "deployments",
-    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"},
-)
-def runner_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
+# A source that does not compile is refused at `kubectl apply` (with webhook=off, the server never serves).
+kopf.on.validate(GROUP, VERSION, "alertfilters", id="source", operations=["CREATE", "UPDATE"])(validate_source)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=RUNNER_LABELS)
+def runner_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A runner Deployment changed: refresh its AlertFilter's RunnerReady and Ready."""
     owner = next((o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "AlertFilter"), None)
-    if owner and getattr(memo, "state", None) is not None:
+    if owner and "state" in memo:
         alertfilters.refresh_status(memo.state, body["metadata"]["namespace"], owner["name"])
 
 
-@kopf.on.event(
-    "",
-    "v1",
-    "pods",
-    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"},
-)
+@kopf.on.event("", "v1", "pods", labels=RUNNER_LABELS)
 def runner_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A runner pod changed (crashed, restarted): refresh RunnerReady so it says why."""
-    name = (body["metadata"].get("labels") or {}).get("alerts.lsst.io/filter")
-    if name and getattr(memo, "state", None) is not None:
+    name = (body["metadata"].get("labels") or {}).get(FILTER_LABEL)
+    if name and "state" in memo:
         alertfilters.refresh_status(memo.state, body["metadata"]["namespace"], name)
 
 
@@ -111,42 +168,38 @@ def runner_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def topic_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A filter's KafkaTopic changed (Strimzi set Ready): refresh the AlertFilter's TopicReady and Ready."""
     labels = body["metadata"].get("labels") or {}
-    if getattr(memo, "state", None) is not None and labels.get(OWNER_NAMESPACE) and labels.get(OWNER_NAME):
+    if "state" in memo and labels.get(OWNER_NAMESPACE) and labels.get(OWNER_NAME):
         alertfilters.refresh_status(memo.state, labels[OWNER_NAMESPACE], labels[OWNER_NAME])
 
 
+# --- FilterPool ----------------------------------------------------------------------------------
 @kopf.on.create(GROUP, VERSION, "filterpools")
 @kopf.on.update(GROUP, VERSION, "filterpools", field="spec")
 @kopf.on.resume(GROUP, VERSION, "filterpools")
-def reconcile_filterpool(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    pools.reconcile(memo.state, dict(body), logger)
+def reconcile_filterpool(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
+) -> None:
+    """Apply the pool's Kafka, node pool, mirror user and mirror; write its status (``pools.reconcile``)."""
+    pools.reconcile(memo.state, dict(body), logger, placements)
 
 
 @kopf.on.delete(GROUP, VERSION, "filterpools")
-def delete_filterpool(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    pools.delete(memo.state, dict(body), logger)
+def delete_filterpool(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
+) -> None:
+    """Remove the pool's children once no filter runs in it (retried until then)."""
+    pools.delete(memo.state, dict(body), logger, placements)
 
 
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkas", labels={OWNER_KIND: "FilterPool"})
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkamirrormaker2s", labels={OWNER_KIND: "FilterPool"})
-def pool_child_changed(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+def pool_child_changed(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
+) -> None:
     """The pool's Kafka or mirror changed: refresh the FilterPool's conditions; when the Kafka's
     published bootstrap address changed, re-reconcile the pool's filters so their runners follow."""
     name = (body["metadata"].get("labels") or {}).get(OWNER_NAME)
-    state = getattr(memo, "state", None)
-    if not name or state is None:
+    if not name or "state" not in memo:
         return
-    if pools.refresh_pool_status(state, name):
-        with state.placement_lock:
-            keys = [k for k, (p, _) in state.placements.items() if p == name]
-        for ns, fname in keys:
-            af = state.kube.get("AlertFilter", fname, ns)
-            if af is not None:
-                try:
-                    alertfilters.reconcile(state, af, logger)
-                except (kopf.TemporaryError, kopf.PermanentError) as exc:
-                    logger.info("re-reconcile of %s/%s: %s", ns, fname, exc)
-
-
-if _CONFIG.webhook != "off":  # kopf refuses admission handlers without a server
-    kopf.on.validate(GROUP, VERSION, "alertfilters", id="source", operations=["CREATE", "UPDATE"])(validate_source)
+    if pools.refresh_pool_status(memo.state, name, placements):
+        alertfilters.follow_pool(memo.state, name, logger, placements)

@@ -1,47 +1,38 @@
-"""Reconciling FilterPools: the pool-local Kafka, its node pool and the MirrorMaker 2 mirror."""
+"""Reconciling FilterPools: the pool-local Kafka, its node pool and the MirrorMaker 2 mirror.
+
+Fetch, build (``builders.pool``), apply, and write status through one
+:class:`~.status.StatusUpdate`, as for AlertFilters.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from .builders import PoolInfo, build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool
-from .conditions import FALSE, TRUE, UNKNOWN, set_condition, strimzi_ready
+from .conditions import FALSE, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
 from .naming import OWNER_UID
-from .state import State, status_unchanged
+from .placement import FilterKey, PlacementIndex, filters_in, pool_usage
+from .state import State
+from .status import StatusUpdate
 
-log = logging.getLogger("alertfilter_operator.pools")
-
-
-def _write(state: State, body: dict[str, Any], conditions: list[dict[str, Any]], fields: dict[str, Any]) -> None:
-    old = body.get("status") or {}
-    new = {**fields, "conditions": conditions, "observedGeneration": body["metadata"].get("generation")}
-    if status_unchanged(old, new):
-        return
-    state.kube.patch_status("FilterPool", body["metadata"]["name"], None, new)
-
-
-def _set(
-    state: State,
-    body: dict[str, Any],
-    conditions: list[dict[str, Any]],
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-) -> list[dict[str, Any]]:
-    conditions, changed = set_condition(conditions, type_, status, reason, message, body["metadata"].get("generation"))
-    if changed:
-        state.kube.post_event(body, "Normal" if status == TRUE else "Warning", reason, f"{type_}={status}: {message}")
-    return conditions
+#: The conditions whose truth makes a FilterPool Ready, in the order that names the first problem.
+READY_PARTS = ("KafkaReady", "MirrorReady")
+READY_MESSAGE = "the pool's Kafka and mirror are ready"
+#: Retry delay while the pool's Kafka namespace is missing or filters still run in a deleted pool, s.
+RETRY_S = 30
+#: How many of the filters still in a pool a refused deletion names.
+IN_USE_NAMED = 5
 
 
-def refresh_pool_status(state: State, name: str) -> bool:
+def refresh_pool_status(state: State, name: str, index: PlacementIndex, exclude: FilterKey | None = None) -> bool:
     """Recompute a pool's capacity, use and conditions from its children and the placement book.
+
+    Args:
+        exclude: a filter not to count (one being deleted, whose index entry may still be there).
 
     Returns:
         True when the pool's bootstrap address changed (its filters' runners must be updated).
@@ -58,46 +49,28 @@ def refresh_pool_status(state: State, name: str) -> bool:
         cluster = pool_kafka_name(name, spec)
         ns = spec.kafka.namespace
         with state.placement_lock:
-            state.load_placements()
-            used = state.pool_usage(name)
+            book = {k: v for k, v in state.placement_book(index).items() if k != exclude}
+        used = pool_usage(book, name)
         capacity = spec.capacity.nodes * spec.capacity.filtersPerNode
-        conditions = [dict(c) for c in (body.get("status") or {}).get("conditions") or []]
+        st = StatusUpdate(kube, body)
         kafka = kube.get("Kafka", cluster, ns)
-        k = strimzi_ready(kafka)
-        conditions = _set(state, body, conditions, "KafkaReady", *k)
-        m = strimzi_ready(kube.get("KafkaMirrorMaker2", f"{cluster}-mirror", ns))
-        conditions = _set(state, body, conditions, "MirrorReady", *m)
-        if k[0] == TRUE and m[0] == TRUE:
-            conditions = _set(state, body, conditions, "Ready", TRUE, "Ready", "the pool's Kafka and mirror are ready")
-        else:
-            bad = ("KafkaReady", k) if k[0] != TRUE else ("MirrorReady", m)
-            conditions = _set(
-                state,
-                body,
-                conditions,
-                "Ready",
-                FALSE if bad[1][0] == FALSE else UNKNOWN,
-                bad[1][1],
-                f"{bad[0]} is {bad[1][0]}: {bad[1][2]}",
-            )
+        st.set("KafkaReady", *strimzi_ready(kafka))
+        st.set("MirrorReady", *strimzi_ready(kube.get("KafkaMirrorMaker2", f"{cluster}-mirror", ns)))
+        st.set_ready(READY_PARTS, READY_MESSAGE)
         bootstrap = PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap
-        old_bootstrap = (body.get("status") or {}).get("bootstrapServers")
-        _write(
-            state,
-            body,
-            conditions,
-            {
-                "capacity": capacity,
-                "used": used,
-                "free": max(capacity - used, 0),
-                "bootstrapServers": bootstrap,
-                "kafkaCluster": cluster,
-            },
+        st.fields.update(
+            capacity=capacity,
+            used=used,
+            free=max(capacity - used, 0),
+            bootstrapServers=bootstrap,
+            kafkaCluster=cluster,
         )
+        st.write()
+        old_bootstrap = st.old.get("bootstrapServers")
         return old_bootstrap is not None and old_bootstrap != bootstrap
 
 
-def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
+def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex) -> None:
     """Apply a pool's Kafka, KafkaNodePool, mirror user and KafkaMirrorMaker2; refresh its status.
 
     Raises:
@@ -113,26 +86,21 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
     ns = spec.kafka.namespace
     if kube.get("Namespace", ns) is None:
         with state.lock("FilterPool", None, name):
-            conditions = _set(
-                state,
-                body,
-                [dict(c) for c in (body.get("status") or {}).get("conditions") or []],
-                "Ready",
-                FALSE,
-                "NamespaceNotFound",
-                f"namespace {ns!r} of the pool's Kafka does not exist; create it",
+            st = StatusUpdate(kube, body)
+            st.set(
+                "Ready", FALSE, "NamespaceNotFound", f"namespace {ns!r} of the pool's Kafka does not exist; create it"
             )
-            _write(state, body, conditions, {})
-        raise kopf.TemporaryError(f"namespace {ns} does not exist", delay=30)
+            st.write()
+        raise kopf.TemporaryError(f"namespace {ns} does not exist", delay=RETRY_S)
     kube.apply(build_pool_kafka(name, uid, spec))
     kube.apply(build_pool_node_pool(name, uid, spec))
     if spec.kafka.authentication == "scram-sha-512":
         kube.apply(build_mirror_user(name, uid, spec))
     kube.apply(build_mirror_maker2(name, uid, spec))
-    refresh_pool_status(state, name)
+    refresh_pool_status(state, name, index)
 
 
-def delete(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
+def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex) -> None:
     """Remove a pool's children; refuse (retry later) while filters still run in it.
 
     Raises:
@@ -140,15 +108,12 @@ def delete(state: State, body: dict[str, Any], logger: kopf.Logger) -> None:
     """
     name, uid = body["metadata"]["name"], body["metadata"]["uid"]
     with state.placement_lock:
-        state.load_placements()
-        filters = state.filters_in(name)
+        filters = filters_in(state.placement_book(index), name)
     if filters:
-        msg = (
-            f"{len(filters)} AlertFilter(s) still run in this pool ({', '.join(filters[:5])}"
-            f"{'...' if len(filters) > 5 else ''}); delete them first"
-        )
+        named = ", ".join(filters[:IN_USE_NAMED]) + ("..." if len(filters) > IN_USE_NAMED else "")
+        msg = f"{len(filters)} AlertFilter(s) still run in this pool ({named}); delete them first"
         state.kube.post_event(body, "Warning", "PoolInUse", msg)
-        raise kopf.TemporaryError(msg, delay=30)
+        raise kopf.TemporaryError(msg, delay=RETRY_S)
     for kind in ("KafkaMirrorMaker2", "KafkaUser", "KafkaNodePool", "Kafka"):
         for obj in state.kube.list(kind, None, f"{OWNER_UID}={uid}"):
             state.kube.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"])

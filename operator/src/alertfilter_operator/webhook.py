@@ -3,6 +3,7 @@ fails at once, with the line and column."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,14 @@ class ServiceWebhookServer(kopf.WebhookServer):
             if path:
                 service["path"] = path
             yield kopf.WebhookClientConfig(caBundle=config.get("caBundle"), service=service)  # type: ignore[typeddict-item]
+
+
+async def no_webhook_server(fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+    """The webhook switched off (``ALERTFILTER_OPERATOR_WEBHOOK=off``): a server that never serves.
+
+    kopf refuses to run admission handlers without a server; this one announces no endpoint, so
+    no webhook configuration is written and the source is checked by the reconciler alone (its
+    ``SourceValid`` condition), as before the webhook existed.
+    """
+    await asyncio.Event().wait()  # until the operator stops: kopf cancels this task then
+    yield kopf.WebhookClientConfig()  # pragma: no cover - never reached; makes this an async generator

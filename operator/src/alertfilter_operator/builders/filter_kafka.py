@@ -1,0 +1,90 @@
+"""Builders of an AlertFilter's children on its pool's Kafka: the output and dead-letter
+``KafkaTopic``s, the runner's ``KafkaUser`` with its ACLs, and the copy of its password.
+
+Pure functions: typed values in (:class:`~.refs.FilterRef`, :class:`~.refs.PoolInfo`), manifest dict out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertfilter_operator.naming import kafka_child_name
+
+from .refs import STRIMZI_API, FilterRef, PoolInfo
+
+
+def _topic(f: FilterRef, pool: PoolInfo, resource_name: str, topic: str, component: str) -> dict[str, Any]:
+    out = f.spec.output
+    replicas = out.replicas or min(3, pool.kafka_replicas)
+    return {
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaTopic",
+        "metadata": {
+            "name": resource_name,
+            "namespace": pool.kafka_namespace,
+            "labels": f.outside_labels(pool, component),
+        },
+        "spec": {
+            "topicName": topic,
+            "partitions": out.partitions,
+            "replicas": replicas,
+            "config": {
+                "retention.ms": out.retentionMs,
+                "max.message.bytes": out.maxMessageBytes,
+                "min.insync.replicas": min(2, replicas),
+                "cleanup.policy": "delete",
+            },
+        },
+    }
+
+
+def build_output_topic(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
+    """The Strimzi KafkaTopic of the filter's output (accepted alerts)."""
+    return _topic(f, pool, kafka_child_name(f.namespace, f.name), f.output_topic, "output-topic")
+
+
+def build_dead_letter_topic(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
+    """The Strimzi KafkaTopic of the filter's dead letters (alerts that could not be filtered)."""
+    return _topic(f, pool, kafka_child_name(f.namespace, f.name, "dlq"), f.dead_letter_topic, "dead-letter-topic")
+
+
+def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
+    """The Strimzi KafkaUser of the runner (SCRAM-SHA-512).
+
+    ACLs allow exactly: Read and Describe on the input topic; Read on the filter's consumer group;
+    Write and Describe on its output and dead-letter topics; and Write and Describe on its
+    transactional ids (prefix ``alertfilter-<group>``): exactly-once batches use them, and so does
+    the runner's watchdog when it commits past a filter stuck in C code.
+    """
+
+    def acl(rtype: str, name: str, ops: list[str], pattern: str = "literal") -> dict[str, Any]:
+        return {"resource": {"type": rtype, "name": name, "patternType": pattern}, "operations": ops}
+
+    acls = [
+        acl("topic", pool.input_topic, ["Read", "Describe"]),
+        acl("group", f.group, ["Read"]),
+        acl("topic", f.output_topic, ["Write", "Describe"]),
+        acl("topic", f.dead_letter_topic, ["Write", "Describe"]),
+    ]
+    acls.append(acl("transactionalId", f"alertfilter-{f.group}", ["Write", "Describe"], "prefix"))
+    return {
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": f.kafka_user,
+            "namespace": pool.kafka_namespace,
+            "labels": f.outside_labels(pool, "kafka-user"),
+        },
+        "spec": {"authentication": {"type": "scram-sha-512"}, "authorization": {"type": "simple", "acls": acls}},
+    }
+
+
+def build_credentials_secret(f: FilterRef, password: str) -> dict[str, Any]:
+    """A copy, in the filter's namespace, of the password Strimzi generated for the runner's KafkaUser."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": f.credentials_secret, "namespace": f.namespace, "labels": f.labels()},
+        "stringData": {"username": f.kafka_user, "password": password},
+    }

@@ -1,0 +1,129 @@
+"""What the builders are given: the filter being reconciled and what it needs of its pool.
+
+Pure: plain frozen values made from the typed specs of ``models.py``; no API calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from alertfilter_operator.models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
+from alertfilter_operator.naming import (
+    FILTER_LABEL,
+    POOL_LABEL,
+    common_labels,
+    consumer_group,
+    dead_letter_topic,
+    kafka_child_name,
+    output_topic,
+    owner_labels,
+    runner_name,
+)
+
+#: Strimzi's API of the resources the operator writes (Strimzi 1.x ``kafka.strimzi.io/v1``).
+STRIMZI_API = "kafka.strimzi.io/v1"
+#: Client port of the pool-local Kafka's internal listener (Strimzi's conventional plain port).
+KAFKA_PORT = 9092
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """What a filter needs to know of its pool.
+
+    Attributes:
+        name: the FilterPool's name.
+        kafka_cluster: name of the pool-local Strimzi Kafka.
+        kafka_namespace: its namespace.
+        bootstrap: bootstrap address of its internal listener.
+        input_topic: the mirrored full-stream topic.
+        node_selector, tolerations: where the pool's pods go.
+        kafka_replicas: broker count (bounds topic replication).
+        authentication: ``scram-sha-512`` or ``none``.
+    """
+
+    name: str
+    kafka_cluster: str
+    kafka_namespace: str
+    bootstrap: str
+    input_topic: str
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    kafka_replicas: int = 3
+    authentication: str = "scram-sha-512"
+
+    @classmethod
+    def from_spec(cls, name: str, spec: FilterPoolSpec, kafka_status: dict[str, Any] | None = None) -> PoolInfo:
+        """``kafka_status``: the pool Kafka's ``status``; its ``plain`` listener's ``bootstrapServers``,
+        when Strimzi has published it, wins over the conventional service name."""
+        cluster = pool_kafka_name(name, spec)
+        ns = spec.kafka.namespace
+        bootstrap = f"{cluster}-kafka-bootstrap.{ns}.svc:{KAFKA_PORT}"
+        for listener in (kafka_status or {}).get("listeners") or []:
+            if listener.get("name") == "plain" and listener.get("bootstrapServers"):
+                bootstrap = listener["bootstrapServers"]
+        return cls(
+            name=name,
+            kafka_cluster=cluster,
+            kafka_namespace=ns,
+            bootstrap=bootstrap,
+            input_topic=spec.mirror.topic,
+            node_selector=dict(spec.nodeSelector),
+            tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
+            kafka_replicas=spec.kafka.replicas,
+            authentication=spec.kafka.authentication,
+        )
+
+
+@dataclass(frozen=True)
+class FilterRef:
+    """The AlertFilter being reconciled: identity and parsed spec."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: AlertFilterSpec
+    source_sha256: str
+
+    @property
+    def output_topic(self) -> str:
+        """The output topic: ``spec.output.topic`` or ``<namespace>.<name>``."""
+        return output_topic(self.namespace, self.name, self.spec.output.topic)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """The dead-letter topic: ``<output topic>.deadletter``."""
+        return dead_letter_topic(self.output_topic)
+
+    @property
+    def group(self) -> str:
+        """The runners' consumer group on the input topic: ``alertfilter.<namespace>.<name>``."""
+        return consumer_group(self.namespace, self.name)
+
+    @property
+    def runner_name(self) -> str:
+        """Name of the children in the filter's namespace: ``af-<name>`` (at most 52 characters)."""
+        return runner_name(self.name)
+
+    @property
+    def kafka_user(self) -> str:
+        """Name of the KafkaUser (and of its topic children's base): ``af-<namespace>-<name>``."""
+        return kafka_child_name(self.namespace, self.name)
+
+    @property
+    def credentials_secret(self) -> str:
+        """The Secret in the filter's namespace holding the runner's Kafka password: ``af-<name>-kafka``."""
+        return f"{self.runner_name}-kafka"
+
+    def labels(self, component: str = "filter-runner") -> dict[str, str]:
+        """``app.kubernetes.io/*`` labels and ``alerts.lsst.io/filter`` of a child in the filter's namespace."""
+        return {**common_labels(component, self.name), FILTER_LABEL: self.name}
+
+    def outside_labels(self, pool: PoolInfo, component: str) -> dict[str, str]:
+        """Labels of children in the Kafka namespace: Strimzi's cluster label and the owner's identity."""
+        return {
+            **common_labels(component, f"{self.namespace}.{self.name}"),
+            **owner_labels("AlertFilter", self.namespace, self.name, self.uid),
+            "strimzi.io/cluster": pool.kafka_cluster,
+            POOL_LABEL: pool.name,
+        }

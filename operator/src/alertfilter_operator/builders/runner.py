@@ -1,0 +1,197 @@
+"""Builders of an AlertFilter's children in its own namespace: the ConfigMap with the source, the
+filter-runner Deployment and the runner pods' NetworkPolicy.
+
+Pure functions: typed values in (:class:`~.refs.FilterRef`, :class:`~.refs.PoolInfo`), manifest dict out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertfilter_operator.naming import FILTER_LABEL, METRICS_PORT, SOURCE_HASH_ANNOTATION
+
+from .env import FILTER_FILE, FILTER_FILE_DIR, runner_env
+from .refs import KAFKA_PORT, FilterRef, PoolInfo
+
+#: Default runner resources: 50 runners x (250m, 1Gi) = 12.5 vCPU, 50 GiB, inside an m4.4xlarge
+#: (16 vCPU, 64 GiB) with room for the kubelet and system pods; the original design ran 20-50 per node (DMTN-028).
+DEFAULT_RUNNER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "1536Mi"}}
+#: The runner image's non-root user and group (runtime/Dockerfile).
+RUNNER_UID = 10001
+
+
+def build_configmap(f: FilterRef) -> dict[str, Any]:
+    """The ConfigMap holding the filter source (mounted into the runner as ``/etc/alertfilter/filter.py``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f.runner_name,
+            "namespace": f.namespace,
+            "labels": f.labels(),
+            "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256},
+        },
+        "data": {FILTER_FILE: f.spec.source},
+    }
+
+
+def _resources(f: FilterRef) -> dict[str, Any]:
+    if f.spec.resources is None:
+        return {k: dict(v) for k, v in DEFAULT_RUNNER_RESOURCES.items()}
+    return f.spec.resources.model_dump(exclude_none=True)
+
+
+def build_deployment(
+    f: FilterRef,
+    pool: PoolInfo,
+    image: str,
+    schema_registry: str | None = None,
+    image_pull_policy: str = "IfNotPresent",
+    schema_dir: str | None = None,
+) -> dict[str, Any]:
+    """The filter-runner Deployment.
+
+    Pods run the runtime image's runner with the settings as environment variables and the source
+    mounted from the ConfigMap; they carry the pool's nodeSelector and tolerations, spread across
+    the pool's nodes, run with a restricted security context and no service-account token, and are
+    probed on ``/healthz`` and ``/readyz``. The source hash annotation on the pod template makes a
+    source change roll the pods. ``spec.suspend`` scales to zero.
+    """
+    labels = f.labels()
+    selector = {
+        "app.kubernetes.io/instance": f.name,
+        "app.kubernetes.io/component": "filter-runner",
+        FILTER_LABEL: f.name,
+    }
+    replicas = 0 if f.spec.suspend else f.spec.replicas
+    probe = {
+        "httpGet": {"path": "/healthz", "port": "metrics"},
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 6,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f.runner_name,
+            "namespace": f.namespace,
+            "labels": labels,
+            "annotations": {SOURCE_HASH_ANNOTATION: f.source_sha256},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "template": {
+                "metadata": {
+                    "labels": {**labels, **selector},
+                    "annotations": {
+                        SOURCE_HASH_ANNOTATION: f.source_sha256,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 60,
+                    "nodeSelector": dict(pool.node_selector),
+                    "tolerations": list(pool.tolerations),
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUNNER_UID,
+                        "runAsGroup": RUNNER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "runner",
+                            "image": image,
+                            "imagePullPolicy": image_pull_policy,
+                            "args": ["run"],
+                            "env": runner_env(f, pool, schema_registry, schema_dir),
+                            "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+                            "resources": _resources(f),
+                            "livenessProbe": probe,
+                            "readinessProbe": {
+                                **probe,
+                                "httpGet": {"path": "/readyz", "port": "metrics"},
+                                "failureThreshold": 3,
+                            },
+                            # a kubelet reports why the runner crashed (RunnerReady) from the end of its log
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]},
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "volumeMounts": [
+                                {"name": "filter", "mountPath": FILTER_FILE_DIR, "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "filter", "configMap": {"name": f.runner_name}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def build_network_policy(f: FilterRef, pool: PoolInfo, schema_registry_port: int | None = None) -> dict[str, Any]:
+    """The runner pods' NetworkPolicy: egress only to the pool's Kafka brokers and DNS (and the schema
+    registry's port when one is configured); ingress only to the metrics port."""
+    selector = {
+        "app.kubernetes.io/instance": f.name,
+        "app.kubernetes.io/component": "filter-runner",
+        FILTER_LABEL: f.name,
+    }
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": pool.kafka_namespace}},
+                    "podSelector": {
+                        "matchLabels": {"strimzi.io/cluster": pool.kafka_cluster, "strimzi.io/kind": "Kafka"}
+                    },
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": KAFKA_PORT}],
+        },
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+    ]
+    if schema_registry_port:
+        egress.append({"ports": [{"protocol": "TCP", "port": schema_registry_port}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f.runner_name, "namespace": f.namespace, "labels": f.labels()},
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": METRICS_PORT}]}],
+            "egress": egress,
+        },
+    }
