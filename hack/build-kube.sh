@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from their Go modules.
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from their Go modules;
+# with --node also kubelet, kubeadm and kube-proxy (what an offline kind node image needs).
+#
+#   hack/build-kube.sh [--node]
 #
 # Output: .cache/kube/<KUBE_VERSION>-etcd<ETCD_VERSION>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
+# (+ kubelet, kubeadm, kube-proxy with --node)
 # Rebuilt only when a pinned version in hack/versions.env changes. The Go module and build caches
 # stay where Go keeps them (go env GOMODCACHE / GOCACHE), so a rebuild after a bump is incremental.
 #
@@ -13,7 +17,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=/dev/null
 . "$root/hack/versions.env"
 out="${KUBE_BIN_DIR:-$root/.cache/kube/${KUBE_VERSION}-etcd${ETCD_VERSION}}"
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+kube_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+[ "${1:-}" = --node ] && kube_bins+=(kubelet kubeadm kube-proxy)
+bins=(etcd "${kube_bins[@]}")
 missing=0
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then echo "$out"; exit 0; fi
@@ -56,7 +62,7 @@ kminor=$(echo "$KUBE_VERSION" | cut -d. -f2-)
 cd "$work/kube"
 if [ ! -f go.mod ]; then
   echo ">> resolving k8s.io/kubernetes v${KUBE_VERSION} staging modules" >&2
-  gomod=$(cd "$work/kube" && GOFLAGS= go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  gomod=$(cd "$work/kube" && GOFLAGS="" go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   {
     echo "module alertfilter.local/kubewrapper"
     echo
@@ -72,7 +78,7 @@ fi
 major=$(echo "$KUBE_VERSION" | cut -d. -f1); minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
 vpkg=k8s.io/component-base/version
 ldflags="-s -w -X $vpkg.gitVersion=v${KUBE_VERSION} -X $vpkg.gitMajor=${major} -X $vpkg.gitMinor=${minor} -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for b in "${kube_bins[@]}"; do
   if [ ! -x "$out/$b" ]; then
     echo ">> building $b v${KUBE_VERSION} (first time only; several minutes on 2 cores)" >&2
     go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kind node image for Kubernetes $KUBE_VERSION (hack/versions.env), printed on stdout:
 # - $KIND_NODE_IMAGE when set (e.g. kind's published kindest/node:v1.34.4 on GitHub's runners);
-# - else the offline image alertfilter.local/kind-node:v$KUBE_VERSION when Docker has it (kept);
+# - else the offline image alertfilter.local/kind-node:v$KUBE_VERSION-<hash of its recipe> when
+#   Docker has it (kept; a change to this script, hack/kind/ or hack/versions.env makes a new one);
 # - else kindest/node:v$KUBE_VERSION when a registry answers a pull of it;
 # - else the offline image is built here, from Go modules and Debian packages only (~15 min cold on
 #   2 cores, mostly Go; seconds of linking with a warm Go build cache):
@@ -20,7 +21,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=/dev/null
 . "$root/hack/versions.env"
 V="v$KUBE_VERSION"
-OFFLINE=alertfilter.local/kind-node:$V
+recipe=$(cat "$root/hack/kind-node-image.sh" "$root/hack/kind/"* "$root/hack/versions.env" | sha256sum | cut -c1-10)
+OFFLINE=alertfilter.local/kind-node:$V-$recipe
 PUBLISHED=kindest/node:$V
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 say() { echo ">> $*" >&2; }
@@ -61,7 +63,7 @@ component() {  # image tag, binary path, entrypoint, extra Debian packages
     echo "COPY $(basename "$bin") $entry"
     echo "ENTRYPOINT [\"$entry\"]"
   } > "$ctx/Dockerfile"
-  docker build -q -t "$tag" "$ctx" >/dev/null
+  docker build -q -t "$tag" "$ctx" >/dev/null 2>&1 || docker build -t "$tag" "$ctx" >&2
 }
 for img in "${images[@]}"; do
   name=$(basename "${img%%:*}")
@@ -121,7 +123,7 @@ ENV container=docker
 STOPSIGNAL SIGRTMIN+3
 DOCKERFILE
 say "node base image (Debian packages, kind's base files)"
-docker build -q -t "$OFFLINE-stage" "$ctx" >/dev/null
+docker build -q -t "$OFFLINE-stage" "$ctx" >/dev/null 2>&1 || docker build -t "$OFFLINE-stage" "$ctx" >&2
 
 say "importing ${#images[@]} images into the node's containerd"
 builder=$(docker run -d --privileged --entrypoint=sleep "$OFFLINE-stage" infinity)
@@ -132,7 +134,9 @@ for img in "${images[@]}"; do
     --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null
 done
 docker exec "$builder" ctr --namespace=k8s.io images ls -q >&2
-docker exec "$builder" sh -c 'pkill containerd; for i in $(seq 1 50); do pgrep containerd >/dev/null || exit 0; sleep 0.2; done; exit 1'
+# sleep is PID 1 there and reaps nothing: a stopped containerd stays a zombie (state Z)
+docker exec "$builder" sh -c 'pkill -x containerd; for i in $(seq 1 100); do
+  [ -z "$(ps -C containerd -o stat= | grep -v Z)" ] && exit 0; sleep 0.2; done; exit 1'
 docker exec "$builder" rm -f /var/log/containerd-build.log
 docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' "$builder" "$OFFLINE" >/dev/null
 docker rmi "$OFFLINE-stage" >/dev/null 2>&1 || true
