@@ -247,3 +247,24 @@ def test_a_filter_that_cannot_be_loaded_says_where():
     with pytest.raises(FilterLoadError) as ei:
         fp.start()
     assert ei.value.line == 1 and "no_such_module" in ei.value.message
+
+
+def test_values_that_do_not_fit_the_shared_region_travel_in_the_pipe():
+    fp = FilterProcess(
+        FilterSpec(
+            "def f(a):\n    return a['diaSourceId'] % 2 == 0\n",
+            None,
+            DecodingSpec("container"),
+            "diaSource.visit",
+            "diaSourceId",
+            1.0,
+        ),
+        region_bytes=2000,
+    )
+    try:
+        fp.start()
+        values = [container(i, pad=700) for i in range(6)]  # about three fit the region
+        kinds = [oc.kind for oc in fp.verdicts(values)]
+        assert kinds == ["accepted", "rejected"] * 3
+    finally:
+        fp.close()

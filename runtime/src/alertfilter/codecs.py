@@ -32,18 +32,20 @@ BACKENDS = ("fastavro", "cavro")
 
 
 _NOTHING = object()
+#: A message value as the decoders take it: bytes, or a view of the filter process's shared region.
+Body = bytes | memoryview
 
 
 class DecodeError(ValueError):
     """A message value is not a decodable alert; ``str()`` says why."""
 
 
-def _fastavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
+def _fastavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[Body], Any]:
     parsed_w = fastavro.parse_schema(writer)
     parsed_r = fastavro.parse_schema(reader) if reader is not None else None
     schemaless_reader = fastavro.schemaless_reader
 
-    def decode(body: bytes) -> Any:
+    def decode(body: Body) -> Any:
         bio = io.BytesIO(body)
         record = schemaless_reader(bio, parsed_w, parsed_r)
         if bio.tell() != len(body):
@@ -55,17 +57,18 @@ def _fastavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> C
     return decode
 
 
-def _cavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
+def _cavro_reader(writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[Body], Any]:
     import cavro  # type: ignore[import-not-found]  # cavro ships no type hints
 
     # allow_invalid_default_values: ZTF's schemas carry defaults that do not match their types.
     opts = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True, allow_invalid_default_values=True)
     w = cavro.Schema(json.dumps(writer), options=opts)
     target = w if reader is None else cavro.Schema(json.dumps(reader), options=opts).reader_for_writer(w)
-    return cast(Callable[[bytes], Any], target.binary_decode)
+    decode = cast(Callable[[bytes], Any], target.binary_decode)
+    return lambda body: decode(bytes(body))  # cavro takes bytes only (bytes(b) of bytes is b itself)
 
 
-_BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], Callable[[bytes], Any]]] = {
+_BACKENDS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], Callable[[Body], Any]]] = {
     "fastavro": _fastavro_reader,
     "cavro": _cavro_reader,
 }
@@ -117,12 +120,16 @@ class Decoder:
 
             if projection.available():
                 self._make = self._make_projected
-        self._by_id: dict[int, Callable[[bytes], Any]] = {}
+        self._by_id: dict[int, Callable[[Body], Any]] = {}
         self._unusable: dict[int, tuple[float, SchemaSourceError]] = {}
         self._schemaless = self._make(schema, reader_schema) if schema is not None else None
         self.last_schema_id: int | None = None
 
-    def _make_projected(self, writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[bytes], Any]:
+    def projects(self) -> bool:
+        """True when this decoder decodes only ``fields`` (projected decoding is available and applies)."""
+        return self.fields is not None and self._make == self._make_projected
+
+    def _make_projected(self, writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[Body], Any]:
         """A projected decoder for ``writer``; the full cavro decoder when the schema cannot be compiled."""
         from .projection import ProjectedDecoder, cavro_decoder
 
@@ -133,7 +140,7 @@ class Decoder:
         self.projected = True
         return dec.decode
 
-    def _for_id(self, schema_id: int) -> Callable[[bytes], Any]:
+    def _for_id(self, schema_id: int) -> Callable[[Body], Any]:
         dec = self._by_id.get(schema_id)
         if dec is None:
             assert self.schemas is not None
@@ -154,8 +161,9 @@ class Decoder:
             self._by_id[schema_id] = dec
         return dec
 
-    def decode(self, value: bytes | None) -> dict[str, Any]:
-        """Decode one message value.
+    def decode(self, value: bytes | memoryview | None) -> dict[str, Any]:
+        """Decode one message value (``bytes``, or a view of the filter process's shared region:
+        the projected decoder then copies only the fields it decodes).
 
         Raises:
             DecodeError: empty value, wrong magic byte, unknown schema id, truncated or corrupt body,
@@ -174,13 +182,13 @@ class Decoder:
                 if magic != MAGIC_BYTE:
                     raise DecodeError(f"magic byte is {value[0]}, expected 0 (Confluent wire format)")
                 self.last_schema_id = schema_id
-                record = self._for_id(schema_id)(value[5:])
+                record = self._for_id(schema_id)(memoryview(value)[5:])
             elif self.fmt == "schemaless":
                 assert self._schemaless is not None
                 record = self._schemaless(value)
             else:
                 # Never more than two records: a block may claim 2**40 of them in a few bytes.
-                records = iter(fastavro.reader(io.BytesIO(value), reader_schema=self.reader_schema))
+                records = iter(fastavro.reader(io.BytesIO(bytes(value)), reader_schema=self.reader_schema))
                 record = next(records, _NOTHING)
                 if record is _NOTHING:
                     raise DecodeError("container holds no record; one alert per message expected")

@@ -123,7 +123,7 @@ class AlertProcessor:
             self._clock() - t0,
         )
 
-    def process(self, value: bytes | None) -> Outcome:
+    def process(self, value: bytes | memoryview | None) -> Outcome:
         """Decode, filter and cap one message value. Never raises for bad input.
 
         Raises:

@@ -152,15 +152,19 @@ class ProjectedDecoder:
         self.fields = [name for _, name, _ in self._take]
         self.skipped = [n for n in names if n not in wanted]
 
-    def decode(self, body: bytes) -> dict[str, Any]:
-        """Raises ValueError for corrupt or truncated data, or bytes left over after the record."""
+    def decode(self, body: bytes | memoryview) -> dict[str, Any]:
+        """The record's wanted fields; only their bytes are copied out of ``body``.
+
+        Raises:
+            ValueError: corrupt or truncated data, or bytes left over after the record.
+        """
         assert _avroskip is not None  # checked by the constructor (compile_program)
         off: list[int] = _avroskip.field_offsets(body, self.program, self.root)
         if off[-1] != len(body):
             raise ValueError(
                 f"{len(body) - off[-1]} bytes left over after the record: the writer schema does not match the data"
             )
-        return {name: dec(body[off[i] : off[i + 1]]) for i, name, dec in self._take}
+        return {name: dec(bytes(body[off[i] : off[i + 1]])) for i, name, dec in self._take}
 
 
 def _full_namespace(schema: dict[str, Any]) -> str | None:

@@ -26,7 +26,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -54,7 +54,7 @@ class BrokersUnreachable(RuntimeError):
 class Filters(Protocol):
     """What the runner needs of the filter process (:class:`alertfilter.supervisor.FilterProcess`)."""
 
-    def verdicts(self, values: list[bytes | None], stop: threading.Event | None = None) -> Iterator[Outcome]:
+    def verdicts(self, values: Sequence[bytes | None], stop: threading.Event | None = None) -> Iterator[Outcome]:
         """One outcome per value, in order; stops early when ``stop`` is set.
 
         Raises:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ STACK_DUMP_WAIT_S = 0.3
 TICK_S = 0.2
 #: Pipe capacity asked for (F_SETPIPE_SZ; Linux's default is 64 KiB): fewer switches per batch.
 PIPE_BYTES = 1 << 20
+#: Bytes of the shared region a batch's values cross in: 200 alerts of 300 KB (DMTN-102: alerts are
+#: 50-250 KB); memory is taken only as it is written, and larger values go through the pipe.
+REGION_BYTES = 64 << 20
 #: Variables the filter process keeps from the runner's environment; every other one (Kafka
 #: settings and credentials above all) is left out.
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED")
@@ -132,6 +135,10 @@ class _Died(Exception):
     """The filter process ended (or broke the protocol) while the runner waited on it."""
 
 
+class _Stopped(Exception):
+    """The stop flag was set while waiting."""
+
+
 class FilterProcess:
     """One filter process at a time, replaced whenever it must be.
 
@@ -139,9 +146,16 @@ class FilterProcess:
         spec: what it runs.
         hard_timeout_s: the longest one message may take, s (0: no limit).
         start_timeout_s: the longest loading the filter may take, s.
+        region_bytes: the shared region a batch's values cross in (the rest go through the pipe).
     """
 
-    def __init__(self, spec: FilterSpec, hard_timeout_s: float = 0.0, start_timeout_s: float = START_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        spec: FilterSpec,
+        hard_timeout_s: float = 0.0,
+        start_timeout_s: float = START_TIMEOUT_S,
+        region_bytes: int = REGION_BYTES,
+    ) -> None:
         self.spec = spec
         self.hard_timeout_s = hard_timeout_s
         self.start_timeout_s = max(start_timeout_s, hard_timeout_s)
@@ -149,9 +163,17 @@ class FilterProcess:
         #: How many filter processes were started (1 + the replacements).
         self.starts = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._page: p.ProgressPage | None = None
+        self._region: p.DataRegion | None = None
+        self.region_bytes = region_bytes
         self._req = self._rep = -1
         self._reader = p.FrameReader()
-        self._busy = False  # verdicts of a batch are still due
+        self._out: list[memoryview] = []  # request bytes not yet written
+        self._seq = 0  # batches sent to this process
+        self._sent: list[int] = []  # the current batch: indices of the caller's values, in order
+        self._got = 0  # verdicts received for it
+        self._progress: tuple[int, int] = (0, p.ProgressPage.IDLE)
+        self._since = 0.0  # when the runner first saw that progress (or began waiting)
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> Ready:
@@ -167,19 +189,22 @@ class FilterProcess:
         rep_r, rep_w = os.pipe()
         with contextlib.suppress(OSError):  # pipe-max-size is lower: the default works, a little slower
             fcntl.fcntl(req_w, _F_SETPIPE_SZ, PIPE_BYTES)
+        self._page = p.ProgressPage()
+        self._region = p.DataRegion(self.region_bytes)
         env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith("LC_")}
+        fds = (req_r, rep_w, self._page.fd, self._region.fd)
         args = [
             sys.executable,
             "-m",
             "alertfilter.filterproc",
-            str(req_r),
-            str(rep_w),
+            *map(str, fds),
+            str(self.region_bytes),
             str(os.getpid()),
             str(self.spec.memory_limit_bytes),
         ]
         try:
             self._proc = subprocess.Popen(
-                args, pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env, close_fds=True, start_new_session=True
+                args, pass_fds=fds, stdin=subprocess.DEVNULL, env=env, close_fds=True, start_new_session=True
             )
         finally:
             os.close(req_r)
@@ -189,14 +214,14 @@ class FilterProcess:
         os.set_blocking(self._req, False)
         os.set_blocking(self._rep, False)
         self._reader = p.FrameReader()
-        self._busy = False
+        self._out, self._seq, self._sent, self._got = [], 0, [], 0
         deadline = time.monotonic() + self.start_timeout_s
         try:
-            self._write([p.json_frame(p.CONFIG, self.spec.config())], deadline)
-            kind, payload = self._next_frame(deadline)
-        except _Died as exc:
+            self._out = [memoryview(p.json_frame(p.CONFIG, self.spec.config()))]
+            kind, payload = self._next_frame(None, deadline)
+        except (_Died, TimeoutError, p.ProtocolError) as exc:
             self.close()
-            raise FilterProcessError(f"the filter process ended before it was ready ({exc})") from None
+            raise FilterProcessError(f"the filter process ended before it was ready ({exc or 'no answer'})") from None
         if kind == p.LOAD_ERROR:
             err = json.loads(payload)
             self.close()
@@ -222,70 +247,93 @@ class FilterProcess:
                 except (ProcessLookupError, PermissionError):
                     proc.kill()
             proc.wait()
+        if self._page is not None:
+            self._page.close()
+            self._page = None
+        if self._region is not None:
+            self._region.close()
+            self._region = None
 
     # --- batches ----------------------------------------------------------------------------
-    def verdicts(
-        self, values: list[bytes | None], stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None
-    ) -> Iterator[Outcome]:
+    def verdicts(self, values: Sequence[bytes | None], stop: threading.Event | None = None) -> Iterator[Outcome]:
         """One outcome per value, in order (never ``capped``: the runner caps).
 
         Stops early, without an outcome for the rest, when ``stop`` is set (checked every
-        :data:`TICK_S` while waiting). ``on_wait`` is called at each such tick.
+        :data:`TICK_S` while waiting).
 
         Raises:
             SchemaSourceError: the schema of the next value cannot be had now (no outcome for it
                 or the values after it).
             FilterLoadError, FilterProcessError: a replacement filter process could not start.
         """
-        if self._busy or self._proc is None:  # a batch was left half done (a stop), or never started
+        if self._sent or self._out or self._proc is None:  # a batch was left half done (a stop), or none started
             self.start()
-        i = 0
-        while i < len(values):
-            current: Any = None
+        ready: dict[int, Outcome] = {}
+        self._submit(list(range(len(values))), values)
+        nxt = 0
+        while nxt < len(values):
+            if nxt in ready:
+                oc = ready.pop(nxt)
+                nxt += 1
+                yield oc
+                continue
             try:
-                self._busy = True
-                self._write(p.batch_buffers(values[i:]), self._deadline(), stop)
-                deadline = self._deadline()
-                while i < len(values):
-                    kind, payload = self._next_frame(deadline, stop, on_wait)
-                    if kind == p.START:
-                        current = json.loads(payload)
-                    elif kind == p.VERDICT:
-                        oc = p.parse_verdict(payload)
-                        i += 1
-                        current = None
-                        if i == len(values):
-                            self._busy = False
-                        yield oc
-                        deadline = self._deadline()
-                    elif kind == p.SCHEMA_ERROR:
-                        self._busy = False
-                        raise SchemaSourceError(payload.decode("utf-8", "replace"))
-                    else:
-                        raise p.ProtocolError(f"unexpected reply {kind!r}")
+                kind, payload = self._next_frame(stop)
+                if kind == p.VERDICT:
+                    for oc in p.parse_verdicts(payload):
+                        if self._got >= len(self._sent):
+                            raise p.ProtocolError("more verdicts than values")
+                        ready[self._sent[self._got]] = oc
+                        self._got += 1
+                    if self._got == len(self._sent):
+                        self._sent, self._got = [], 0
+                elif kind == p.SCHEMA_ERROR:
+                    self._sent, self._got = [], 0
+                    raise SchemaSourceError(payload.decode("utf-8", "replace"))
+                else:
+                    raise p.ProtocolError(f"unexpected reply {kind!r}")
             except _Stopped:
                 return
-            except TimeoutError:
-                log.error(
-                    "the filter call on alert %s did not return within the hard limit of %g s; ending the "
-                    "filter process and starting a new one",
-                    current,
-                    self.hard_timeout_s,
-                )
-                self._dump_stack()
-                self.close()
-                yield Outcome(
-                    Kind.ERROR, Reason.TIMEOUT, HARD_TIMEOUT_MESSAGE.format(limit=self.hard_timeout_s), current
-                )
-                i += 1
-                self.start()
-            except (_Died, p.ProtocolError) as exc:
-                how = str(exc)
-                log.error("the filter process died on alert %s (%s); starting a new one", current, how)
-                self.close()
-                yield Outcome(Kind.ERROR, Reason.CRASHED, CRASH_MESSAGE.format(how=how), current)
-                i += 1
-                self.start()
+            except (TimeoutError, _Died, p.ProtocolError) as exc:
+                self._replace(exc, values, ready)
+
+    def _submit(self, indices: list[int], values: Sequence[bytes | None]) -> None:
+        """Queue the values at ``indices`` as the next batch."""
+        self._sent, self._got = indices, 0
+        if indices:
+            self._seq += 1
+            self._out = [memoryview(b) for b in p.batch_buffers([values[i] for i in indices], self._region) if b]
+            self._since = time.monotonic()
+
+    def _replace(self, exc: Exception, values: Sequence[bytes | None], ready: dict[int, Outcome]) -> None:
+        """The process overran the hard limit or died: dead-letter the value it was on, start a new
+        one, and send it the values of the batch still without a verdict."""
+        assert self._page is not None
+        seq, pos, alert_id = self._page.read()
+        on = pos if seq == self._seq and self._got <= pos < len(self._sent) else self._got
+        victim = self._sent[on]
+        if on != pos:
+            alert_id = None  # between values: the first without a verdict takes the blame
+        again = self._sent[self._got : on] + self._sent[on + 1 :]  # verdicts lost with the process, and the rest
+        if isinstance(exc, TimeoutError):
+            log.error(
+                "the filter call on alert %s did not return within the hard limit of %g s; ending the filter "
+                "process and starting a new one",
+                alert_id,
+                self.hard_timeout_s,
+            )
+            self._dump_stack()
+            self.close()
+            ready[victim] = Outcome(
+                Kind.ERROR, Reason.TIMEOUT, HARD_TIMEOUT_MESSAGE.format(limit=self.hard_timeout_s), alert_id
+            )
+        else:
+            how = str(exc) if isinstance(exc, _Died) else f"it broke the protocol: {exc}"
+            self.close()
+            log.error("the filter process died on alert %s (%s); starting a new one", alert_id, how)
+            ready[victim] = Outcome(Kind.ERROR, Reason.CRASHED, CRASH_MESSAGE.format(how=how), alert_id)
+        self.start()
+        self._submit(again, values)
 
     def _dump_stack(self) -> None:
         """Ask the filter process to print where it is (its SIGUSR1 handler runs even while a C call
@@ -298,9 +346,6 @@ class FilterProcess:
             time.sleep(STACK_DUMP_WAIT_S)
 
     # --- the pipes --------------------------------------------------------------------------
-    def _deadline(self) -> float | None:
-        return time.monotonic() + self.hard_timeout_s if self.hard_timeout_s else None
-
     def _died(self) -> _Died:
         """The process is gone (or going): wait for its status."""
         proc = self._proc
@@ -312,73 +357,61 @@ class FilterProcess:
                 return _Died("it closed its reply pipe")
         return _Died(describe_exit(code))
 
-    def _write(self, buffers: list[bytes], deadline: float | None, stop: threading.Event | None = None) -> None:
-        """Write ``buffers`` to the request pipe before ``deadline``.
+    def _next_frame(self, stop: threading.Event | None = None, deadline: float | None = None) -> tuple[bytes, bytes]:
+        """The next reply frame, writing what is queued for the process meanwhile.
 
         Raises:
-            TimeoutError, _Died, _Stopped.
-        """
-        views = [memoryview(b) for b in buffers if b]
-        while views:
-            try:
-                n = os.writev(self._req, views[:512])
-            except BlockingIOError:
-                n = 0
-            except (BrokenPipeError, OSError):
-                raise self._died() from None
-            while n and views:
-                if n >= len(views[0]):
-                    n -= len(views[0])
-                    views.pop(0)
-                else:
-                    views[0] = views[0][n:]
-                    n = 0
-            if views:
-                self._wait(self._req, deadline, stop, write=True)
-
-    def _next_frame(
-        self, deadline: float | None, stop: threading.Event | None = None, on_wait: Callable[[], None] | None = None
-    ) -> tuple[bytes, bytes]:
-        """The next reply frame.
-
-        Raises:
-            TimeoutError: none before ``deadline``. _Died: the process ended. _Stopped: ``stop`` was set.
+            TimeoutError: the process stayed on one value past the hard limit, or nothing came
+                before ``deadline``. _Died: the process ended. _Stopped: ``stop`` was set.
             ProtocolError: a frame too large.
         """
+        self._since = max(self._since, time.monotonic())  # only time spent waiting counts
         while True:
             for frame in self._reader.frames():
                 return frame
-            try:
-                data = os.read(self._rep, 1 << 16)
-            except BlockingIOError:
-                self._wait(self._rep, deadline, stop, on_wait=on_wait)
-                continue
-            if not data:
-                raise self._died()
-            self._reader.feed(data)
+            if stop is not None and stop.is_set():
+                raise _Stopped()
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError()
+            self._check_progress(now)
+            readable, writable, _ = select.select([self._rep], [self._req] if self._out else [], [], TICK_S)
+            if writable:
+                self._write_some()
+            if readable:
+                try:
+                    data = os.read(self._rep, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise self._died()
+                self._reader.feed(data)
 
-    def _wait(
-        self,
-        fd: int,
-        deadline: float | None,
-        stop: threading.Event | None,
-        write: bool = False,
-        on_wait: Callable[[], None] | None = None,
-    ) -> None:
-        """Wait until ``fd`` is ready, at most one tick; raise when past the deadline or stopped."""
-        if stop is not None and stop.is_set():
-            raise _Stopped()
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
+    def _check_progress(self, now: float) -> None:
+        """Raise TimeoutError when the process has been on one value for the hard limit."""
+        if not self.hard_timeout_s or self._page is None or not self._sent:
+            return
+        seq, pos, _ = self._page.read()
+        if (seq, pos) != self._progress:
+            self._progress, self._since = (seq, pos), now
+        elif pos != p.ProgressPage.IDLE and now - self._since >= self.hard_timeout_s:
             raise TimeoutError()
-        tick = TICK_S if deadline is None else min(TICK_S, deadline - now)
-        if write:
-            select.select([], [fd], [], tick)
-        else:
-            select.select([fd], [], [], tick)
-        if on_wait is not None:
-            on_wait()
+        elif pos == p.ProgressPage.IDLE and self._out and now - self._since >= self.hard_timeout_s:
+            raise TimeoutError()  # it stopped reading its batch
 
-
-class _Stopped(Exception):
-    """The stop flag was set while waiting."""
+    def _write_some(self) -> None:
+        """Write what the pipe takes of the queued request bytes."""
+        try:
+            n = os.writev(self._req, self._out[:512])
+        except BlockingIOError:
+            return
+        except OSError:
+            raise self._died() from None
+        out = self._out
+        while n and out:
+            if n >= len(out[0]):
+                n -= len(out[0])
+                out.pop(0)
+            else:
+                out[0] = out[0][n:]
+                n = 0
