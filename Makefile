@@ -12,9 +12,9 @@ export ALERTFILTER_DATA ?= $(abspath $(ROOT)/../shared/data)
 export STRIMZI_CRDS_DIR ?= $(abspath $(ROOT)/../shared/strimzi-crds)
 PYTEST_ARGS ?=
 # What `make lint` (and the pre-commit hooks, which call it) checks. A path joins once it is clean
-# (`make fmt lint LINT_PATHS=PATH`); see the root pyproject.toml. Not yet in: runtime/, the runtime's
-# unit tests, tests/integration, tests/e2e, devstack/, hack/, bench/.
-LINT_PATHS ?= operator tests/cluster tests/data tests/unit/test_data_fixture.py tests/unit/operator_tests
+# (`make fmt lint LINT_PATHS=PATH`); see the root pyproject.toml. Not yet in: tests/e2e, devstack/,
+# hack/, bench/.
+LINT_PATHS ?= operator runtime tests/cluster tests/data tests/unit tests/integration
 
 .PHONY: all venv kafka kube helm crds lint fmt test unit integration demo clean
 

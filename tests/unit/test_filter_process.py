@@ -20,10 +20,11 @@ from confluent_kafka import TopicPartition
 from alertfilter.cap import VisitCap
 from alertfilter.clients import KafkaClients
 from alertfilter.decoding import DecodingSpec
+from alertfilter.filterspec import FilterLoadError, FilterSpec
 from alertfilter.runner import Runner
 from alertfilter.settings import RunnerSettings
 from alertfilter.sink import H_ALERT_ID, H_MESSAGE, H_REASON, H_SRC_OFFSET
-from alertfilter.supervisor import FilterLoadError, FilterProcess, FilterSpec
+from alertfilter.supervisor import FilterProcess
 
 from .kafka_fakes import FakeConsumer, FakeProducer, Msg, container
 
@@ -163,7 +164,8 @@ SNOOP = (
 RUNNER = (
     "import sys\n"
     "from alertfilter.decoding import DecodingSpec\n"
-    "from alertfilter.supervisor import FilterLoadError, FilterProcess, FilterSpec\n"
+    "from alertfilter.filterspec import FilterLoadError, FilterSpec\n"
+    "from alertfilter.supervisor import FilterProcess\n"
     "fp = FilterProcess(FilterSpec(sys.stdin.read(), None, DecodingSpec('container'), 'diaSource.visit', 'x', 1.0))\n"
     "try:\n"
     "    fp.start()\n"

@@ -1,5 +1,6 @@
-"""The runner's Kafka clients: their settings, and their construction (the CLI builds them and
-hands them to :class:`alertfilter.runner.Runner`, so that tests can hand it fakes).
+"""The runner's Kafka clients: their settings, their construction (the CLI builds them and hands
+them to :class:`alertfilter.runner.Runner`, so that tests can hand it fakes), and the two questions
+the runner asks the cluster besides consuming: do the topics exist, has the group read everything.
 
 The clients' statistics and error callbacks go to a :class:`ClientEvents`, which updates the lag
 metric, logs errors (at most every 30 s per kind) and sets the runner's stop flag on a fatal one.
@@ -14,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from .metrics import RunnerMetrics
+from .metrics import Heartbeat, RunnerMetrics
 from .settings import RunnerSettings
 
 log = logging.getLogger("alertfilter.runner")
@@ -26,6 +27,14 @@ log = logging.getLogger("alertfilter.runner")
 SESSION_TIMEOUT_MS = 10_000
 #: How often a repeated client error of one kind is logged at warning level, s.
 ERROR_LOG_INTERVAL_S = 30.0
+
+
+class TopicsMissing(RuntimeError):
+    """A topic the runner needs does not exist."""
+
+
+class BrokersUnreachable(RuntimeError):
+    """The Kafka brokers could not be reached at start."""
 
 
 class StartupError(RuntimeError):
@@ -143,3 +152,61 @@ def make_clients(s: RunnerSettings, events: ClientEvents) -> KafkaClients:
         consumer.close()
         raise StartupError(f"invalid Kafka producer setting: {describe_kafka(exc)}") from None
     return KafkaClients(consumer, producer)
+
+
+def group_done(consumer: Any, topic: str) -> bool:
+    """True when the group's committed offset of every partition of ``topic`` is at its end."""
+    try:
+        md = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in md.partitions]
+        for tp in consumer.committed(parts, timeout=10):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if high > low and tp.offset < high:
+                return False
+        return True
+    except (KafkaException, KeyError) as exc:
+        log.warning("cannot read the group's progress: %s", exc)
+        return False
+
+
+def wait_for_topics(consumer: Any, s: RunnerSettings, stop: threading.Event, heartbeat: Heartbeat) -> None:
+    """Wait up to ``topic_wait_s`` for every topic the runner reads or writes (beating ``heartbeat``).
+
+    Raises:
+        BrokersUnreachable: no broker answered in that time.
+        TopicsMissing: naming the topics still missing.
+    """
+    needed = [s.input_topic, s.output_topic, s.dead_letter_topic]
+    deadline = time.monotonic() + s.topic_wait_s
+    missing = needed
+    reached = False
+    last_error = ""
+    while not stop.is_set():
+        heartbeat.beat()
+        try:
+            topics = consumer.list_topics(timeout=min(10.0, max(s.topic_wait_s, 1.0))).topics
+            reached = True
+            missing = [t for t in needed if t not in topics or topics[t].error is not None]
+        except KafkaException as exc:
+            last_error = describe_kafka(exc)
+            log.warning("cannot reach the Kafka brokers at %s: %s", s.bootstrap_servers, last_error)
+        if reached and not missing:
+            return
+        if time.monotonic() >= deadline:
+            break
+        if reached:
+            log.warning("waiting for topic(s) %s on %s", ", ".join(missing), s.bootstrap_servers)
+        stop.wait(2.0)
+    if stop.is_set() and not (reached and not missing):
+        raise TopicsMissing("stopped while waiting for the topics")
+    if not reached:
+        raise BrokersUnreachable(
+            f"cannot reach the Kafka brokers at {s.bootstrap_servers} after "
+            f"{s.topic_wait_s:.0f} s ({last_error or 'no answer'}); check "
+            "--bootstrap-servers and the network"
+        )
+    raise TopicsMissing(
+        f"topic(s) {', '.join(missing)} do not exist on {s.bootstrap_servers} after "
+        f"{s.topic_wait_s:.0f} s; the operator creates them (KafkaTopic resources), or create "
+        "them yourself for a local run"
+    )

@@ -23,6 +23,8 @@ from typing import Any, cast
 
 import fastavro
 
+from . import projection
+from .projection import ProjectedDecoder, cavro_decoder
 from .schemas import FAILURE_TTL_S, SchemaNotFound, SchemaSource, SchemaSourceError
 
 MAGIC_BYTE = 0
@@ -115,11 +117,8 @@ class Decoder:
         self._make = _BACKENDS[backend]
         self.fields = frozenset(fields) if fields is not None else None
         self.projected = False  # set once a projected decoder is in use
-        if self.fields is not None and reader_schema is None and backend == "cavro":
-            from . import projection
-
-            if projection.available():
-                self._make = self._make_projected
+        if self.fields is not None and reader_schema is None and backend == "cavro" and projection.available():
+            self._make = self._make_projected
         self._by_id: dict[int, Callable[[Body], Any]] = {}
         self._unusable: dict[int, tuple[float, SchemaSourceError]] = {}
         self._schemaless = self._make(schema, reader_schema) if schema is not None else None
@@ -131,8 +130,6 @@ class Decoder:
 
     def _make_projected(self, writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[Body], Any]:
         """A projected decoder for ``writer``; the full cavro decoder when the schema cannot be compiled."""
-        from .projection import ProjectedDecoder, cavro_decoder
-
         try:
             dec = ProjectedDecoder(writer, self.fields or (), cavro_decoder)
         except ValueError:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
-from .schemas import _define_once
+from .schemas import define_once
 
 OP_NULL, OP_BOOL, OP_VARINT, OP_FLOAT, OP_DOUBLE, OP_BYTES, OP_FIXED, OP_ARRAY, OP_MAP, OP_UNION, OP_RECORD = range(11)
 _PRIMITIVE = {
@@ -148,7 +148,7 @@ class ProjectedDecoder:
         self._take: list[tuple[int, str, Callable[[bytes], Any]]] = []
         for i, f in enumerate(expanded["fields"]):
             if f["name"] in wanted:
-                self._take.append((i, f["name"], make_decoder(_define_once(f["type"], ns, set()))))
+                self._take.append((i, f["name"], make_decoder(define_once(f["type"], ns, set()))))
         self.fields = [name for _, name, _ in self._take]
         self.skipped = [n for n in names if n not in wanted]
 

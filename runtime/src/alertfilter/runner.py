@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from .cap import VisitCap
-from .clients import KafkaClients, StartupError, describe_kafka
+from .clients import KafkaClients, StartupError, group_done, wait_for_topics
 from .metrics import HealthServer, Heartbeat, RunnerMetrics
 from .offsets import Offsets
 from .outcome import Kind, Outcome
@@ -41,14 +41,6 @@ from .settings import SCHEMA_BACKOFF_MAX_S, RunnerSettings
 from .sink import H_FILTER, H_SHA, Sink
 
 log = logging.getLogger("alertfilter.runner")
-
-
-class TopicsMissing(RuntimeError):
-    """A topic the runner needs does not exist."""
-
-
-class BrokersUnreachable(RuntimeError):
-    """The Kafka brokers could not be reached at start."""
 
 
 class Filters(Protocol):
@@ -145,7 +137,7 @@ class Runner:
         try:
             if s.metrics_port is not None:
                 self._serve_health(s.metrics_port)
-            self._wait_for_topics()
+            wait_for_topics(self.consumer, s, self._stop, self.heartbeat)
             if s.exactly_once:
                 self.producer.init_transactions(60)
             self.consumer.subscribe(
@@ -237,7 +229,7 @@ class Runner:
                 and self._assigned <= self._eof
                 and time.monotonic() - last_data >= s.exit_when_idle_s
             ):
-                if self._group_done():
+                if group_done(self.consumer, s.input_topic):
                     log.info(
                         "the group has processed every partition of %s and this runner was idle for %.0f s; exiting",
                         s.input_topic,
@@ -328,64 +320,6 @@ class Runner:
                 ) from None
             raise StartupError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
         log.info("metrics and health on port %d", self.health.port)
-
-    def _group_done(self) -> bool:
-        """True when the group's committed offset of every input partition is at its end."""
-        topic = self.settings.input_topic
-        try:
-            md = self.consumer.list_topics(topic, timeout=10).topics[topic]
-            parts = [TopicPartition(topic, p) for p in md.partitions]
-            for tp in self.consumer.committed(parts, timeout=10):
-                low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-                if high > low and tp.offset < high:
-                    return False
-            return True
-        except (KafkaException, KeyError) as exc:
-            log.warning("cannot read the group's progress: %s", exc)
-            return False
-
-    def _wait_for_topics(self) -> None:
-        """Wait up to ``topic_wait_s`` for every topic the runner reads or writes.
-
-        Raises:
-            BrokersUnreachable: no broker answered in that time.
-            TopicsMissing: naming the topics still missing.
-        """
-        s = self.settings
-        needed = [s.input_topic, s.output_topic, s.dead_letter_topic]
-        deadline = time.monotonic() + s.topic_wait_s
-        missing = needed
-        reached = False
-        last_error = ""
-        while not self._stop.is_set():
-            self.heartbeat.beat()
-            try:
-                topics = self.consumer.list_topics(timeout=min(10.0, max(s.topic_wait_s, 1.0))).topics
-                reached = True
-                missing = [t for t in needed if t not in topics or topics[t].error is not None]
-            except KafkaException as exc:
-                last_error = describe_kafka(exc)
-                log.warning("cannot reach the Kafka brokers at %s: %s", s.bootstrap_servers, last_error)
-            if reached and not missing:
-                return
-            if time.monotonic() >= deadline:
-                break
-            if reached:
-                log.warning("waiting for topic(s) %s on %s", ", ".join(missing), s.bootstrap_servers)
-            self._stop.wait(2.0)
-        if self._stop.is_set() and not (reached and not missing):
-            raise TopicsMissing("stopped while waiting for the topics")
-        if not reached:
-            raise BrokersUnreachable(
-                f"cannot reach the Kafka brokers at {s.bootstrap_servers} after "
-                f"{s.topic_wait_s:.0f} s ({last_error or 'no answer'}); check "
-                "--bootstrap-servers and the network"
-            )
-        raise TopicsMissing(
-            f"topic(s) {', '.join(missing)} do not exist on {s.bootstrap_servers} after "
-            f"{s.topic_wait_s:.0f} s; the operator creates them (KafkaTopic resources), or create "
-            "them yourself for a local run"
-        )
 
     def _shutdown(self) -> None:
         try:

@@ -228,10 +228,10 @@ class StaticSchemaSource:
             raise SchemaNotFound(f"schema id {schema_id} is not known") from None
 
 
-def _define_once(schema: Any, namespace: str | None, seen: set[str]) -> Any:
+def define_once(schema: Any, namespace: str | None, seen: set[str]) -> Any:
     """Copy of an expanded schema in which each named type is defined once, then referenced by name."""
     if isinstance(schema, list):
-        return [_define_once(s, namespace, seen) for s in schema]
+        return [define_once(s, namespace, seen) for s in schema]
     if not isinstance(schema, dict):
         return schema
     t = schema.get("type")
@@ -247,14 +247,14 @@ def _define_once(schema: Any, namespace: str | None, seen: set[str]) -> Any:
         out["name"] = full
         if "fields" in schema:
             inner_ns = full.rpartition(".")[0] or None
-            out["fields"] = [{**fld, "type": _define_once(fld["type"], inner_ns, seen)} for fld in schema["fields"]]
+            out["fields"] = [{**fld, "type": define_once(fld["type"], inner_ns, seen)} for fld in schema["fields"]]
         return out
     if t == "array":
-        return {**schema, "items": _define_once(schema["items"], namespace, seen)}
+        return {**schema, "items": define_once(schema["items"], namespace, seen)}
     if t == "map":
-        return {**schema, "values": _define_once(schema["values"], namespace, seen)}
+        return {**schema, "values": define_once(schema["values"], namespace, seen)}
     if isinstance(t, (dict, list)):
-        return {**schema, "type": _define_once(t, namespace, seen)}
+        return {**schema, "type": define_once(t, namespace, seen)}
     return schema
 
 
@@ -265,5 +265,5 @@ def load_schema_file(path: str | Path) -> dict[str, Any]:
     defined once in the result and referenced by full name after that.
     """
     schema = fastavro.schema.load_schema(str(path), _write_hint=False)
-    expanded: dict[str, Any] = _define_once(fastavro.schema.expand_schema(schema), None, set())
+    expanded: dict[str, Any] = define_once(fastavro.schema.expand_schema(schema), None, set())
     return expanded

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
 from alertfilter import __version__
-from alertfilter.settings import ENV_PREFIX, OPTIONS, Option, SettingError
+from alertfilter.convert import SettingError
+from alertfilter.settings import ENV_PREFIX, OPTIONS, Option
 
 DESCRIPTION = (
     "alertfilter: run an astronomer's Python filter against a survey's alert stream (run), "

@@ -74,12 +74,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
     from alertfilter.api import source_sha256
-    from alertfilter.clients import ClientEvents, StartupError, make_clients
+    from alertfilter.clients import BrokersUnreachable, ClientEvents, StartupError, TopicsMissing, make_clients
+    from alertfilter.filterspec import FilterLoadError, FilterProcessError, FilterSpec
     from alertfilter.metrics import RunnerMetrics
-    from alertfilter.runner import BrokersUnreachable, Runner, TopicsMissing
+    from alertfilter.runner import Runner
     from alertfilter.schemas import SchemaSourceError
     from alertfilter.settings import RunnerSettings
-    from alertfilter.supervisor import FilterLoadError, FilterProcess, FilterProcessError, FilterSpec
+    from alertfilter.supervisor import FilterProcess
 
     prog = "alertfilter run"
     resolve_run_args(args)
