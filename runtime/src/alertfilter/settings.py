@@ -9,6 +9,7 @@ and :func:`runner_env` is how the operator renders them (refusing a value the ru
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ DEFAULT_ID_FIELD = "diaSourceId"
 DEFAULT_SCHEMA_RETRIES = 5
 #: The longest wait between those attempts, s (1, 2, 4, ... up to this).
 SCHEMA_BACKOFF_MAX_S = 30.0
+#: Room kept in ``max.poll.interval.ms`` beyond a batch of filter calls at their budget, ms.
+POLL_INTERVAL_MARGIN_MS = 30_000
 #: Messages per consume call and per commit.
 DEFAULT_BATCH_SIZE = 200
 #: The per-alert time budget of a filter call, s.
@@ -96,6 +99,17 @@ def hard_timeout(filter_timeout_s: float, hard: float | None) -> float:
     if hard is not None:
         return hard
     return max(10 * filter_timeout_s, 10.0)
+
+
+def largest_batch(filter_timeout_s: float, max_poll_interval_ms: int = 300_000) -> int:
+    """The largest batch size, at most the default, that :meth:`RunnerSettings.validate` accepts
+    with this filter timeout (s): one batch of calls at the budget must fit ``max.poll.interval.ms``
+    less 30 s. The operator renders it for slow budgets."""
+    if not filter_timeout_s:
+        return DEFAULT_BATCH_SIZE
+    room_ms = max_poll_interval_ms - POLL_INTERVAL_MARGIN_MS
+    fits = math.ceil(room_ms / (filter_timeout_s * 1000)) - 1  # strictly below the interval
+    return max(1, min(DEFAULT_BATCH_SIZE, fits))
 
 
 @dataclass
@@ -171,7 +185,7 @@ class RunnerSettings:
                 f"the filter hard timeout ({self.hard_timeout_s:g} s) must be longer than the filter "
                 f"timeout ({filter_timeout_s:g} s)"
             )
-        worst_ms = self.batch_size * filter_timeout_s * 1000 + 30_000
+        worst_ms = self.batch_size * filter_timeout_s * 1000 + POLL_INTERVAL_MARGIN_MS
         if filter_timeout_s and worst_ms >= self.max_poll_interval_ms:
             raise ValueError(
                 f"batch size {self.batch_size} x filter timeout {filter_timeout_s:g} s (+30 s) = {worst_ms / 1000:.0f} s "

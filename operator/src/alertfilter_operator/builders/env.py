@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from alertfilter.settings import DEFAULT_BATCH_SIZE, largest_batch
+from alertfilter.settings import runner_env as settings_env
 from alertfilter_operator.naming import METRICS_PORT
 
 from .refs import FilterRef, PoolInfo
@@ -20,35 +22,44 @@ FILTER_FILE = "filter.py"
 def runner_env(
     f: FilterRef, pool: PoolInfo, schema_registry: str | None = None, schema_dir: str | None = None
 ) -> list[dict[str, Any]]:
-    """The runner's settings as ``ALERTFILTER_*`` environment variables (see ``alertfilter run --help``)."""
+    """The runner's settings as ``ALERTFILTER_*`` environment variables, rendered and checked by the
+    runtime's own option table (:func:`alertfilter.settings.runner_env`; ``alertfilter run --help``).
+
+    Raises:
+        alertfilter.convert.SettingError: a value the runner would refuse (the models should prevent it).
+    """
     s = f.spec
-    env = {
-        "ALERTFILTER_FILTER": f"{FILTER_FILE_DIR}/{FILTER_FILE}",
-        "ALERTFILTER_NAME": f.name,
-        "ALERTFILTER_BOOTSTRAP_SERVERS": pool.bootstrap,
-        "ALERTFILTER_INPUT": pool.input_topic,
-        "ALERTFILTER_OUTPUT": f.output_topic,
-        "ALERTFILTER_DEAD_LETTER_TOPIC": f.dead_letter_topic,
-        "ALERTFILTER_GROUP": f.group,
-        "ALERTFILTER_VISIT_FIELD": s.visitField,
-        "ALERTFILTER_ID_FIELD": s.idField,
-        "ALERTFILTER_FILTER_TIMEOUT": f"{s.filterTimeoutSeconds:g}",
-        "ALERTFILTER_MAX_MESSAGE_BYTES": str(s.output.maxMessageBytes),
-        "ALERTFILTER_METRICS_PORT": str(METRICS_PORT),
-        "ALERTFILTER_LOG_FORMAT": "json",
+    values: dict[str, Any] = {
+        "filter": f"{FILTER_FILE_DIR}/{FILTER_FILE}",
+        "name": f.name,
+        "bootstrap-servers": pool.bootstrap,
+        "input": pool.input_topic,
+        "output": f.output_topic,
+        "dead-letter-topic": f.dead_letter_topic,
+        "group": f.group,
+        "visit-field": s.visitField,
+        "id-field": s.idField,
+        "filter-timeout": float(s.filterTimeoutSeconds),
+        "max-message-bytes": s.output.maxMessageBytes,
+        "metrics-port": METRICS_PORT,
+        "log-format": "json",
     }
+    batch = largest_batch(float(s.filterTimeoutSeconds))
+    if batch < DEFAULT_BATCH_SIZE:  # a batch of calls at a slow budget must fit max.poll.interval.ms
+        values["batch-size"] = batch
     if s.maxAlertsPerVisit:
-        env["ALERTFILTER_MAX_ALERTS_PER_VISIT"] = str(s.maxAlertsPerVisit)
+        values["max-alerts-per-visit"] = s.maxAlertsPerVisit
     else:
-        env["ALERTFILTER_NO_VISIT_CAP"] = "true"
+        values["no-visit-cap"] = True
     if s.entrypoint:
-        env["ALERTFILTER_ENTRYPOINT"] = s.entrypoint
+        values["entrypoint"] = s.entrypoint
     if s.exactlyOnce:
-        env["ALERTFILTER_EXACTLY_ONCE"] = "true"
+        values["exactly-once"] = True
     if schema_registry:
-        env["ALERTFILTER_SCHEMA_REGISTRY"] = schema_registry
+        values["schema-registry"] = schema_registry
     elif schema_dir:
-        env["ALERTFILTER_SCHEMA_DIR"] = schema_dir
+        values["schema-dir"] = schema_dir
+    env = settings_env(values)  # the runner's own option table: a value it would refuse fails here
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     if pool.authentication == "scram-sha-512":
         out += [

@@ -19,7 +19,7 @@ from alertfilter.cap import VisitCap
 from alertfilter.cli.args import echo, fail, kafka_env, key_values, resolve_run_args
 from alertfilter.decoding import DecodingSpec
 from alertfilter.logs import setup_logging
-from alertfilter.settings import hard_timeout
+from alertfilter.settings import RunnerSettings, hard_timeout
 
 log = logging.getLogger("alertfilter")
 
@@ -67,6 +67,29 @@ def visit_cap(args: argparse.Namespace) -> int | None:
     return cap
 
 
+def runner_settings(args: argparse.Namespace, name: str, hard: float, kafka_config: dict[str, str]) -> RunnerSettings:
+    """The runner's settings from resolved ``run`` arguments, for the filter ``name`` with the hard
+    limit ``hard`` (s) and the librdkafka settings ``kafka_config``; not yet validated."""
+    return RunnerSettings(
+        bootstrap_servers=args.bootstrap_servers,
+        input_topic=args.input,
+        output_topic=args.output,
+        dead_letter_topic=args.dead_letter_topic or f"{args.output}.deadletter",
+        group_id=args.group or f"alertfilter-{name}",
+        batch_size=args.batch_size,
+        exactly_once=args.exactly_once,
+        transactional_id=args.transactional_id,
+        max_message_bytes=args.max_message_bytes,
+        metrics_port=args.metrics_port if args.metrics_port >= 0 else None,
+        exit_when_idle_s=args.exit_when_idle,
+        hard_timeout_s=hard,
+        liveness_window_s=args.liveness_window,
+        schema_retries=args.schema_retries,
+        topic_wait_s=args.topic_wait,
+        kafka_config=kafka_config,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``alertfilter run``; returns the exit code (see the module's docstring)."""
     import threading
@@ -79,7 +102,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from alertfilter.metrics import RunnerMetrics
     from alertfilter.runner import Runner
     from alertfilter.schemas import SchemaSourceError
-    from alertfilter.settings import RunnerSettings
     from alertfilter.supervisor import FilterProcess
 
     prog = "alertfilter run"
@@ -122,24 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         fail(f"{prog}: {exc}")
     try:
         name = args.name or ready.name
-        settings = RunnerSettings(
-            bootstrap_servers=args.bootstrap_servers,
-            input_topic=args.input,
-            output_topic=args.output,
-            dead_letter_topic=args.dead_letter_topic or f"{args.output}.deadletter",
-            group_id=args.group or f"alertfilter-{name}",
-            batch_size=args.batch_size,
-            exactly_once=args.exactly_once,
-            transactional_id=args.transactional_id,
-            max_message_bytes=args.max_message_bytes,
-            metrics_port=args.metrics_port if args.metrics_port >= 0 else None,
-            exit_when_idle_s=args.exit_when_idle,
-            hard_timeout_s=hard,
-            liveness_window_s=args.liveness_window,
-            schema_retries=args.schema_retries,
-            topic_wait_s=args.topic_wait,
-            kafka_config=kafka_config,
-        )
+        settings = runner_settings(args, name, hard, kafka_config)
         try:
             settings.validate(args.filter_timeout)
             metrics, stop = RunnerMetrics(), threading.Event()
