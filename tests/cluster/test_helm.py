@@ -21,6 +21,7 @@ build that fails fails the tests, never skips them.
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from alertfilter import __version__ as RUNTIME_VERSION
 from alertfilter_operator.config import OperatorConfig
 from alertfilter_operator.naming import kafka_child_name, runner_name
 
@@ -42,6 +44,9 @@ from .operator_harness import OperatorProcess, alertfilter, apply_json, conditio
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "alert-filter-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+#: The version of the operator package in this checkout: the chart's version and appVersion, and
+#: the default tag of both images.
+APP_VERSION = importlib.metadata.version("alertfilter-operator")
 VALUES_CASES = [None, *CI_VALUES]
 WEBHOOK_CONFIG = "alertfilters.alerts.lsst.io"
 
@@ -144,12 +149,10 @@ def case_id(values: Path | None) -> str:
 
 def test_chart_metadata_declares_the_strimzi_dependency():
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert (meta["apiVersion"], meta["name"], meta["version"], meta["appVersion"]) == (
-        "v2",
-        "alert-filter-operator",
-        "0.1.0",
-        "0.1.0",
-    )
+    assert (meta["apiVersion"], meta["name"]) == ("v2", "alert-filter-operator")
+    # the chart installs the operator and runner of this checkout: one version for all three
+    assert meta["version"] == meta["appVersion"] == APP_VERSION == RUNTIME_VERSION
+    assert re.fullmatch(r"\d+\.\d+\.\d+", APP_VERSION)
     (dep,) = meta["dependencies"]
     assert dep == {
         "name": "strimzi-kafka-operator",
@@ -226,13 +229,13 @@ def test_operator_deployment(helm, chart):
     sc = ctr["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert ctr["image"] == "alertfilter-operator:0.1.0"
+    assert ctr["image"] == f"alertfilter-operator:{APP_VERSION}"
     assert ctr["resources"]["requests"] and ctr["resources"]["limits"]["memory"]
     ports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
     assert ctr["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"} and ports["health"] == 8081
     assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
     env = env_of(dep)
-    assert env["ALERTFILTER_OPERATOR_RUNNER_IMAGE"] == "alertfilter-runner:0.1.0"
+    assert env["ALERTFILTER_OPERATOR_RUNNER_IMAGE"] == f"alertfilter-runner:{APP_VERSION}"
     assert env["ALERTFILTER_OPERATOR_WEBHOOK"] == "service"
     assert "ALERTFILTER_OPERATOR_NAMESPACES" not in env
     # the operator reads these variables as the chart means them
@@ -247,10 +250,44 @@ def test_operator_deployment(helm, chart):
     assert svc["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
 
 
-def test_operator_settings_from_every_values_file_are_accepted_by_the_operator(helm, chart):
-    for values in CI_VALUES:
-        env = env_of(one(render(helm, chart, "alerts", *values_args(values)), "Deployment"))
-        OperatorConfig.from_env({k: v for k, v in env.items() if v is not None})
+def _merged_values(values: Path | None) -> dict[str, Any]:
+    """values.yaml with a values file's ``operator`` and ``runner`` sections laid over it, key by key."""
+    merged: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    extra = yaml.safe_load(values.read_text()) if values else {}
+    for section in ("operator", "runner"):
+        for key, value in (extra.get(section) or {}).items():
+            base = merged[section].get(key)
+            merged[section][key] = {**base, **value} if isinstance(base, dict) else value
+    return merged
+
+
+def _image_reference(image: dict[str, str]) -> str:
+    """``repository@digest`` when a digest is set, else ``repository:tag`` (default tag: the appVersion)."""
+    if image.get("digest"):
+        return f"{image['repository']}@{image['digest']}"
+    return f"{image['repository']}:{image.get('tag') or APP_VERSION}"
+
+
+@pytest.mark.parametrize("values", VALUES_CASES, ids=case_id)
+def test_the_operator_runs_with_the_settings_its_values_ask_for(helm, chart, values):
+    dep = one(render(helm, chart, "alerts", *values_args(values)), "Deployment")
+    env = env_of(dep)
+    cfg = OperatorConfig.from_env({k: v for k, v in env.items() if v is not None})
+    vals = _merged_values(values)
+    op, runner = vals["operator"], vals["runner"]
+    (ctr,) = dep["spec"]["template"]["spec"]["containers"]
+    assert ctr["image"] == _image_reference(op["image"])
+    assert cfg.runner_image == _image_reference(runner["image"])
+    assert cfg.runner_pull_policy == runner["image"]["pullPolicy"]
+    assert (cfg.schema_registry, cfg.schema_dir) == (runner["schemaRegistry"] or None, runner["schemaDir"] or None)
+    assert cfg.resync_seconds == op["resyncSeconds"]
+    # all namespaces, or the filters' namespaces and the Kafka namespaces (Strimzi's statuses are read there)
+    watched = (*op["watchNamespaces"], *op["kafkaNamespaces"]) if op["watchNamespaces"] else ()
+    assert cfg.namespaces == watched
+    assert cfg.webhook == ("service" if op["webhook"]["enabled"] else "off")
+    ports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
+    assert cfg.health_port == op["healthPort"] == ports["health"]
+    assert env["ALERTFILTER_OPERATOR_LOG_FORMAT"] == op["logFormat"]
 
 
 def test_central_kafka(helm, chart):

@@ -33,6 +33,9 @@ def main() -> int:
     kopf.configure(
         verbose=os.environ.get("ALERTFILTER_OPERATOR_VERBOSE") == "1",
         log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
+        # as `kopf run` does: text lines start with the object, "[namespace/name] ..."; JSON
+        # records carry it in their own fields
+        log_prefix=None,
     )
     from . import handlers  # noqa: F401 - registers the handlers with kopf (after logging is set up)
 
