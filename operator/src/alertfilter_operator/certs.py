@@ -22,6 +22,9 @@ VALIDITY = dt.timedelta(days=365)
 
 @dataclass(frozen=True)
 class WebhookCerts:
+    """Where the serving certificate (with the CA appended) and its key were written, and the CA
+    certificate (PEM) the API server must trust (the webhook configuration's ``caBundle``)."""
+
     certfile: Path
     pkeyfile: Path
     ca_pem: bytes

@@ -41,6 +41,8 @@ class OperatorConfig:
 
     @property
     def schema_registry_port(self) -> int | None:
+        """TCP port of the schema registry URL (its explicit port, else 443 for https, 80 for
+        http), which the runners' NetworkPolicy must open; None without a registry."""
         if not self.schema_registry:
             return None
         u = urlparse(self.schema_registry)

@@ -48,6 +48,8 @@ class ServiceWebhookServer(kopf.WebhookServer):
     a URL: the API server cannot resolve cluster DNS names."""
 
     def __init__(self, *, namespace: str, name: str, port: int, cert_dir: Path) -> None:
+        """Serve on ``port`` of every interface with a certificate, written to ``cert_dir``, for the
+        Service ``name`` in ``namespace`` (its cluster DNS names)."""
         host = f"{name}.{namespace}.svc"
         certs = make_webhook_certs(cert_dir, [host, f"{host}.cluster.local", name])
         super().__init__(
@@ -61,6 +63,7 @@ class ServiceWebhookServer(kopf.WebhookServer):
         self._service = {"namespace": namespace, "name": name, "port": port}
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        """kopf's server, each client config it yields rewritten from a URL to the Service (same path)."""
         async for config in super().__call__(fn):
             url = config.get("url") or ""
             path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else None
