@@ -270,3 +270,27 @@ def test_values_that_do_not_fit_the_shared_region_travel_in_the_pipe():
         assert kinds == ["accepted", "rejected"] * 3
     finally:
         fp.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"V\x00\x00\x00\x05junk!",  # not JSON
+        b'V\x00\x00\x00\x1c[["capped","","",1,1,0.0]]   ',  # a kind only the runner gives
+        b"V\xff\xff\xff\xff",  # a frame larger than any reply may be
+    ],
+)
+def test_a_forged_reply_is_a_crash_of_that_alert_not_of_the_runner(make_runner, reply):
+    src = (
+        "import os, sys\n"
+        "def f(alert):\n"
+        "    if alert['diaSourceId'] == 1:\n"
+        f"        os.write(int(sys.argv[2]), {reply!r})  # the reply pipe, named on its command line\n"
+        "        import time; time.sleep(5)\n"
+        "    return True\n"
+    )
+    r = make_runner(src)
+    r.process_batch(batch(3))
+    (dl,) = dead_letters(r)
+    assert dl.headers[H_REASON] == b"filter-crashed" and b"broke the protocol" in dl.headers[H_MESSAGE]
+    assert len(outputs(r)) == 2 and r.consumer.commits[-1][0].offset == 3
