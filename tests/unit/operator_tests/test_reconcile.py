@@ -163,3 +163,36 @@ def test_a_pool_is_not_deleted_while_filters_run_in_it(kube: FakeKube, state: St
     assert kube.find("Kafka", "pool-a-kafka", "kafka-a") is not None
     pools.delete(state, _pool(), LOG, {})
     assert kube.find("Kafka", "pool-a-kafka", "kafka-a") is None
+
+
+def _runner_bootstrap(kube: FakeKube, name: str) -> str:
+    dep = kube.find("Deployment", f"af-{name}", "sci") or {}
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    return str(next(e["value"] for e in env if e["name"] == "ALERTFILTER_BOOTSTRAP_SERVERS"))
+
+
+def test_when_the_pool_kafka_moves_its_filters_runners_follow(kube: FakeKube, state: State) -> None:
+    pools.reconcile(state, _pool(), LOG, {})
+    kube.put(_filter())
+    with pytest.raises(kopf.TemporaryError, match="credentials"):
+        alertfilters.reconcile(state, _filter(), LOG, {})
+    assert _runner_bootstrap(kube, "bright") == "pool-a-kafka-kafka-bootstrap.kafka-a.svc:9092"
+    index = _index({("sci", "bright"): ("pool-a", 1)})
+    assert not pools.refresh_pool_status(state, "pool-a", index)  # nothing moved yet
+    kafka = kube.find("Kafka", "pool-a-kafka", "kafka-a") or {}
+    kafka["status"] = {"listeners": [{"name": "plain", "bootstrapServers": "10.1.2.3:9092"}]}
+    kube.put(kafka)
+    assert pools.refresh_pool_status(state, "pool-a", index)
+    alertfilters.follow_pool(state, "pool-a", LOG, index)
+    assert _runner_bootstrap(kube, "bright") == "10.1.2.3:9092"
+    assert (kube.find("AlertFilter", "bright", "sci") or {})["status"]["bootstrapServers"] == "10.1.2.3:9092"
+
+
+def test_a_resync_puts_back_a_child_deleted_by_hand(kube: FakeKube, state: State) -> None:
+    kube.put(_filter())
+    with pytest.raises(kopf.TemporaryError):
+        alertfilters.reconcile(state, _filter(), LOG, {})
+    del kube.objects[("networkpolicies", "sci", "af-bright")]
+    alertfilters.resync(state, "sci", "bright", LOG, _index({("sci", "bright"): ("pool-a", 1)}))  # logs, never raises
+    assert kube.find("NetworkPolicy", "af-bright", "sci") is not None
+    alertfilters.resync(state, "sci", "gone", LOG, {})  # a filter deleted meanwhile: nothing to do
