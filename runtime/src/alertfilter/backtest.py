@@ -14,6 +14,7 @@ import fastavro
 from .api import LoadedFilter
 from .cap import VisitCap
 from .codecs import Decoder
+from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
 from .outcome import Outcome
 from .processor import ACCEPTED, CAPPED, ERROR, AlertProcessor
 
@@ -62,8 +63,8 @@ def check(
     flt: LoadedFilter,
     files: Iterable[str | Path],
     max_per_visit: int | None = 20,
-    visit_field: str = "diaSource.visit",
-    id_field: str = "diaSourceId",
+    visit_field: str = DEFAULT_VISIT_FIELD,
+    id_field: str = DEFAULT_ID_FIELD,
     filter_timeout_s: float | None = 1.0,
 ) -> CheckResult:
     """Run ``flt`` over the alerts of container ``files`` in file order, with the runner's rules.

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The visit id Rubin alerts carry: the per-visit cap's key (DMTN-102's alert schema).
+DEFAULT_VISIT_FIELD = "diaSource.visit"
+#: The alert id of Rubin alerts (the top-level ``diaSourceId``), shown in outputs and logs.
+DEFAULT_ID_FIELD = "diaSourceId"
+
 
 class MissingField(KeyError):
     """The alert has no value at ``path`` (a key is absent, or a record on the way is null)."""

@@ -1,8 +1,8 @@
 """Per-alert decision: decode, filter (within a time budget), cap. No Kafka here.
 
-:meth:`AlertProcessor.process` turns one message value into an :class:`Outcome`. The runner
-(``runner.py``) and ``alertfilter check`` share it, so the offline backtest and the stream give
-the same answers.
+:meth:`AlertProcessor.process` turns one message value into an :class:`Outcome`. The filter
+process (``filterproc.py``, with no cap: the runner caps) and ``alertfilter check`` share it, so
+the offline backtest and the stream give the same answers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .api import (
 )
 from .cap import VisitCap
 from .codecs import DecodeError, Decoder
-from .fields import MissingField, get_field, parse_path
+from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD, MissingField, get_field, parse_path
 from .outcome import Kind, Outcome, Reason
 
 # Short names of the kinds and reasons, as the devstack's demo and the tests import them.
@@ -78,8 +78,8 @@ class AlertProcessor:
         flt: LoadedFilter,
         decoder: Decoder,
         cap: VisitCap,
-        visit_field: str = "diaSource.visit",
-        id_field: str = "diaSourceId",
+        visit_field: str = DEFAULT_VISIT_FIELD,
+        id_field: str = DEFAULT_ID_FIELD,
         filter_timeout_s: float | None = 1.0,
     ) -> None:
         self.filter = flt

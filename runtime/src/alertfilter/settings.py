@@ -18,14 +18,11 @@ from typing import Any
 from .cap import DEFAULT_MAX_ALERTS_PER_VISIT
 from .codecs import BACKENDS, FORMATS
 from .convert import SettingError, field_path, int_in, lower, parse_bool, seconds
+from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
 
 #: The default largest record the runner produces, bytes. Rubin alerts are 50-250 KB (DMTN-102);
 #: the operator sets the output topic's ``max.message.bytes`` to the same figure.
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-#: The visit id Rubin alerts carry (the per-visit cap's key; DMTN-102's alert schema).
-DEFAULT_VISIT_FIELD = "diaSource.visit"
-#: The alert id of Rubin alerts (the top-level ``diaSourceId``).
-DEFAULT_ID_FIELD = "diaSourceId"
 #: Attempts, after the first, to decode a batch while the schema source is unusable.
 DEFAULT_SCHEMA_RETRIES = 5
 #: The longest wait between those attempts, s (1, 2, 4, ... up to this).

@@ -22,7 +22,7 @@ import fastavro
 
 from .backtest import AlertFileError, CheckResult, check
 from .codecs import DecodeError, Decoder, encode_confluent, read_container
-from .fields import MissingField, get_field, parse_path
+from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD, MissingField, get_field, parse_path
 
 __all__ = [
     "AlertFileError",
@@ -60,7 +60,7 @@ def plan_visits(
     files: list[str | Path],
     copies: int = 1,
     alerts_per_visit: int = 0,
-    visit_field: str = "diaSource.visit",
+    visit_field: str = DEFAULT_VISIT_FIELD,
     first_visit: int | None = None,
 ) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], list[list[tuple[int, int]]]]:
     """Group the alerts of ``files`` (replicated ``copies`` times) into visits.
@@ -92,8 +92,8 @@ def produce(
     copies: int = 1,
     alerts_per_visit: int = 0,
     cadence_s: float = DEFAULT_CADENCE_S,
-    visit_field: str = "diaSource.visit",
-    id_field: str = "diaSourceId",
+    visit_field: str = DEFAULT_VISIT_FIELD,
+    id_field: str = DEFAULT_ID_FIELD,
     first_visit: int = 1,
     first_id: int = 1,
     renumber: bool | None = None,
@@ -233,8 +233,8 @@ def consume(
     mode: str = "summary",
     idle_timeout_s: float = 5.0,
     max_messages: int | None = None,
-    visit_field: str = "diaSource.visit",
-    id_field: str = "diaSourceId",
+    visit_field: str = DEFAULT_VISIT_FIELD,
+    id_field: str = DEFAULT_ID_FIELD,
     out: TextIO = sys.stdout,
     kafka_config: dict[str, str] | None = None,
 ) -> ConsumeSummary:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TextIO
 
 from alertfilter import __version__
 from alertfilter.convert import SettingError
+from alertfilter.fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
 from alertfilter.settings import ENV_PREFIX, OPTIONS, Option
 
 DESCRIPTION = (
@@ -296,10 +297,10 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     option(
         pr,
         "--visit-field",
-        default="diaSource.visit",
+        default=DEFAULT_VISIT_FIELD,
         help="dotted path of the visit id: read to group alerts, written with --alerts-per-visit",
     )
-    option(pr, "--id-field", default="diaSourceId", help="dotted path of the alert id written when renumbering")
+    option(pr, "--id-field", default=DEFAULT_ID_FIELD, help="dotted path of the alert id written when renumbering")
     option(pr, "--partitions", type=int, default=1, help="partitions when the topic is created")
     option(
         pr, "--write-schema-dir", help="also write <schema id>.avsc files here (for --schema-dir of run and consume)"
@@ -324,8 +325,8 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     )
     option(co, "--idle-timeout", type=float, default=5.0, help="stop after this long without messages, s")
     option(co, "--max-messages", type=int, help="stop after this many messages (default: all)")
-    option(co, "--visit-field", default="diaSource.visit", help="dotted path of the visit id, for the summary")
-    option(co, "--id-field", default="diaSourceId", help="dotted path of the alert id, for the summary")
+    option(co, "--visit-field", default=DEFAULT_VISIT_FIELD, help="dotted path of the visit id, for the summary")
+    option(co, "--id-field", default=DEFAULT_ID_FIELD, help="dotted path of the alert id, for the summary")
     co.add_argument("-X", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
     add_options(co, [o for o in OPTIONS if "consume" in o.commands], env=False)
 
