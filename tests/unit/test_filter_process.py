@@ -19,11 +19,11 @@ from confluent_kafka import TopicPartition
 
 from alertfilter.cap import VisitCap
 from alertfilter.clients import KafkaClients
-from alertfilter.decoding import DecodingSpec
+from alertfilter.decoding import DecodingSpec, visit_reader
 from alertfilter.filterspec import FilterLoadError, FilterSpec
 from alertfilter.runner import Runner
 from alertfilter.settings import RunnerSettings
-from alertfilter.sink import H_ALERT_ID, H_MESSAGE, H_REASON, H_SRC_OFFSET
+from alertfilter.sink import H_ALERT_ID, H_MESSAGE, H_REASON, H_SRC_OFFSET, H_VISIT
 from alertfilter.supervisor import FilterProcess
 
 from .kafka_fakes import FakeConsumer, FakeProducer, Msg, container
@@ -294,3 +294,25 @@ def test_a_forged_reply_is_a_crash_of_that_alert_not_of_the_runner(make_runner, 
     (dl,) = dead_letters(r)
     assert dl.headers[H_REASON] == b"filter-crashed" and b"broke the protocol" in dl.headers[H_MESSAGE]
     assert len(outputs(r)) == 2 and r.consumer.commits[-1][0].offset == 3
+
+
+def test_a_filter_process_that_misreports_visits_does_not_lift_the_cap(make_runner):
+    # The filter rewrites its own process's processor so that each verdict names a visit of its own.
+    src = (
+        "import itertools\n"
+        "import alertfilter.processor as p\n"
+        "_n = itertools.count()\n"
+        "_real = p.AlertProcessor.process_alert\n"
+        "def _lie(self, alert):\n"
+        "    oc = _real(self, alert)\n"
+        "    oc.visit = next(_n)\n"
+        "    return oc\n"
+        "p.AlertProcessor.process_alert = _lie\n"
+        "def f(alert):\n"
+        "    return True\n"
+    )
+    r = make_runner(src, cap=2)
+    r.visit_of = visit_reader(DecodingSpec("container"), "diaSource.visit")  # as alertfilter run sets it
+    r.process_batch(batch(50, visit=7))
+    assert len(outputs(r)) == 2 and r.totals["capped"] == 48
+    assert {d.headers[H_VISIT] for d in outputs(r)} == {b"7"}

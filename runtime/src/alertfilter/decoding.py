@@ -5,12 +5,14 @@ decides which top-level fields a filter needs (``--fields``), the same way for `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .api import LoadedFilter
 from .codecs import Decoder
+from .fields import get_field, parse_path
 from .projection import infer_fields
 from .schemas import DirectorySchemaSource, RegistrySchemaSource, SchemaSource, load_schema_file
 
@@ -57,6 +59,26 @@ class DecodingSpec:
             raise
         except Exception as exc:  # noqa: BLE001 - the schema cannot be compiled by the decoder
             raise ValueError(f"the writer schema cannot be used: {type(exc).__name__}: {exc}") from None
+
+
+def visit_reader(spec: DecodingSpec, visit_field: str) -> Callable[[bytes | None], Any]:
+    """A function giving the visit id of a message value (decoding only the visit's top-level
+    field), or None when it cannot be read: the runner's own reading, so that the per-visit cap
+    never rests on what the filter process says.
+
+    Raises:
+        ValueError, OSError, ImportError: as :meth:`DecodingSpec.build`.
+    """
+    path = parse_path(visit_field)
+    decoder = spec.build(frozenset({path[0]}))
+
+    def visit(value: bytes | None) -> Any:
+        try:
+            return get_field(decoder.decode(value), path)
+        except Exception:  # noqa: BLE001 - any failure: no reading of the runner's own (the caller falls back)
+            return None
+
+    return visit
 
 
 def schema_file(option: str, path: str) -> dict[str, Any]:

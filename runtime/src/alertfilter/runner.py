@@ -26,7 +26,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -70,6 +70,8 @@ class Runner:
         name, source_sha256: the filter's, for the provenance headers.
         metrics: counters to update (a fresh :class:`RunnerMetrics` when None).
         stop: the stop flag (set by SIGTERM, :meth:`stop` and fatal client errors).
+        visit_of: reads the visit id of a message value itself (None when it cannot), for the cap:
+            the visit of an accepted alert is then never the filter process's word alone.
     """
 
     def __init__(
@@ -82,12 +84,14 @@ class Runner:
         source_sha256: str,
         metrics: RunnerMetrics | None = None,
         stop: threading.Event | None = None,
+        visit_of: Callable[[bytes | None], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = clients.consumer
         self.producer = clients.producer
         self.filters = filters
         self.cap = cap
+        self.visit_of = visit_of
         self.metrics = metrics or RunnerMetrics()
         self.heartbeat = Heartbeat(settings.liveness_window())
         self._stop = stop or threading.Event()
@@ -291,6 +295,8 @@ class Runner:
         if oc.filter_seconds:
             mt.filter_seconds.observe(oc.filter_seconds)
         if oc.kind == Kind.ACCEPTED:
+            if self.visit_of is not None and self.cap.max_per_visit is not None:
+                oc.visit = self._checked_visit(m, oc.visit)
             if self.cap.admit(oc.visit):
                 self.sink.forward(m, oc)
             else:
@@ -303,6 +309,25 @@ class Runner:
             mt.errors.labels(str(oc.reason)).inc()
             totals["errors"] += 1
             self.sink.dead_letter(m, str(oc.reason), oc.message, oc.alert_id)
+
+    def _checked_visit(self, m: Any, said: Any) -> Any:
+        """The visit of accepted message ``m`` as the runner reads it (``said``, the filter process's,
+        when it cannot): a filter process that misreports visits cannot lift the cap."""
+        assert self.visit_of is not None
+        visit = self.visit_of(m.value())
+        if visit is None or isinstance(visit, bool) or not isinstance(visit, (int, str)):
+            return said  # unreadable here, or no visit the cap can count: the filter process's word
+        if visit != said:
+            log.warning(
+                "the filter process gave visit %r for %s[%d]@%d, whose visit is %r; the cap counts %r",
+                said,
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                visit,
+                visit,
+            )
+        return visit
 
     # --- start and end -----------------------------------------------------------------------
     def _serve_health(self, port: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from alertfilter.api import FilterSourceError, LoadedFilter, load_filter
 from alertfilter.cap import VisitCap
 from alertfilter.cli.args import echo, fail, kafka_env, key_values, resolve_run_args
-from alertfilter.decoding import DecodingSpec
+from alertfilter.decoding import DecodingSpec, visit_reader
 from alertfilter.logs import setup_logging
 from alertfilter.settings import RunnerSettings, hard_timeout
 
@@ -151,9 +151,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             clients = make_clients(settings, ClientEvents(metrics, stop))
         except (ValueError, StartupError) as exc:
             fail(f"{prog}: {exc}")
-        runner = Runner(
-            settings, clients, filters, VisitCap(visit_cap(args)), name, source_sha256(source), metrics, stop
-        )
+        cap = VisitCap(visit_cap(args))
+        visit_of = visit_reader(decoding, args.visit_field) if cap.max_per_visit is not None else None
+        runner = Runner(settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of)
         if args.create_topics:
             from alertfilter.kafkautil import ensure_topics
 
