@@ -1,7 +1,8 @@
 # Alert filter operator: build, test and demo entry points.
 #   make test   installs everything it needs (idempotent, cached), runs `make lint`, then the whole suite
 #   make lint   ruff (lint + format check), mypy (strict) and import-linter on LINT_PATHS
-#   make demo   the main job on the embedded local stack, on the real alerts
+#   make demo   the main job on the local stack (a kind cluster), on the real alerts
+#   make cluster / images / cluster-delete   the kind cluster of kind-config.yaml, the project's images
 SHELL := /bin/bash
 ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 # hack/, bench/.
 LINT_PATHS ?= operator runtime tests/cluster tests/data tests/unit tests/integration
 
-.PHONY: all venv kafka kube helm crds lint fmt test unit integration demo clean
+.PHONY: all venv kafka kube helm crds lint fmt test unit integration demo clean docker images cluster cluster-delete chart-deps
 
 all: test
 
@@ -39,6 +40,24 @@ kube:
 helm:
 	@bash hack/build-helm.sh >/dev/null
 
+# The local stack's Kubernetes: a Docker engine, the project's two images from their Dockerfiles,
+# the kind cluster of kind-config.yaml (its node image built offline when no registry answers), and
+# the chart's Strimzi dependency in charts/. Each is idempotent and cached (hack/*.sh).
+docker:
+	@bash hack/docker.sh
+
+images: docker
+	@bash hack/build-images.sh >/dev/null
+
+cluster: docker kube
+	@bash hack/kind-cluster.sh up >/dev/null
+
+cluster-delete:
+	@bash hack/kind-cluster.sh down
+
+chart-deps: helm
+	@bash hack/chart-deps.sh >/dev/null
+
 crds: venv
 	@$(PY) -m alertfilter_operator.crdgen crds
 
@@ -55,7 +74,7 @@ fmt: venv
 	@$(VENV)/bin/ruff format $(LINT_PATHS)
 	@$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
-test: venv lint kafka kube helm
+test: venv lint kafka kube helm chart-deps cluster images
 	@bash .ci/pytest.sh $(PYTEST_ARGS)
 
 unit: venv
@@ -64,7 +83,7 @@ unit: venv
 integration: venv kafka
 	@$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-demo: venv kafka kube
+demo: venv kafka kube chart-deps cluster images
 	@$(PY) -m alertfilter_devstack.demo
 
 clean:

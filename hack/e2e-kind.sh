@@ -8,8 +8,10 @@
 #   hack/e2e-kind.sh STEP...    steps: cluster data images load strimzi install filters produce verify
 #                               diagnostics delete manifests; `all` runs cluster..verify
 #
-# .github/workflows/e2e-kind.yaml runs the steps one by one (helm/kind-action makes the cluster);
-# on a machine with Docker, kind, kubectl and helm, `hack/e2e-kind.sh all` runs the whole chain.
+# .github/workflows/e2e-kind.yaml runs the steps one by one; the cluster, the images and the chart's
+# dependency come from the same scripts as the local stack's (hack/kind-cluster.sh, build-images.sh,
+# chart-deps.sh), there with kind's published node image (KIND_NODE_IMAGE). On a machine with Docker
+# and Go, `hack/e2e-kind.sh all` runs the whole chain (Strimzi's images need a registry).
 # Needs a Python with the runtime installed (`pip install -c constraints.txt -e runtime pyyaml`):
 # PYTHON, default .venv/bin/python when it exists, else python3.
 #
@@ -31,7 +33,9 @@ CHART=helm/alert-filter-operator
 DATA=${ALERTFILTER_DATA:-$root/../shared/data}
 PY=${PYTHON:-python3}
 [ -z "${PYTHON:-}" ] && [ -x "$root/.venv/bin/python" ] && PY="$root/.venv/bin/python"
-HELM=${HELM:-helm}
+HELM=${HELM:-$(command -v helm || bash "$root/hack/build-helm.sh")}
+# the kubeconfig hack/kind-cluster.sh writes (context kind-$CLUSTER)
+export KUBECONFIG=${KUBECONFIG:-$(CLUSTER=$CLUSTER bash "$root/hack/kind-cluster.sh" kubeconfig)}
 SIM_SCHEMA_ID=1                                   # the simulator's schema has no version to derive one from
 WAIT=${WAIT:-900s}
 
@@ -40,9 +44,8 @@ die() { printf 'e2e-kind: %s\n' "$*" >&2; exit 1; }
 k() { kubectl --context "kind-$CLUSTER" "$@"; }
 
 step_cluster() {
-  if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then say "kind cluster $CLUSTER exists"; return; fi
-  say "creating the kind cluster $CLUSTER (kind-config.yaml)"
-  kind create cluster --name "$CLUSTER" --config kind-config.yaml --wait 180s
+  say "the kind cluster $CLUSTER (kind-config.yaml; created, or reused when it runs)"
+  CLUSTER=$CLUSTER bash hack/kind-cluster.sh up >/dev/null
 }
 
 # Alerts, their writer schemas (<id>.avsc, what the runners read with --schema-dir), the extra
@@ -118,9 +121,9 @@ PY
 # plus the writer schemas and the alert files, for the runners (--schema-dir) and the producer pod.
 step_images() {
   [ -f "$WORK/mode" ] || die "run the data step first"
-  say "building alertfilter-operator:$TAG and alertfilter-runner:$TAG"
-  docker build -f operator/Dockerfile -t "alertfilter-operator:$TAG" .
-  docker build -f runtime/Dockerfile -t "alertfilter-runner:$TAG-base" .
+  say "building alertfilter-operator:$TAG and alertfilter-runner:$TAG (hack/build-images.sh)"
+  TAG="$TAG-base" bash hack/build-images.sh >/dev/null
+  docker tag "alertfilter-operator:$TAG-base" "alertfilter-operator:$TAG"
   cat > "$WORK/Dockerfile" <<EOF
 FROM alertfilter-runner:$TAG-base
 COPY schemas/ /opt/alertfilter/schemas/
@@ -133,7 +136,7 @@ EOF
 
 step_load() {
   say "loading the images into kind"
-  kind load docker-image --name "$CLUSTER" "alertfilter-operator:$TAG" "alertfilter-runner:$TAG"
+  CLUSTER=$CLUSTER bash hack/kind-cluster.sh load "alertfilter-operator:$TAG" "alertfilter-runner:$TAG"
 }
 
 step_strimzi() {
@@ -149,7 +152,7 @@ step_strimzi() {
 step_install() {
   say "the chart (Strimzi is installed already: strimzi.enabled=false); ci/kind-values.yaml"
   # Helm installs nothing whose declared dependencies are missing from charts/, enabled or not.
-  "$HELM" dependency build "$CHART"
+  HELM=$HELM bash hack/chart-deps.sh >/dev/null
   "$HELM" upgrade --install "$RELEASE" "$CHART" --kube-context "kind-$CLUSTER" --namespace "$KAFKA_NS" --create-namespace \
     -f "$CHART/ci/kind-values.yaml" --wait --timeout 5m
   k -n "$KAFKA_NS" rollout status "deployment/$RELEASE-alert-filter-operator" --timeout 180s
@@ -311,10 +314,10 @@ step_diagnostics() {
 }
 
 step_delete() {
-  kind delete cluster --name "$CLUSTER"
+  CLUSTER=$CLUSTER bash hack/kind-cluster.sh down
 }
 
-[ $# -gt 0 ] || { sed -n '2,19p' "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
 for s in "$@"; do
   case "$s" in
     all) for t in cluster data images load strimzi install filters produce verify; do "step_$t"; done ;;

@@ -9,7 +9,8 @@
 #   hack/kind-cluster.sh down            delete the cluster
 #
 # CLUSTER (default: kind-config.yaml's name), KUBECONFIG_OUT (default .cache/kind/kubeconfig),
-# KIND (default: kind built by hack/build-go-tools.sh), KIND_NODE_IMAGE (see hack/kind-node-image.sh).
+# KIND (default: kind built by hack/build-go-tools.sh), KUBECTL (default: hack/build-kube.sh's),
+# KIND_NODE_IMAGE (see hack/kind-node-image.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -19,7 +20,10 @@ say() { echo ">> $*" >&2; }
 
 bash hack/docker.sh
 KIND=${KIND:-$(bash hack/build-go-tools.sh kind | awk '{print $2}')}
-k() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+# the kubectl built with the control plane (the cluster's version), else one on PATH
+KUBECTL=${KUBECTL:-$(bash hack/build-kube.sh 2>/dev/null)/kubectl}
+[ -x "$KUBECTL" ] || KUBECTL=kubectl
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 
 nodes() { docker ps -a --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'; }
 running() { docker ps --filter "label=io.x-k8s.kind.cluster=$CLUSTER" --format '{{.Names}}'; }

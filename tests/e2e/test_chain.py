@@ -1,5 +1,6 @@
-"""End to end on the local stack: kubectl apply → operator → Strimzi stand-in → MirrorMaker 2 →
-filter-runner processes on process nodes → output topics, on the real alerts.
+"""End to end on the kind cluster: kubectl apply → the operator (in the cluster, installed by the
+Helm chart) → Strimzi stand-in → MirrorMaker 2 → filter-runner pods placed by the scheduler on
+pool-a's nodes → output topics, on the real alerts.
 
 The expectations are computed here, directly from the alerts decoded with fastavro, without the
 runtime's code.
@@ -10,72 +11,21 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import subprocess
-import time
+import uuid
 from pathlib import Path
 
 import fastavro
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 
 from alertfilter.codecs import read_container
 
+from .conftest import condition, consumed, produce_batch, read, runner_pods, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
-NS = "science"
 MAG20_NJY = 10 ** ((31.4 - 20) / 2.5)
 CAP = 20
-
-
-@pytest.fixture(scope="module")
-def devstack(tmp_path_factory, alerts_dir):
-    d = tmp_path_factory.mktemp("devstack")
-    old = os.environ.get("DEVSTACK_DIR")
-    os.environ["DEVSTACK_DIR"] = str(d)
-    from alertfilter_devstack import stack
-
-    try:
-        st = stack.up()
-    except Exception as exc:  # noqa: BLE001
-        stack.down(quiet=True)
-        pytest.fail(f"devstack did not come up: {exc}")
-    yield st, stack.control_plane(), d
-    stack.down(purge=False, quiet=True)
-    if old is None:
-        os.environ.pop("DEVSTACK_DIR", None)
-    else:
-        os.environ["DEVSTACK_DIR"] = old
-
-
-def wait_for(pred, timeout, what, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def read(bootstrap: str, topic: str, start: int = 0) -> list:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-{time.time_ns()}", "enable.partition.eof": True,
-                  "isolation.level": "read_committed", "log_level": 3})
-    md = c.list_topics(topic, timeout=10).topics.get(topic)
-    if md is None or md.error is not None:
-        c.close()
-        return []
-    c.assign([TopicPartition(topic, p, start if start else -2) for p in md.partitions])
-    out, eof, idle = [], set(), time.monotonic()
-    while len(eof) < len(md.partitions) and time.monotonic() - idle < 10:
-        for m in c.consume(500, 1.0):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-                continue
-            idle = time.monotonic()
-            out.append(m)
-    c.close()
-    return out
 
 
 def decode(values: list[bytes], schema: dict) -> list[dict]:
@@ -124,58 +74,40 @@ def ids_of(msgs, schema) -> list[int]:
     return [a["diaSourceId"] for a in decode([m.value() for m in msgs], schema)]
 
 
-def consumed(cp, name: str) -> float:
-    import urllib.request
-
-    pods = json.loads(cp.kubectl("get", "pods", "-n", NS, "-l", f"alerts.lsst.io/filter={name}", "-o", "json").stdout)["items"]
-    total = 0.0
-    for p in pods:
-        port = (p["metadata"].get("annotations") or {}).get("devstack.alerts.lsst.io/metrics-port")
-        if not port or (p.get("status") or {}).get("phase") != "Running":
-            continue
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-        except OSError:
-            continue
-        total += sum(float(line.split()[-1]) for line in text.splitlines()
-                     if line.startswith("alertfilter_alerts_consumed_total"))
-    return total
-
-
-def produce_batch(st, alerts_dir, copies: int, first_visit: int, per_visit: int = 60):
-    from alertfilter.tools import produce
-
-    return produce(st["kafka_central"]["bootstrap"], "alerts",
-                   [alerts_dir / "rubin-v10_0-real-20.avro", alerts_dir / "rubin-v10_0-history-4.avro"],
-                   copies=copies, alerts_per_visit=per_visit, cadence_s=0.2, first_visit=first_visit,
-                   first_id=first_visit * 1000, write_schema_dir=st["schema_dir"], out=open(os.devnull, "w"))
-
-
 @pytest.fixture(scope="module")
 def schema(alerts_dir):
     return read_container(str(alerts_dir / "rubin-v10_0-real-20.avro"))[0]
 
 
-def test_filters_accept_exactly_the_expected_alerts(devstack, alerts_dir, schema):
+@pytest.fixture(scope="module")
+def ns(devstack):
+    """The chain's namespace (restricted Pod Security Standard), shared by this module's tests in order."""
+    from alertfilter_devstack.stack import RESTRICTED
+
+    _, cluster, _ = devstack
+    name = f"e2e-chain-{uuid.uuid4().hex[:4]}"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}}))
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_filters_accept_exactly_the_expected_alerts(devstack, ns, alerts_dir, schema):
     st, cp, _ = devstack
-    cp.kubectl("apply", "-f", st["filterpool"])
     for name in FILTERS:
-        cp.kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / f"alertfilter-{name}.yaml"))
-    wait_for(lambda: all(
-        any(c["type"] == "Ready" and c["status"] == "True" for c in (a.get("status") or {}).get("conditions", []))
-        for a in json.loads(cp.kubectl("get", "alertfilters", "-n", NS, "-o", "json").stdout)["items"])
-        and len(json.loads(cp.kubectl("get", "alertfilters", "-n", NS, "-o", "json").stdout)["items"]) == 3,
-        180, "the three filters to be Ready")
+        cp.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / f"alertfilter-{name}.yaml"))
+    wait_for(lambda: all(condition(cp, ns, n, "Ready").get("status") == "True" for n in FILTERS), 300,
+             "the three filters to be Ready")
     res = produce_batch(st, alerts_dir, copies=10, first_visit=1000, per_visit=240)  # 30 reliable i-band per visit
     pool = st["kafka_pool"]["bootstrap"]
-    wait_for(lambda: all(consumed(cp, n) >= res.alerts for n in FILTERS), 240, "every runner to consume the stream")
-    stream = decode([m.value() for m in read(pool, "alerts")], schema)
-    assert len(stream) == res.alerts
+    mirrored = wait_for(lambda: (got := read(pool, "alerts")) and len(got) >= res.alerts and got, 240, "the mirror")
+    stream = decode([m.value() for m in mirrored], schema)
+    wait_for(lambda: all(consumed(cp, ns, n) >= len(stream) for n in FILTERS), 300, "every runner to consume the stream")
     for name, (keep, raises) in FILTERS.items():
         want, errors = expected(stream, keep, raises)
-        got = ids_of(read(pool, f"{NS}.{name}"), schema)
+        got = ids_of(read(pool, f"{ns}.{name}"), schema)
         assert got == want, name
-        dlq = read(pool, f"{NS}.{name}.deadletter")
+        dlq = read(pool, f"{ns}.{name}.deadletter")
         assert [int(dict(m.headers())["alertfilter.alert-id"]) for m in dlq] == errors, name
         if errors:
             assert {dict(m.headers())["alertfilter.error.reason"] for m in dlq} == {b"filter-exception"}
@@ -183,75 +115,89 @@ def test_filters_accept_exactly_the_expected_alerts(devstack, alerts_dir, schema
     assert len(expected(stream, reliable_i)[0]) < sum(map(reliable_i, stream))  # the cap did bite
 
 
-def test_the_webhook_rejects_and_the_status_reports_an_invalid_filter(devstack):
+def test_runner_pods_are_real_containers_on_the_pools_nodes_and_kubectl_logs_works(devstack, ns):
+    _, cp, _ = devstack
+    nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in cp.get_json("nodes")["items"]}
+    for name in FILTERS:
+        pods = runner_pods(cp, ns, name)
+        assert pods, name
+        for p in pods:
+            assert nodes[p["spec"]["nodeName"]].get("alerts.lsst.io/pool") == "pool-a"
+            cs = p["status"]["containerStatuses"][0]
+            assert cs["containerID"].startswith("containerd://") and cs["image"].endswith("alertfilter-runner:0.1.0")
+    log = cp.kubectl("logs", "-n", ns, "deployment/af-bright-significant", "--tail=200").stdout
+    assert log.strip(), "kubectl logs of a runner printed nothing"
+
+
+def test_the_webhook_rejects_and_the_status_reports_an_invalid_filter(devstack, ns):
     st, cp, _ = devstack
-    r = cp.kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "alertfilter-broken-syntax.yaml"), check=False)
+    r = cp.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / "alertfilter-broken-syntax.yaml"), check=False)
     assert r.returncode != 0 and "line 6, column 17" in r.stderr
+    # the webhook is reached through the chart's Service, in the cluster
+    hook = cp.get_json("validatingwebhookconfiguration", "alertfilters.alerts.lsst.io")["webhooks"][0]
+    assert hook["clientConfig"]["service"]["namespace"] == "kafka"
     # with the webhook gone (it can be off), the reconcile reports the same in the status
     cp.kubectl("delete", "validatingwebhookconfiguration", "alertfilters.alerts.lsst.io")
-    cp.kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "alertfilter-broken-syntax.yaml"))
-    af = wait_for(lambda: (a := json.loads(cp.kubectl("get", "alertfilter", "broken-syntax", "-n", NS, "-o", "json").stdout))
-                  and (a.get("status") or {}).get("sourceError") and a, 60, "the status to report the error")
-    assert af["status"]["sourceError"]["line"] == 6 and af["status"]["sourceError"]["column"] == 17
-    assert cp.kubectl("get", "deployment", "af-broken-syntax", "-n", NS, check=False).returncode != 0
-    cp.kubectl("delete", "alertfilter", "broken-syntax", "-n", NS, "--wait=true", "--timeout=60s")
+    try:
+        cp.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / "alertfilter-broken-syntax.yaml"))
+        af = wait_for(lambda: (a := cp.get_json("alertfilter", "broken-syntax", "-n", ns))
+                      and (a.get("status") or {}).get("sourceError") and a, 60, "the status to report the error")
+        assert af["status"]["sourceError"]["line"] == 6 and af["status"]["sourceError"]["column"] == 17
+        assert cp.kubectl("get", "deployment", "af-broken-syntax", "-n", ns, check=False).returncode != 0
+        cp.kubectl("delete", "alertfilter", "broken-syntax", "-n", ns, "--wait=true", "--timeout=60s")
+    finally:
+        # the operator makes its webhook configuration at start; wait until the new pod answers
+        cp.kubectl("-n", "kafka", "rollout", "restart", "deployment/alert-filter-alert-filter-operator")
+        cp.kubectl("-n", "kafka", "rollout", "status", "deployment/alert-filter-alert-filter-operator", "--timeout=180s")
+        wait_for(lambda: cp.kubectl("apply", "--dry-run=server", "-n", ns, "-f",
+                                    str(ROOT / "examples" / "alertfilter-bright-significant.yaml"),
+                                    check=False).returncode == 0, 180, "the restarted operator's webhook to answer")
 
 
-def test_editing_a_filter_changes_what_it_accepts_and_keeps_its_topic(devstack, alerts_dir, schema):
+def test_editing_a_filter_rolls_its_pod_and_keeps_its_topic(devstack, ns, alerts_dir, schema):
     st, cp, _ = devstack
     pool = st["kafka_pool"]["bootstrap"]
-    before = ids_of(read(pool, f"{NS}.bright-significant"), schema)
-    old_pods = set(cp.kubectl("get", "pods", "-n", NS, "-l", "alerts.lsst.io/filter=bright-significant", "-o", "name").stdout.split())
-    manifest = json.loads(cp.kubectl("get", "alertfilter", "bright-significant", "-n", NS, "-o", "json").stdout)
+    before = ids_of(read(pool, f"{ns}.bright-significant"), schema)
+    old_pods = {p["metadata"]["name"] for p in runner_pods(cp, ns, "bright-significant", running=False)}
     new_source = "def negative(alert):\n    return (alert['diaSource']['psfFlux'] or 0) < 0\n"
-    cp.kubectl("patch", "alertfilter", "bright-significant", "-n", NS, "--type=merge",
+    cp.kubectl("patch", "alertfilter", "bright-significant", "-n", ns, "--type=merge",
                "-p", json.dumps({"spec": {"source": new_source}}))
-    wait_for(lambda: (now := set(cp.kubectl("get", "pods", "-n", NS, "-l", "alerts.lsst.io/filter=bright-significant",
-                                           "--field-selector=status.phase=Running", "-o", "name").stdout.split()))
-             and not (now & old_pods) and consumed(cp, "bright-significant") is not None and now, 120, "the runner to roll")
-    wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in json.loads(
-        cp.kubectl("get", "alertfilter", "bright-significant", "-n", NS, "-o", "json").stdout)["status"]["conditions"]),
-        120, "the edited filter to be Ready")
+    wait_for(lambda: (now := {p["metadata"]["name"] for p in runner_pods(cp, ns, "bright-significant")})
+             and not (now & old_pods), 240, "the runner pod to roll")
+    wait_for(lambda: condition(cp, ns, "bright-significant", "Ready").get("status") == "True", 120,
+             "the edited filter to be Ready")
     start = len(read(pool, "alerts"))
     res = produce_batch(st, alerts_dir, copies=5, first_visit=2000)
-    wait_for(lambda: consumed(cp, "bright-significant") >= res.alerts, 240, "the new runner to consume the new alerts")
+    wait_for(lambda: len(read(pool, "alerts")) >= start + res.alerts, 240, "the mirror")
+    wait_for(lambda: consumed(cp, ns, "bright-significant") >= res.alerts, 300, "the new runner to consume the new alerts")
     new_stream = decode([m.value() for m in read(pool, "alerts", start)], schema)
-    after = ids_of(read(pool, f"{NS}.bright-significant"), schema)
+    after = ids_of(read(pool, f"{ns}.bright-significant"), schema)
     assert after[: len(before)] == before  # the topic kept what it had
     assert after[len(before):] == expected(new_stream, lambda a: (a["diaSource"]["psfFlux"] or 0) < 0)[0]
-    assert manifest["status"]["outputTopic"] == f"{NS}.bright-significant"
+    assert cp.get_json("alertfilter", "bright-significant", "-n", ns)["status"]["outputTopic"] == f"{ns}.bright-significant"
 
 
-def test_deleting_a_filter_stops_its_process_and_removes_its_topic(devstack):
-    st, cp, d = devstack
+def test_deleting_a_filter_removes_its_pods_and_topics(devstack, ns):
+    st, cp, _ = devstack
     pool = st["kafka_pool"]["bootstrap"]
-    cp.kubectl("delete", "alertfilter", "reliable-i-band", "-n", NS, "--wait=true", "--timeout=90s")
+    cp.kubectl("delete", "alertfilter", "reliable-i-band", "-n", ns, "--wait=true", "--timeout=120s")
+    wait_for(lambda: not runner_pods(cp, ns, "reliable-i-band", running=False), 120, "the runner pod to go")
+    topics = lambda: Consumer({"bootstrap.servers": pool, "group.id": "x", "log_level": 3}).list_topics(timeout=10).topics
+    wait_for(lambda: f"{ns}.reliable-i-band" not in topics(), 90, "the output topic to be deleted")
+    assert f"{ns}.reliable-i-band.deadletter" not in topics()
+    # no container of the deleted filter is left in any node's containerd (the kubelet removes a
+    # deleted pod's containers shortly after the pod object goes)
+    def nodes_with_its_containers() -> list[str]:
+        left = []
+        for node in (n["metadata"]["name"] for n in cp.get_json("nodes")["items"]):
+            ps = subprocess.run(["docker", "exec", node, "ctr", "-n", "k8s.io", "containers", "ls",
+                                 f'labels."io.kubernetes.pod.namespace"=={ns}'], capture_output=True, text=True)
+            assert ps.returncode == 0, ps.stderr
+            for cid in [line.split()[0] for line in ps.stdout.splitlines()[1:]]:
+                info = subprocess.run(["docker", "exec", node, "ctr", "-n", "k8s.io", "containers", "info", cid],
+                                      capture_output=True, text=True).stdout
+                if "af-reliable-i-band" in info:
+                    left.append(node)
+        return left
 
-    def runner_processes():
-        out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        return [line for line in out.splitlines() if "af-reliable-i-band" in line or
-                (str(d) in line and "ALERTFILTER_NAME=reliable-i-band" in line)]
-    wait_for(lambda: cp.kubectl("get", "pods", "-n", NS, "-l", "alerts.lsst.io/filter=reliable-i-band", "-o", "name").stdout.strip() == "",
-             90, "the runner pod to go")
-    wait_for(lambda: f"{NS}.reliable-i-band" not in Consumer({"bootstrap.servers": pool, "group.id": "x", "log_level": 3})
-             .list_topics(timeout=10).topics, 60, "the output topic to be deleted")
-    # process nodes run pods in their folder: no runner of the deleted filter is left
-    pods_dirs = list(d.glob("nodes/*/pods/science_af-reliable-i-band*"))
-    assert pods_dirs, "the runner never ran on a process node"
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    assert not [ln for ln in ps.splitlines() if any(str(p) in ln for p in pods_dirs)]
-
-
-def test_devstack_down_leaves_no_process_behind(devstack):
-    st, cp, d = devstack
-    from alertfilter_devstack import stack
-
-    pids = [st["operator"], st["standin"], *st["nodes"].values(), *st["controlplane"]["pids"].values(),
-            st["kafka_central"]["pid"], st["kafka_pool"]["pid"]]
-    stack.down(quiet=True)
-    time.sleep(1)
-    alive = [p for p in pids if subprocess.run(["kill", "-0", str(p)], capture_output=True).returncode == 0]
-    assert not alive, f"processes left: {alive}"
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    left = [ln for ln in ps.splitlines() if str(d) in ln]
-    assert not left, f"processes left: {left}"
+    wait_for(lambda: not nodes_with_its_containers(), 180, "the deleted filter's containers to be removed")

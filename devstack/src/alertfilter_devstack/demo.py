@@ -4,7 +4,7 @@ Brings the stack up (``devstack up``), applies a FilterPool and the example Aler
 ``kubectl apply`` (the invalid one is rejected by the operator's webhook with its line and
 column), produces the shared real Rubin alerts (replicated into 3,000, 300 per visit, one visit a
 second) to the central Kafka, lets MirrorMaker 2 mirror them to the pool's Kafka and the
-filter-runner processes filter them, then prints per filter: alerts seen, accepted, capped,
+filter-runner pods filter them, then prints per filter: alerts seen, accepted, capped,
 errors and the first accepted ids, and ``kubectl get alertfilters``. Every count is compared with
 an independent run of the same filter over the same mirrored stream; a difference exits 1.
 """
@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +50,12 @@ def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def _metrics(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3).read().decode()
+def _metrics(cp, pod: str | None) -> dict[str, float]:
+    """The ``alertfilter_*`` metrics of a runner pod, summed over labels, read through the API
+    server's proxy (pod IPs are not routed to the host). Raises RuntimeError when unreachable."""
+    if not pod:
+        return {}
+    text = cp.raw(f"/api/v1/namespaces/{NS}/pods/{pod}:8080/proxy/metrics")
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("alertfilter_") and not line.startswith("#"):
@@ -82,7 +85,7 @@ def main() -> int:
     cp = stack.control_plane()
     central, pool_bootstrap = st["kafka_central"]["bootstrap"], st["kafka_pool"]["bootstrap"]
     schema_dir = Path(st["schema_dir"])
-    kubectl_cmd = f"kubectl --kubeconfig {st['controlplane']['kubeconfig']}"
+    kubectl_cmd = f"kubectl --kubeconfig {st['kubeconfig']}"
 
     say("== kubectl apply: the FilterPool and the example AlertFilters")
     say("   " + cp.kubectl("apply", "-f", st["filterpool"]).stdout.strip())
@@ -96,7 +99,7 @@ def main() -> int:
     say(f"   {INVALID}: {'rejected: ' + r.stderr.strip().split('denied the request: ')[-1] if r.returncode else 'accepted?!'}")
 
     say("== waiting for the filter-runner pods to be ready")
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         out = json.loads(cp.kubectl("get", "alertfilters", "-n", NS, "-o", "json").stdout)["items"]
         ready = [a["metadata"]["name"] for a in out if any(c["type"] == "Ready" and c["status"] == "True"
@@ -126,10 +129,10 @@ def main() -> int:
         mirrored = _end_offset(pool_bootstrap, stack.INPUT_TOPIC)
         done = 0
         for f in FILTERS:
-            pods[f.name] = _runner_port(cp, f.name)
+            pods[f.name] = _runner_pod(cp, f.name)
             try:
-                m = _metrics(pods[f.name]) if pods[f.name] else {}
-            except OSError:
+                m = _metrics(cp, pods[f.name])
+            except RuntimeError:
                 m = {}
             done += int(m.get("alertfilter_alerts_consumed_total", 0) >= res.alerts)
         if mirrored >= target and done == len(FILTERS):
@@ -158,7 +161,7 @@ def main() -> int:
                 want["capped"] += 1
             elif oc.kind == ERROR:
                 want["errors"] += 1
-        m = _metrics(pods[f.name])
+        m = _metrics(cp, pods[f.name])
         topic = f"{NS}.{f.name}"
         out = consume(pool_bootstrap, topic, dec, "summary", 2.0, out=open(os.devnull, "w"))
         dlq = consume(pool_bootstrap, f"{topic}.deadletter", None, "count", out=open(os.devnull, "w"))
@@ -192,11 +195,12 @@ def main() -> int:
     say()
     say("Go on from here:")
     say("  eval \"$(.venv/bin/devstack env)\"            # KUBECONFIG, kubectl, bootstrap addresses")
-    say(f"  kubectl get alertfilters,pods -n {NS}         # or: {kubectl_cmd} ...")
+    say(f"  kubectl get alertfilters,pods -n {NS} -o wide # or: {kubectl_cmd} ...")
+    say(f"  kubectl logs -n {NS} deployment/af-bright-significant   # a runner's log")
     say(f"  .venv/bin/alertfilter consume --bootstrap-servers {pool_bootstrap} --topic {NS}.bright-significant "
         f"--schema-dir {schema_dir}")
     say("  .venv/bin/devstack down                       # the stack keeps running until you stop it "
-        "(--purge also removes the data)")
+        "(--cluster also deletes the kind cluster, --purge the data)")
     return 0
 
 
@@ -213,12 +217,14 @@ def _end_offset(bootstrap: str, topic: str) -> int:
         c.close()
 
 
-def _runner_port(cp, name: str) -> int | None:
+def _runner_pod(cp, name: str) -> str | None:
+    """The name of a running, ready runner pod of filter ``name``, or None."""
     pods = json.loads(cp.kubectl("get", "pods", "-n", NS, "-l", f"alerts.lsst.io/filter={name}", "-o", "json").stdout)["items"]
     for p in pods:
-        port = (p["metadata"].get("annotations") or {}).get("devstack.alerts.lsst.io/metrics-port")
-        if port and (p.get("status") or {}).get("phase") == "Running":
-            return int(port)
+        st = p.get("status") or {}
+        if st.get("phase") == "Running" and not p["metadata"].get("deletionTimestamp") and all(
+                c.get("ready") for c in st.get("containerStatuses") or [{}]):
+            return str(p["metadata"]["name"])
     return None
 
 

@@ -64,6 +64,9 @@ class KafkaBroker:
         workdir: folder for its config, data (``data/``) and log (``kafka.log``).
         port: client (PLAINTEXT) port; chosen free when 0.
         heap: JVM heap, e.g. ``"512m"``.
+        pod_listener: ``(bind address, advertised "host:port")`` of a second listener for clients
+            elsewhere (the local stack's runner pods, through its broker pod on the kind network's
+            gateway); its port is chosen free at the first start and kept.
     """
 
     workdir: Path
@@ -71,6 +74,8 @@ class KafkaBroker:
     heap: str = "512m"
     extra_config: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    pod_listener: tuple[str, str] | None = None
+    pod_port: int = 0
 
     @property
     def bootstrap(self) -> str:
@@ -82,14 +87,21 @@ class KafkaBroker:
         return self.workdir / "kafka.log"
 
     def _write_config(self, controller_port: int) -> Path:
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}"
+        advertised = f"PLAINTEXT://127.0.0.1:{self.port}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if self.pod_listener:
+            listeners += f",PODS://{self.pod_listener[0]}:{self.pod_port}"
+            advertised += f",PODS://{self.pod_listener[1]}"
+            protocols += ",PODS:PLAINTEXT"
         cfg = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": listeners,
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.workdir / "data"),
             "num.partitions": "1",
@@ -124,9 +136,12 @@ class KafkaBroker:
         if state_file.exists() and not self.port:
             saved = json.loads(state_file.read_text())
             self.port, controller_port = saved["port"], saved["controller_port"]
+            self.pod_port = saved.get("pod_port", 0)
         else:
             self.port = self.port or free_port()
             controller_port = free_port()
+        if self.pod_listener and not self.pod_port:
+            self.pod_port = free_port()
         config = self._write_config(controller_port)
         cp = f"{libs}/*"
         java = java_bin()
@@ -145,7 +160,8 @@ class KafkaBroker:
                                         "-c", str(config)], capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
-        state_file.write_text(json.dumps({"port": self.port, "controller_port": controller_port}))
+        state_file.write_text(json.dumps({"port": self.port, "controller_port": controller_port,
+                                          "pod_port": self.pod_port}))
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(jvm + ["kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)

@@ -1,16 +1,22 @@
 """A development stand-in for the Strimzi operators, for the local stack only (never in the chart).
 
-``python -m alertfilter_devstack.strimzi_standin`` with ``DEVSTACK_POOL_BOOTSTRAP`` (the local
-pool broker every Strimzi ``Kafka`` stands for), ``KUBECONFIG`` and ``DEVSTACK_WORKDIR``.
+``python -m alertfilter_devstack.strimzi_standin`` with ``KUBECONFIG``, ``DEVSTACK_WORKDIR`` and the
+local brokers: ``DEVSTACK_CENTRAL_BOOTSTRAP`` (the broker the Strimzi ``Kafka`` named
+``DEVSTACK_CENTRAL_NAME``, default ``central``, stands for: the Helm chart's central Kafka) and
+``DEVSTACK_POOL_BOOTSTRAP`` (the broker every other ``Kafka`` stands for). With
+``DEVSTACK_POOL_POD_TARGET`` (the pool broker's listener for pods, on the kind network's gateway)
+and ``DEVSTACK_BROKER_IMAGE``, a pool ``Kafka`` gets broker pods and its bootstrap Service
+(``brokerpod``), as Strimzi makes them.
 
-- ``KafkaTopic`` → a real topic on the local broker (partitions, replication 1, retention and
+- ``KafkaTopic`` → a real topic on its cluster's broker (partitions, replication 1, retention and
   max.message.bytes from the spec), status Ready; deleted with the resource.
-- ``Kafka`` / ``KafkaNodePool`` → status Ready, the ``plain`` listener pointing at the local broker.
+- ``Kafka`` / ``KafkaNodePool`` → status Ready, the ``plain`` listener's address (the bootstrap
+  Service for a pool Kafka with broker pods, else the local broker).
 - ``KafkaUser`` → status Ready and the Secret with a generated password that Strimzi's User
-  Operator would create (the local broker does not authenticate; pools here use authentication none).
+  Operator would create (the local brokers do not authenticate; pools here use authentication none).
 - ``KafkaMirrorMaker2`` → a real MirrorMaker 2 process (``org.apache.kafka.connect.mirror.MirrorMaker``
   from Maven Central's ``connect-mirror``) configured from the resource: source = each mirror's
-  ``source.bootstrapServers``, target = the local broker, topics = ``topicsPattern``, names kept
+  ``source.bootstrapServers``, target = the pool broker, topics = ``topicsPattern``, names kept
   (IdentityReplicationPolicy). It stops when the resource is deleted.
 """
 
@@ -29,6 +35,7 @@ import kubernetes
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from . import brokerpod
 from .kafka import java_bin, kafka_libs
 from .procs import stop_process
 
@@ -38,7 +45,16 @@ _mirrors: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def _bootstrap() -> str:
+    """The pool broker's address for host processes (topics, MirrorMaker 2's target)."""
     return os.environ["DEVSTACK_POOL_BOOTSTRAP"]
+
+
+def _broker_for(cluster: str | None) -> str:
+    """The local broker a Strimzi cluster name stands for."""
+    if cluster and cluster == os.environ.get("DEVSTACK_CENTRAL_NAME", "central") and os.environ.get(
+            "DEVSTACK_CENTRAL_BOOTSTRAP"):
+        return os.environ["DEVSTACK_CENTRAL_BOOTSTRAP"]
+    return _bootstrap()
 
 
 def _ready(generation: int | None, **extra: Any) -> dict[str, Any]:
@@ -64,10 +80,26 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, "kafkas")
 @kopf.on.update(GROUP, VERSION, "kafkas")
 @kopf.on.resume(GROUP, VERSION, "kafkas")
-def kafka_ready(meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
-    host, port = _bootstrap().rsplit(":", 1)
+def kafka_ready(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, patch: kopf.Patch, **_: Any) -> None:
+    bootstrap = _broker_for(name)
+    target, image = os.environ.get("DEVSTACK_POOL_POD_TARGET"), os.environ.get("DEVSTACK_BROKER_IMAGE")
+    if bootstrap == _bootstrap() and target and image:
+        _apply_broker_pods(dict(body), image, target)
+        bootstrap = brokerpod.bootstrap_service(name, namespace)
+    host, port = bootstrap.rsplit(":", 1)
     patch.status.update(_ready(meta.get("generation"), clusterId="devstack", kafkaVersion="4.1.1", listeners=[
-        {"name": "plain", "bootstrapServers": _bootstrap(), "addresses": [{"host": host, "port": int(port)}]}]))
+        {"name": "plain", "bootstrapServers": bootstrap, "addresses": [{"host": host, "port": int(port)}]}]))
+
+
+def _apply_broker_pods(kafka: dict[str, Any], image: str, target: str) -> None:
+    """Create (or replace) the broker pods' Deployment and the bootstrap Service of a pool Kafka."""
+    api = kubernetes.client.ApiClient()
+    for obj in brokerpod.manifests(kafka, image, target):
+        try:
+            kubernetes.utils.create_from_dict(api, obj)
+        except kubernetes.utils.FailToCreateError as exc:
+            if any(e.status != 409 for e in exc.api_exceptions):
+                raise kopf.TemporaryError(f"creating {obj['kind']} {obj['metadata']['name']}: {exc}", delay=5)
 
 
 @kopf.on.create(GROUP, VERSION, "kafkanodepools")
@@ -82,15 +114,16 @@ def nodepool_ready(meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Patch, **_: Any
 @kopf.on.resume(GROUP, VERSION, "kafkatopics")
 def topic_apply(meta: kopf.Meta, spec: kopf.Spec, name: str, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
     topic = spec.get("topicName") or name
+    broker = _broker_for((meta.get("labels") or {}).get("strimzi.io/cluster"))
     config = {k: str(v) for k, v in (spec.get("config") or {}).items() if k in ("retention.ms", "max.message.bytes",
                                                                                "cleanup.policy")}
-    admin = AdminClient({"bootstrap.servers": _bootstrap(), "log_level": 3})
+    admin = AdminClient({"bootstrap.servers": broker, "log_level": 3})
     if topic not in admin.list_topics(timeout=10).topics:
         fut = admin.create_topics([NewTopic(topic, num_partitions=int(spec.get("partitions") or 1),
                                             replication_factor=1, config=config)])[topic]
         try:
             fut.result()
-            logger.info("created topic %s on %s", topic, _bootstrap())
+            logger.info("created topic %s on %s", topic, broker)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise kopf.TemporaryError(f"creating topic {topic}: {exc}", delay=5)
@@ -98,9 +131,10 @@ def topic_apply(meta: kopf.Meta, spec: kopf.Spec, name: str, patch: kopf.Patch, 
 
 
 @kopf.on.delete(GROUP, VERSION, "kafkatopics")
-def topic_delete(spec: kopf.Spec, name: str, logger: kopf.Logger, **_: Any) -> None:
+def topic_delete(meta: kopf.Meta, spec: kopf.Spec, name: str, logger: kopf.Logger, **_: Any) -> None:
     topic = spec.get("topicName") or name
-    admin = AdminClient({"bootstrap.servers": _bootstrap(), "log_level": 3})
+    admin = AdminClient({"bootstrap.servers": _broker_for((meta.get("labels") or {}).get("strimzi.io/cluster")),
+                         "log_level": 3})
     try:
         admin.delete_topics([topic])[topic].result()
         logger.info("deleted topic %s", topic)
