@@ -4,7 +4,7 @@ runs here: tests write the children's statuses themselves)."""
 from __future__ import annotations
 
 import base64
-import time
+import json
 from typing import Any
 
 import pytest
@@ -243,7 +243,18 @@ def test_pool_deletion_waits_for_its_filters(apiserver, operator, namespace):
     apply_json(apiserver, alertfilter("tenant", pool=pname), namespace)
     wait_children(apiserver, namespace, kns, "tenant")
     apiserver.kubectl("delete", "filterpool", pname, "--wait=false")
-    time.sleep(3)
+
+    def refused() -> list[dict[str, Any]]:  # `kubectl describe filterpool` shows this event
+        out = apiserver.kubectl("get", "events", "-n", "default", "-o", "json").stdout
+        return [
+            e
+            for e in json.loads(out)["items"]
+            if e["involvedObject"].get("name") == pname and e["reason"] == "PoolInUse"
+        ]
+
+    (event, *_) = wait_for(refused, 60, "the operator to refuse deleting the pool")
+    assert event["type"] == "Warning"
+    assert event["message"] == f"1 AlertFilter(s) still run in this pool ({namespace}/tenant); delete them first"
     assert get(apiserver, "filterpool", pname) is not None  # held by the finalizer
     assert get(apiserver, "kafka", f"{pname}-kafka", kns) is not None
     apiserver.kubectl("delete", "alertfilter", "tenant", "-n", namespace, "--timeout=60s")
