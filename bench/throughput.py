@@ -18,7 +18,12 @@ fresh consumer group and writes to a fresh output topic. Modes (see ``bench/READ
   the fields it reads (``--fields auto``, the default; cavro + the compiled skipper);
 - ``decode-projected``: the decode loop with projected decoding of ``diaSource`` and the id;
 - ``baseline-2018``: one message per poll, fastavro decode, filter, fastavro re-encode, produce,
-  auto-commit (the LSST mini-broker prototype's loop, lsst-dm/alert_stream).
+  auto-commit (the LSST mini-broker prototype's loop, lsst-dm/alert_stream);
+- ``runner-<backend>-old``, ``runner-projected-old`` (with ``--old-runtime DIR``): the same runner
+  modes with another version of the runtime (``DIR`` is its ``runtime/src``, put first on
+  ``PYTHONPATH``), to compare two commits in one run on the same broker and data.
+
+A runner's CPU time includes its filter process's (every process it started).
 
 Rates are *steady-state*: messages acknowledged on the output topic between the end of the first
 batch and the end of the last one, over that wall time; the same window's CPU time (the process's
@@ -102,8 +107,38 @@ class Sample:
     mcpu: float = field(default_factory=machine_busy_seconds)  # busy CPU time of the whole machine, s
 
 
-def sample(count: int, pid: int, start: bool = False) -> Sample:
-    return Sample(time.monotonic(), count, cpu_seconds(pid), cpu_seconds(BROKER_PID) if BROKER_PID else None, start)
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (from ``/proc/<pid>/task/*/children``)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as fh:
+                    kids = [int(x) for x in fh.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of ``pid`` and of the live processes it started (the runner's filter process), s."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(c for c in map(cpu_seconds, descendants(pid)) if c is not None)
+
+
+def sample(count: int, pid: int, start: bool = False, tree: bool = False) -> Sample:
+    cpu = tree_cpu_seconds(pid) if tree else cpu_seconds(pid)
+    return Sample(time.monotonic(), count, cpu, cpu_seconds(BROKER_PID) if BROKER_PID else None, start)
 
 
 @dataclass
@@ -473,13 +508,14 @@ def mode_baseline_2018(bootstrap: str, inp: str, out: str, ds: Dataset, budget_s
 
 
 def mode_runner(bootstrap: str, inp: str, out: str, ds: Dataset, backend: str, work: Path,
-                budget_s: float, projected: bool = False) -> ModeResult:
-    """``alertfilter run`` as a child process; progress read from the output topic's high watermark."""
+                budget_s: float, projected: bool = False, runtime_src: Path | None = None) -> ModeResult:
+    """``alertfilter run`` as a child process; progress read from the output topic's high watermark.
+    ``runtime_src``: another version of the runtime to run (its ``runtime/src``), for a ``-old`` mode."""
     assert ds.schema_dir is not None
     ensure_topics(bootstrap, {out: 1, f"{out}.deadletter": 1})  # what the operator does via KafkaTopics
     flt = work / ("reads_diasource.py" if projected else "accept_all.py")
     flt.write_text(READS_DIASOURCE if projected else ACCEPT_ALL)
-    mode = "runner-projected" if projected else f"runner-{backend}"
+    mode = ("runner-projected" if projected else f"runner-{backend}") + ("-old" if runtime_src else "")
     log_path = work / f"{mode}-{ds.name}.log"
     res = ModeResult(ds.name, mode, ds.n)
     args = [sys.executable, "-m", "alertfilter", "run", "--bootstrap-servers", bootstrap, "--input", inp,
@@ -488,6 +524,8 @@ def mode_runner(bootstrap: str, inp: str, out: str, ds: Dataset, backend: str, w
             "--exit-when-idle", "2", "--metrics-port", "-1", "--visit-field", ds.visit_field,
             "--id-field", ds.id_field, "--fields", "auto" if projected else "all"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTFILTER_")}
+    if runtime_src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(runtime_src), *filter(None, [env.get("PYTHONPATH")])])
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
                         "enable.auto.commit": False})
     samples: list[Sample] = []
@@ -501,7 +539,7 @@ def mode_runner(bootstrap: str, inp: str, out: str, ds: Dataset, backend: str, w
         while True:
             now = time.monotonic()
             if hw < ds.n:
-                s = sample(0, proc.pid)  # CPU readable until reaped, zombie included
+                s = sample(0, proc.pid, tree=True)  # CPU readable until reaped, zombie included
                 try:
                     hw = high_watermark(watcher, out, retry_s=0)
                 except KafkaException:
@@ -529,7 +567,7 @@ def mode_runner(bootstrap: str, inp: str, out: str, ds: Dataset, backend: str, w
             os.waitpid(proc.pid, 0)
         watcher.close()
     res.wall_s = t_exit - t_start
-    res.total_cpu_s = rusage.ru_utime + rusage.ru_stime
+    res.total_cpu_s = rusage.ru_utime + rusage.ru_stime  # the filter process's too, if it was waited for
     res.finish(t_start, samples)
     first = next((s for s in samples if s.count > 0), None)
     res.startup_s = first.t - t_start if first else None
@@ -646,6 +684,17 @@ def markdown(meta: dict[str, Any], results: list[ModeResult], dsets: list[Datase
                      f"| {pct(r.cpu_util)} | {pct(r.broker_cpu_util)} | {pct(r.machine_cpu_util)} "
                      f"| {fmt(r.e2e_rate, 1 if (r.e2e_rate or 0) < 100 else 0)} | {fmt(r.startup_s, 1)} | {done} | {note} |")
     lines.append("")
+    pairs = [(r, old) for r in results for old in results
+             if old.mode == r.mode + "-old" and old.dataset == r.dataset and r.steady_rate and old.steady_rate]
+    if pairs:
+        lines += ["This commit's runner against the `--old-runtime` one, same run, same broker and data "
+                  "(new / old; CPU includes the filter process):", "",
+                  "| dataset | mode | alerts/s new / old | alerts/CPU-s new / old |", "|---|---|---:|---:|"]
+        for r, old in pairs:
+            cpu = (f"{r.alerts_per_cpu_s / old.alerts_per_cpu_s:.3f}" if r.alerts_per_cpu_s and old.alerts_per_cpu_s
+                   else "–")
+            lines.append(f"| {r.dataset} | {r.mode} | {r.steady_rate / old.steady_rate:.3f} | {cpu} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -663,7 +712,11 @@ buys, and is less sensitive to the noise than alerts/s.
 
 
 def plot(results: list[ModeResult], path: Path, title: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # bench/requirements.txt not installed: the numbers are written already
+        print(f"no plot: matplotlib is not installed (pip install -r bench/requirements.txt); not writing {path}")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -710,6 +763,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="run the Kafka modes this many times, round-robin, and "
                    "report each mode's best run (all runs go to the JSON); default 1")
     p.add_argument("--keep", action="store_true", help="keep the broker's work folder (data, logs)")
+    p.add_argument("--modes", help="comma-separated subset of the Kafka modes to run (default: all)")
+    p.add_argument("--old-runtime", type=Path, metavar="DIR",
+                   help="also run the runner modes with the runtime in DIR (another commit's runtime/src, its "
+                        "compiled _avroskip included), as runner-*-old")
     args = p.parse_args(argv)
     budget = args.budget or (40.0 if args.quick else 120.0)
     dsets = datasets(args.quick)
@@ -775,6 +832,16 @@ def main(argv: list[str] | None = None) -> int:
                 ("runner-projected", lambda out: mode_runner(bs, inp, out, ds, "cavro", work, budget, projected=True)),
                 ("baseline-2018", lambda out: mode_baseline_2018(bs, inp, out, ds, budget)),
             ]
+            if args.old_runtime:
+                old = args.old_runtime.resolve()
+                plan += [
+                    *((f"runner-{be}-old", (lambda be: lambda out: mode_runner(
+                        bs, inp, out, ds, be, work, budget, runtime_src=old))(be)) for be in ("fastavro", "cavro")),
+                    ("runner-projected-old", lambda out: mode_runner(bs, inp, out, ds, "cavro", work, budget,
+                                                                     projected=True, runtime_src=old)),
+                ]
+            if args.modes:
+                plan = [(m, fn) for m, fn in plan if m in args.modes.split(",")]
             runs: dict[str, list[ModeResult]] = {}
             for rnd, (mode, fn) in ((rnd, x) for rnd in range(args.repeat) for x in plan):  # round-robin
                 out = f"bench-{run_id}-{ds.name}-{mode}-{rnd}-out"
