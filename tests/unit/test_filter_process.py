@@ -316,3 +316,17 @@ def test_a_filter_process_that_misreports_visits_does_not_lift_the_cap(make_runn
     r.process_batch(batch(50, visit=7))
     assert len(outputs(r)) == 2 and r.totals["capped"] == 48
     assert {d.headers[H_VISIT] for d in outputs(r)} == {b"7"}
+
+
+def test_a_filter_process_that_ends_between_batches_is_replaced_without_a_dead_letter(make_runner):
+    src = (
+        "import os, threading\n"
+        "def f(alert):\n"
+        "    threading.Timer(0.2, os._exit, (0,)).start()  # ends its process a little after the batch\n"
+        "    return True\n"
+    )
+    r = make_runner(src)
+    r.process_batch([Msg(0, container(0))])
+    time.sleep(1.0)
+    r.process_batch([Msg(1, container(1))])
+    assert dead_letters(r) == [] and len(outputs(r)) == 2 and r.filters.starts == 2

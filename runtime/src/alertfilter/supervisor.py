@@ -207,8 +207,8 @@ class FilterProcess:
                 or the values after it).
             FilterLoadError, FilterProcessError: a replacement filter process could not start.
         """
-        if self._sent or self._out or self._proc is None:  # a batch was left half done (a stop), or none started
-            self.start()
+        if self._sent or self._out or self._proc is None or self._proc.poll() is not None:
+            self.start()  # a batch left half done (a stop), none started yet, or the process ended between batches
         ready: dict[int, Outcome] = {}
         self._submit(list(range(len(values))), values)
         nxt = 0
