@@ -15,8 +15,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -116,7 +117,7 @@ def read(bootstrap: str, topic: str, start: int = 0) -> list:
     if md is None or md.error is not None:
         c.close()
         return []
-    c.assign([TopicPartition(topic, p, start if start else -2) for p in md.partitions])
+    c.assign([TopicPartition(topic, p, start or -2) for p in md.partitions])
     out, eof, idle = [], set(), time.monotonic()
     while len(eof) < len(md.partitions) and time.monotonic() - idle < 10:
         for m in c.consume(500, 1.0):

@@ -130,7 +130,7 @@ def test_runner_pods_are_real_containers_on_the_pools_nodes_and_kubectl_logs_wor
 
 
 def test_the_webhook_rejects_and_the_status_reports_an_invalid_filter(devstack, ns):
-    st, cp, _ = devstack
+    _, cp, _ = devstack
     r = cp.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / "alertfilter-broken-syntax.yaml"), check=False)
     assert r.returncode != 0 and "line 6, column 17" in r.stderr
     # the webhook is reached through the chart's Service, in the cluster
@@ -182,7 +182,9 @@ def test_deleting_a_filter_removes_its_pods_and_topics(devstack, ns):
     pool = st["kafka_pool"]["bootstrap"]
     cp.kubectl("delete", "alertfilter", "reliable-i-band", "-n", ns, "--wait=true", "--timeout=120s")
     wait_for(lambda: not runner_pods(cp, ns, "reliable-i-band", running=False), 120, "the runner pod to go")
-    topics = lambda: Consumer({"bootstrap.servers": pool, "group.id": "x", "log_level": 3}).list_topics(timeout=10).topics
+    def topics() -> dict:
+        return Consumer({"bootstrap.servers": pool, "group.id": "x", "log_level": 3}).list_topics(timeout=10).topics
+
     wait_for(lambda: f"{ns}.reliable-i-band" not in topics(), 90, "the output topic to be deleted")
     assert f"{ns}.reliable-i-band.deadletter" not in topics()
     # no container of the deleted filter is left in any node's containerd (the kubelet removes a

@@ -84,7 +84,7 @@ def _source(targets) -> str:
 
 
 def _probe_line(text: str) -> dict | None:
-    m = re.search(r"^PROBE (\{.*\})$", text, re.M)
+    m = re.search(r"^PROBE (\{.*\})$", text, re.MULTILINE)
     return json.loads(m.group(1)) if m else None
 
 

@@ -61,7 +61,7 @@ class KindCluster:
     kubectl_path: str = "kubectl"
 
     @classmethod
-    def up(cls) -> "KindCluster":
+    def up(cls) -> KindCluster:
         """Create or reuse the cluster; wait until its nodes are Ready.
 
         Raises:

@@ -32,7 +32,7 @@ def make_handler(schema_dir: Path) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._send(200, {"status": "ok"})
                 return
