@@ -133,7 +133,9 @@ class RunnerProcess:
     def start(self) -> RunnerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTFILTER_")}
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(  # a process group of its own, as in a pod
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         return self
 
     def wait(self, timeout: float = 180) -> int:

@@ -1,6 +1,7 @@
 """The runner against hostile input and filters, on a real Kafka broker: a message too large for the
-dead-letter topic, a filter that blocks the interpreter, swallows its timeout or kills its process,
-SIGTERM mid-batch, a malformed schema file, a slow batch and the liveness probe."""
+dead-letter topic, a filter that blocks the interpreter, swallows its timeout, kills its process or
+tries to kill the runner, SIGTERM mid-batch, a malformed schema file, a slow batch and the liveness
+probe."""
 
 from __future__ import annotations
 
@@ -141,6 +142,45 @@ def test_an_alert_that_kills_the_filter_process_is_dead_lettered_and_the_runner_
     assert b"signal 9 (SIGKILL)" in dlq[0].headers[H_MESSAGE] and dlq[0].value == values[1]
     assert len(read_topic(kafka.bootstrap, out)) == 4
     assert committed(kafka.bootstrap, inp, f"g-{out}")[0][0] == 5
+
+
+ATTACK_THE_RUNNER = (
+    "import os, signal\n"
+    "ACTIONS = {actions}\n"
+    "def f(alert):\n"
+    "    action = ACTIONS.get(alert['diaSourceId'])\n"
+    "    if action:\n"
+    "        eval(action)  # the runner is this process's parent\n"
+    "    return True\n"
+)
+
+
+def test_a_filter_cannot_kill_or_stop_the_runner(kafka, alerts_dir, tmp_path, topic_prefix):
+    records, values = real(alerts_dir, tmp_path)
+    attacks = [
+        "os.kill(os.getppid(), signal.SIGKILL)",
+        "os.kill(os.getppid(), signal.SIGSTOP)",
+        "os.kill(os.getppid(), signal.SIGTERM)",
+        "os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)",
+    ]
+    actions = {records[i + 1]["diaSourceId"]: a for i, a in enumerate(attacks)}
+    actions[records[5]["diaSourceId"]] = "os.kill(os.getpid(), signal.SIGKILL)"  # its own process: allowed
+    inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
+    produce_values(kafka.bootstrap, inp, values[:7])
+    flt = write(tmp_path, "f.py", ATTACK_THE_RUNNER.format(actions=actions))
+    r = RunnerProcess(kafka.bootstrap, inp, out, flt, tmp_path / "schemas", tmp_path / "run.log", "--no-visit-cap")
+    assert r.run_to_idle(timeout=90) == 0, r.log()  # the runner was neither ended nor stopped
+    dlq = read_topic(kafka.bootstrap, f"{out}.deadletter")
+    assert [(d.headers[H_SRC_OFFSET], d.headers[H_REASON]) for d in dlq] == [
+        (b"1", b"filter-exception"),
+        (b"2", b"filter-exception"),
+        (b"3", b"filter-exception"),
+        (b"4", b"filter-exception"),
+        (b"5", b"filter-crashed"),
+    ]
+    assert all(b"PermissionError" in d.headers[H_MESSAGE] for d in dlq[:4])
+    assert [g.value for g in read_topic(kafka.bootstrap, out)] == [values[0], values[6]]
+    assert committed(kafka.bootstrap, inp, f"g-{out}")[0][0] == 7
 
 
 def test_sigterm_mid_batch_stops_at_once_and_loses_nothing(kafka, alerts_dir, tmp_path, topic_prefix):

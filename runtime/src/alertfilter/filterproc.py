@@ -10,8 +10,9 @@ commits, and ends this process when a call outlives the hard limit.
 
 Before any of the author's code runs, the process gives up what it does not need: it dies with its
 parent (``PR_SET_PDEATHSIG``), drops every Linux capability (so that, as root, it cannot read the
-runner's memory or environment through ``/proc``), may never gain privileges again, and, when a
-memory limit is set, cannot map more than that (``RLIMIT_AS``).
+runner's memory or environment through ``/proc``), may never gain privileges again, may signal,
+trace or reconfigure no process but itself (a seccomp filter, :mod:`alertfilter.sandbox`: the
+runner has the same uid), and, when a memory limit is set, cannot map more than that (``RLIMIT_AS``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .decoding import DecodingSpec, decode_fields
 from .logs import setup_logging
 from .outcome import Outcome
 from .processor import AlertProcessor
+from .sandbox import confine
 from .schemas import SchemaSourceError
 
 log = logging.getLogger("alertfilter.filterproc")
@@ -55,8 +57,12 @@ class _CapData(ctypes.Structure):
 
 
 def give_up_privileges(parent: int, memory_limit_bytes: int = 0) -> None:
-    """Die with ``parent``, drop every capability, forbid new privileges, limit memory (best effort
-    where the kernel refuses; Linux only)."""
+    """Die with ``parent``, drop every capability, forbid new privileges, install the seccomp filter,
+    limit memory (best effort where the kernel refuses, but for the seccomp filter; Linux only).
+
+    Raises:
+        ConfineError: the kernel refused the seccomp filter (the process then ends before it is ready).
+    """
     if memory_limit_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
     if not sys.platform.startswith("linux"):
@@ -72,6 +78,8 @@ def give_up_privileges(parent: int, memory_limit_bytes: int = 0) -> None:
     if libc.capset(ctypes.byref(header), data) != 0:
         log.debug("capset failed: errno %d", ctypes.get_errno())
     libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if not confine():  # signals, tracing, limits: only on itself (raises when the kernel refuses)
+        log.warning("no seccomp filter for %s: the filter can signal the runner", os.uname().machine)
 
 
 class Replies:
