@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import pytest
@@ -33,7 +33,9 @@ class InlineFilters:
     def __init__(self, src: str) -> None:
         self.processor = AlertProcessor(load_filter(src), Decoder("container"), VisitCap(None), filter_timeout_s=0)
 
-    def verdicts(self, values: Sequence[bytes | None], stop: threading.Event | None = None) -> Iterator[Outcome]:
+    def verdicts(
+        self, values: Sequence[bytes | None], stop: threading.Event | None = None
+    ) -> Generator[Outcome, None, None]:
         for v in values:
             if stop is not None and stop.is_set():
                 return

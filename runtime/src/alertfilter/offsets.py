@@ -60,6 +60,8 @@ class Offsets:
         self.cap = cap
         self.assigned = assigned
         self._checkpoint = cap.checkpoint()
+        #: Partitions :meth:`rewind` sent back, ``{(topic, partition)}`` (the runner clears it).
+        self.rewound: set[tuple[str, int]] = set()
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
         """Restore the cap's counts from the newly assigned partitions' committed metadata."""
@@ -100,6 +102,7 @@ class Offsets:
         for (t, p), o in first.items():
             if (t, p) not in self.assigned:
                 continue
+            self.rewound.add((t, p))
             try:
                 self.consumer.seek(TopicPartition(t, p, o))
             except KafkaException as exc:  # revoked meanwhile: its new owner starts from the committed offset

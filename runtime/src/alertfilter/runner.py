@@ -3,16 +3,20 @@
 Read top to bottom, this module is the hot path of one alert:
 
 1. :meth:`Runner.run` subscribes and turns :meth:`Runner._loop`: ``consume`` a batch of messages;
-2. :meth:`Runner.process_batch` hands the batch's values to the filter process
+2. the loop hands the batch's values to the filter process at once
    (:class:`alertfilter.supervisor.FilterProcess`), which decodes each and calls the author's
-   filter, and gets one verdict per message back, in order;
-3. :meth:`Runner._handle` applies the per-visit cap to accepted alerts and gives each message to
-   the :class:`~alertfilter.sink.Sink`: accepted ones to the output topic as their original bytes,
-   errors to the dead-letter topic;
-4. :meth:`Runner._process_part` waits for every record to be acknowledged, then commits the
-   batch's offsets with :class:`~alertfilter.offsets.Offsets` (one transaction with exactly-once).
+   filter, and gives one verdict per message back, in order;
+3. meanwhile :meth:`Runner._settle` waits for the previous batch's records to be acknowledged and
+   commits its offsets with :class:`~alertfilter.offsets.Offsets` (its transaction, exactly-once);
+4. :meth:`Runner._produce` takes the verdicts as they come: :meth:`Runner._handle` applies the
+   per-visit cap and gives each message to the :class:`~alertfilter.sink.Sink` (accepted ones to
+   the output topic as their original bytes, errors to the dead-letter topic).
 
-Delivery is at-least-once by default: a crash replays at most the uncommitted batch. Between
+So filtering overlaps sending, and offsets are still committed only once every record of their
+messages is acknowledged. The rebalance callbacks settle a pending batch first; when a commit
+fails, that batch and the next (dropped unfiltered) are read again.
+
+Delivery is at-least-once by default: a crash replays at most the two uncommitted batches. Between
 messages the runner checks for SIGTERM: it then commits the messages it has processed and returns.
 The filter process holds no Kafka client and no credential; a filter call past the hard limit, or
 one that ends the filter process, becomes a dead letter and a new filter process.
@@ -20,13 +24,14 @@ one that ends the filter process, becomes a dead letter and a new filter process
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -46,17 +51,18 @@ log = logging.getLogger("alertfilter.runner")
 class Filters(Protocol):
     """What the runner needs of the filter process (:class:`alertfilter.supervisor.FilterProcess`)."""
 
-    def verdicts(self, values: Sequence[bytes | None], stop: threading.Event | None = None) -> Iterator[Outcome]:
-        """One outcome per value, in order; stops early when ``stop`` is set.
+    def verdicts(
+        self, values: Sequence[bytes | None], stop: threading.Event | None = None
+    ) -> Generator[Outcome, None, None]:
+        """Hand ``values`` to the filter process now; the iterator gives one outcome per value, in
+        order, and stops early when ``stop`` is set.
 
         Raises:
             SchemaSourceError: the schema of the next value cannot be had now.
         """
-        ...
 
     def close(self) -> None:
         """End the filter process."""
-        ...
 
 
 class Runner:
@@ -97,6 +103,8 @@ class Runner:
         self._stop = stop or threading.Event()
         self._assigned: set[tuple[str, int]] = set()
         self._eof: set[tuple[str, int]] = set()
+        #: The batch produced but not yet settled: ``(messages, how many were processed)``.
+        self._pending: tuple[list[Any], int] | None = None
         self.health: HealthServer | None = None
         #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, errors, dead_letters.
         self.totals: dict[str, int] = dict.fromkeys(
@@ -154,12 +162,14 @@ class Runner:
 
     def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Rebalance callback: partitions assigned; the cap's counts restored from their metadata."""
+        self._settle_pending()
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         self.offsets.on_assign(partitions)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Rebalance callback: partitions revoked or lost."""
+        """Rebalance callback: partitions revoked or lost (the pending batch is settled first)."""
+        self._settle_pending()
         for tp in partitions:
             self._assigned.discard((tp.topic, tp.partition))
             self._eof.discard((tp.topic, tp.partition))
@@ -173,36 +183,34 @@ class Runner:
             SchemaSourceError: after ``schema_retries`` failed retries.
             DeliveryFailed, KafkaException: as :meth:`run`.
         """
-        pending = batch
+        self._settle_pending()
+        self._retry(batch, *self._process_part(batch))
+
+    def _retry(self, part: list[Any], n: int, error: SchemaSourceError | None) -> None:
+        """``part``'s first ``n`` messages are processed and settled, and ``error`` stopped it: retry
+        from the failing message with back-off while the schema source is unusable."""
         failures = 0
-        while pending and not self._stop.is_set():
-            n, error = self._process_part(pending)
-            pending = pending[n:]
-            if error is None:
-                return
+        while error is not None:
+            part = part[n:]
             failures = 1 if n else failures + 1
-            m = pending[0]
-            if failures > self.settings.schema_retries:
+            where, retries = _where(part[0]), self.settings.schema_retries
+            if failures > retries:
                 raise SchemaSourceError(
-                    f"{error} (gave up on {m.topic()}[{m.partition()}]@{m.offset()} after "
-                    f"{failures} attempts; nothing past it was dead-lettered or committed)"
+                    f"{error} (gave up on {where} after {failures} attempts; nothing past it was dead-lettered or committed)"
                 )
             delay = min(2.0 ** (failures - 1), SCHEMA_BACKOFF_MAX_S)
             log.error(
-                "cannot decode %s[%d]@%d: %s; retrying in %.0f s (attempt %d of %d); nothing past it is "
-                "dead-lettered or committed meanwhile",
-                m.topic(),
-                m.partition(),
-                m.offset(),
-                error,
-                delay,
-                failures,
-                self.settings.schema_retries,
+                "cannot decode %s: %s; retrying in %.0f s (attempt %d of %d); nothing past it is dead-lettered or "
+                "committed meanwhile",
+                *(where, error, delay, failures, retries),
             )
             end = time.monotonic() + delay
             while not self._stop.is_set() and time.monotonic() < end:
                 self.heartbeat.beat()
                 self._stop.wait(min(1.0, max(end - time.monotonic(), 0.0)))
+            if self._stop.is_set():
+                return
+            n, error = self._process_part(part)
 
     # --- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -210,7 +218,8 @@ class Runner:
         last_data = time.monotonic()
         while not self._stop.is_set():
             self.heartbeat.beat()
-            msgs = self.consumer.consume(s.batch_size, s.poll_timeout_s)
+            self.offsets.rewound.clear()
+            msgs = self.consumer.consume(s.batch_size, s.poll_timeout_s)  # may settle the pending batch
             self.producer.poll(0)
             batch = []
             for m in msgs:
@@ -224,8 +233,17 @@ class Runner:
                     raise KafkaException(err)
                 else:
                     log.warning("consumer error: %s", err)
-            if batch:
-                self.process_batch(batch)
+            verdicts = self.filters.verdicts([m.value() for m in batch], self._stop) if batch else None
+            self._settle_pending()  # the previous batch, while the filter process works on this one
+            if verdicts is not None and self.offsets.rewound:  # the previous batch is read again: so is this one
+                verdicts.close()
+                self.offsets.rewind([m for m in batch if (m.topic(), m.partition()) not in self.offsets.rewound])
+            elif verdicts is not None:
+                n, error = self._produce(batch, verdicts)
+                self._pending = (batch, n)
+                if error is not None:
+                    self._settle_pending()
+                    self._retry(batch, n, error)
                 last_data = time.monotonic()
             elif (
                 s.exit_when_idle_s is not None
@@ -241,21 +259,27 @@ class Runner:
                     )
                     break
                 last_data = time.monotonic()
+        self._settle_pending()  # stopped: commit what was processed
 
     def _process_part(self, part: list[Any]) -> tuple[int, SchemaSourceError | None]:
-        """Filter and act on the messages of ``part`` in order until the end, a stop request or a
-        message whose schema cannot be had; then settle and commit the processed ones (one
-        transaction with exactly-once).
+        """Filter, act on and settle ``part`` (see :meth:`_produce`, :meth:`_settle`)."""
+        n, error = self._produce(part, self.filters.verdicts([m.value() for m in part], self._stop))
+        self._settle(part, n)
+        return n, error
+
+    def _produce(
+        self, part: list[Any], verdicts: Generator[Outcome, None, None]
+    ) -> tuple[int, SchemaSourceError | None]:
+        """Act on the verdicts of ``part``'s messages in order until the end, a stop request or a
+        message whose schema cannot be had (opens the batch's transaction with exactly-once).
 
         Returns:
             ``(messages processed, the SchemaSourceError that stopped it or None)``.
         """
-        eos = self.settings.exactly_once
-        if eos:
-            self.producer.begin_transaction()
         n, error = 0, None
-        try:
-            verdicts = self.filters.verdicts([m.value() for m in part], self._stop)
+        if self.settings.exactly_once:
+            self.producer.begin_transaction()
+        with self._aborting():
             try:
                 for m, oc in zip(part, verdicts, strict=False):  # fewer verdicts: stopped early
                     self._handle(m, oc)
@@ -265,26 +289,40 @@ class Runner:
             except SchemaSourceError as exc:
                 error = exc
             finally:
-                close = getattr(verdicts, "close", None)
-                if close is not None:
-                    close()
-            if n < len(part) and error is None:
-                log.info("stopping: %d message(s) of the batch processed, %d left for the next run", n, len(part) - n)
-            done = part[:n]
+                verdicts.close()
+        if n < len(part) and error is None:
+            log.info("stopping: %d message(s) of the batch processed, %d left for the next run", n, len(part) - n)
+        return n, error
+
+    def _settle(self, part: list[Any], n: int) -> None:
+        """Wait for the acks of ``part[:n]``'s records, then commit their offsets (or the transaction)."""
+        done = part[:n]
+        with self._aborting():
             self.sink.settle()
-            if eos:
+            if self.settings.exactly_once:
                 self.offsets.commit_transaction(part, done)
             elif done:
                 self.offsets.commit(part, self.offsets.offsets(done))
+
+    def _settle_pending(self) -> None:
+        """Settle the batch produced but not yet settled, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._settle(*pending)
+
+    @contextlib.contextmanager
+    def _aborting(self) -> Iterator[None]:
+        """With exactly-once, abort the open transaction when the block raises."""
+        try:
+            yield
         except Exception:
-            if eos:
+            if self.settings.exactly_once:
                 log.exception("transaction failed; aborting it (no output of this batch becomes visible)")
                 try:
                     self.producer.abort_transaction(30)
                 except KafkaException as exc:
                     log.error("abort failed: %s", exc)
             raise
-        return n, error
 
     def _handle(self, m: Any, oc: Outcome) -> None:
         """Act on the filter's verdict ``oc`` on message ``m``: cap, then forward or dead-letter."""
@@ -319,12 +357,9 @@ class Runner:
             return said  # unreadable here, or no visit the cap can count: the filter process's word
         if visit != said:
             log.warning(
-                "the filter process gave visit %r for %s[%d]@%d, whose visit is %r; the cap counts %r",
+                "the filter process gave visit %r for %s, whose visit is %r; the cap counts that",
                 said,
-                m.topic(),
-                m.partition(),
-                m.offset(),
-                visit,
+                _where(m),
                 visit,
             )
         return visit
@@ -357,3 +392,8 @@ class Runner:
                 if self.health is not None:
                     self.health.stop()
         log.info("stopped; totals %s", json.dumps(self.totals))
+
+
+def _where(m: Any) -> str:
+    """``topic[partition]@offset`` of message ``m``."""
+    return f"{m.topic()}[{m.partition()}]@{m.offset()}"

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 
 from . import protocol as p
 from .filterspec import FilterLoadError, FilterProcessError, FilterSpec, Ready
@@ -196,21 +196,33 @@ class FilterProcess:
             self._region = None
 
     # --- batches ----------------------------------------------------------------------------
-    def verdicts(self, values: Sequence[bytes | None], stop: threading.Event | None = None) -> Iterator[Outcome]:
-        """One outcome per value, in order (never ``capped``: the runner caps).
+    def verdicts(
+        self, values: Sequence[bytes | None], stop: threading.Event | None = None
+    ) -> Generator[Outcome, None, None]:
+        """Hand ``values`` to the filter process now, and return their outcomes as an iterator: one
+        per value, in order (never ``capped``: the runner caps). The filter process works on them
+        while the caller does something else (settles the previous batch).
 
-        Stops early, without an outcome for the rest, when ``stop`` is set (checked every
-        :data:`TICK_S` while waiting).
+        The iterator stops early, without an outcome for the rest, when ``stop`` is set (checked
+        every :data:`TICK_S` while waiting). Close it (or exhaust it) before the next call.
 
         Raises:
-            SchemaSourceError: the schema of the next value cannot be had now (no outcome for it
-                or the values after it).
-            FilterLoadError, FilterProcessError: a replacement filter process could not start.
+            FilterLoadError, FilterProcessError: a new filter process could not start (now, or
+                from the iterator: a replacement).
+            SchemaSourceError: from the iterator: the schema of the next value cannot be had now
+                (no outcome for it or the values after it).
         """
         if self._sent or self._out or self._proc is None or self._proc.poll() is not None:
             self.start()  # a batch left half done (a stop), none started yet, or the process ended between batches
-        ready: dict[int, Outcome] = {}
         self._submit(list(range(len(values))), values)
+        if self._out:
+            with contextlib.suppress(_Died):  # seen, and dealt with, while waiting for its verdicts
+                self._write_some()
+        return self._collect(values, stop)
+
+    def _collect(self, values: Sequence[bytes | None], stop: threading.Event | None) -> Generator[Outcome, None, None]:
+        """The outcomes of ``values`` (submitted), in order, replacing the process when it must be."""
+        ready: dict[int, Outcome] = {}
         nxt = 0
         while nxt < len(values):
             if nxt in ready:
