@@ -229,7 +229,8 @@ class AlertFilterSpec(_Model):
         Resources | None,
         Field(
             description="Resources of each filter-runner pod. Default: requests 250m CPU and 1Gi, "
-            "so that 50 runners fit on a 16 vCPU, 64 GiB node."
+            "so that 50 runners fit on a 16 vCPU, 64 GiB node; limits 1 CPU and 1536Mi. A limit left "
+            "out is the default one, or the request when that is larger."
         ),
     ] = None
     suspend: Annotated[bool, Field(description="Scale the runner to zero; the topics and their data stay.")] = False

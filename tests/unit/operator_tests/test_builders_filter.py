@@ -129,7 +129,10 @@ def test_deployment_runs_on_the_pool_nodes_confined_and_probed(ref: FilterRef, p
     assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert ctr["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert ctr["resources"] == {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "1536Mi"}}
+    assert ctr["resources"] == {
+        "requests": {"cpu": "250m", "memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1536Mi"},
+    }
     assert {"name": "filter", "configMap": {"name": "af-bright"}} in pod["volumes"]
     # a new source changes the pod template, so the runner rolls
     assert dep["spec"]["template"]["metadata"]["annotations"]["alerts.lsst.io/source-sha256"] == "ab12"
@@ -141,8 +144,15 @@ def test_deployment_follows_suspend_replicas_and_resources(pool: PoolInfo) -> No
     assert build_deployment(filter_ref(replicas=3), pool, "img")["spec"]["replicas"] == 3
     custom = filter_ref(resources={"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}})
     (ctr,) = _pod(build_deployment(custom, pool, "img", image_pull_policy="Always"))["containers"]
-    assert ctr["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "2Gi"}}
+    # a limit the spec leaves out is the default one: no runner pod is ever without a CPU limit
+    assert ctr["resources"] == {"requests": {"cpu": "1"}, "limits": {"cpu": "1", "memory": "2Gi"}}
     assert ctr["imagePullPolicy"] == "Always"
+
+
+def test_a_missing_limit_is_raised_to_a_larger_request(pool: PoolInfo) -> None:
+    big = filter_ref(resources={"requests": {"cpu": "2", "memory": "3Gi"}})
+    (ctr,) = _pod(build_deployment(big, pool, "img"))["containers"]
+    assert ctr["resources"]["limits"] == {"cpu": "2", "memory": "3Gi"}
 
 
 def test_network_policy_lets_runners_reach_only_kafka_dns_and_the_registry(ref: FilterRef, pool: PoolInfo) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes.utils import parse_quantity
+
 from alertfilter_operator.naming import FILTER_LABEL, METRICS_PORT, SOURCE_HASH_ANNOTATION
 
 from .env import FILTER_FILE, FILTER_FILE_DIR, runner_env
@@ -15,7 +17,9 @@ from .refs import KAFKA_PORT, FilterRef, PoolInfo
 
 #: Default runner resources: 50 runners x (250m, 1Gi) = 12.5 vCPU, 50 GiB, inside an m4.4xlarge
 #: (16 vCPU, 64 GiB) with room for the kubelet and system pods; the original design ran 20-50 per node (DMTN-028).
-DEFAULT_RUNNER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "1536Mi"}}
+#: The limits bound what a filter that spins or allocates can take from its neighbours: one core for
+#: the runner and its filter process together, and 1.5x the memory request.
+DEFAULT_RUNNER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1536Mi"}}
 #: The runner image's non-root user and group (runtime/Dockerfile).
 RUNNER_UID = 10001
 
@@ -36,9 +40,20 @@ def build_configmap(f: FilterRef) -> dict[str, Any]:
 
 
 def _resources(f: FilterRef) -> dict[str, Any]:
+    """The runner container's resources: the spec's, with every limit it leaves out filled in.
+
+    A pod always gets a CPU and a memory limit (a filter must not take a whole node): a missing
+    limit is the default one, raised to the request when the spec requests more.
+    """
     if f.spec.resources is None:
         return {k: dict(v) for k, v in DEFAULT_RUNNER_RESOURCES.items()}
-    return f.spec.resources.model_dump(exclude_none=True)
+    out: dict[str, Any] = f.spec.resources.model_dump(exclude_none=True)
+    requests, limits = out.get("requests", {}), out.setdefault("limits", {})
+    for name, default in DEFAULT_RUNNER_RESOURCES["limits"].items():
+        if name not in limits:
+            asked = requests.get(name)
+            limits[name] = asked if asked is not None and parse_quantity(asked) > parse_quantity(default) else default
+    return out
 
 
 def build_deployment(
