@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # What `make lint` (and the pre-commit hooks, which call it) checks. A path joins once it is clean
 # (`make fmt lint LINT_PATHS=PATH`); see the root pyproject.toml. Not yet in: tests/e2e, devstack/,
 # hack/, bench/.
-LINT_PATHS ?= operator runtime tests/cluster tests/data tests/unit tests/integration
+LINT_PATHS ?= operator runtime tests/cluster tests/data tests/unit tests/realdata tests/integration
 
 .PHONY: all venv kafka kube helm crds lint fmt test unit integration demo clean docker images cluster cluster-delete chart-deps
 
