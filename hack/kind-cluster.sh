@@ -58,10 +58,28 @@ up() {
   wait_ready 300
 }
 
+# An image is on a node when the node's containerd has its name and its config blob (the Docker
+# image ID). kind load's own check asks crictl, which the offline node image lacks, so it would
+# load every image again on every call (minutes for the runner image on five nodes).
+present() {  # node image-name image-id
+  local ref=$2
+  case "${ref%%/*}" in *.*|*:*|localhost) [[ "$ref" == */* ]] || ref="docker.io/library/$ref" ;; *) ref="docker.io/library/$ref" ;; esac
+  # grep without -q reads all its input: with -q, ctr could die of SIGPIPE and pipefail say "absent"
+  docker exec "$1" ctr -n k8s.io images ls -q "name==$ref" | grep . >/dev/null &&
+    docker exec "$1" ctr -n k8s.io content ls -q | grep -x "$3" >/dev/null
+}
+
 load() {
-  local workers
-  workers=$(running | grep -v control-plane | paste -sd, -)
-  "$KIND" load docker-image --name "$CLUSTER" --nodes "$workers" "$@" >&2
+  local img id node need
+  for img in "$@"; do
+    id=$(docker image inspect -f '{{.Id}}' "$img")
+    need=()
+    for node in $(running | grep -v control-plane); do
+      present "$node" "$img" "$id" || need+=("$node")
+    done
+    [ ${#need[@]} -gt 0 ] || { say "$img is on every worker"; continue; }
+    "$KIND" load docker-image --name "$CLUSTER" --nodes "$(IFS=,; echo "${need[*]}")" "$img" >&2
+  done
 }
 
 case "${1:-}" in
