@@ -330,3 +330,34 @@ def test_a_filter_process_that_ends_between_batches_is_replaced_without_a_dead_l
     time.sleep(1.0)
     r.process_batch([Msg(1, container(1))])
     assert dead_letters(r) == [] and len(outputs(r)) == 2 and r.filters.starts == 2
+
+
+def test_a_filter_that_rewrites_its_progress_page_is_still_ended_at_the_hard_limit(make_runner):
+    # The progress page is mapped into the filter process; a hostile filter keeps moving its
+    # position to hold off the hard limit, then never returns.
+    src = (
+        "import mmap, struct, sys, threading, time\n"
+        "page = mmap.mmap(int(sys.argv[3]), 4096)\n"
+        "def _spin():\n"
+        "    i = 0\n"
+        "    while True:\n"
+        "        i += 1\n"
+        "        struct.pack_into('<QIH', page, 0, 1, i % 100000, 0)\n"
+        "        time.sleep(0.01)\n"
+        "def f(alert):\n"
+        "    if alert['diaSourceId'] == 2:\n"
+        "        threading.Thread(target=_spin, daemon=True).start()\n"
+        "        while True:\n"
+        "            time.sleep(1)\n"
+        "    return True\n"
+    )
+    r = make_runner(src, hard=1.0)
+    t0 = time.monotonic()
+    r.process_batch(batch(5))
+    assert time.monotonic() - t0 < 10
+    dls = dead_letters(r)
+    # the limit fires; a filter that lies about its position can only get more of its own alerts
+    # dead-lettered with the one it hangs on, never hold the runner
+    assert {d.headers[H_REASON] for d in dls} == {b"filter-timeout"}
+    assert b"2" in {d.headers[H_SRC_OFFSET] for d in dls}
+    assert len(outputs(r)) + len(dls) == 5 and r.consumer.commits[-1][0].offset == 5

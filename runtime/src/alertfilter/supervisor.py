@@ -255,6 +255,7 @@ class FilterProcess:
         self._sent, self._got = indices, 0
         if indices:
             self._seq += 1
+            self._progress = (self._seq, -1)
             self._out = [memoryview(b) for b in p.batch_buffers([values[i] for i in indices], self._region) if b]
             self._since = time.monotonic()
 
@@ -345,12 +346,14 @@ class FilterProcess:
         if not self.hard_timeout_s or self._page is None or not self._sent:
             return
         seq, pos, _ = self._page.read()
-        if (seq, pos) != self._progress:
+        # The page is writable by the filter's own code: only a move forward to a value of this
+        # batch that it can be on (verdicts come back FLUSH_VERDICTS at a time) restarts the clock,
+        # so rewriting the page cannot hold off the hard limit.
+        forward = seq == self._seq and self._progress[1] < pos < len(self._sent)
+        if forward and self._got <= pos < self._got + p.FLUSH_VERDICTS:
             self._progress, self._since = (seq, pos), now
-        elif pos != p.ProgressPage.IDLE and now - self._since >= self.hard_timeout_s:
+        elif now - self._since >= self.hard_timeout_s:
             raise TimeoutError()
-        elif pos == p.ProgressPage.IDLE and self._out and now - self._since >= self.hard_timeout_s:
-            raise TimeoutError()  # it stopped reading its batch
 
     def _write_some(self) -> None:
         """Write what the pipe takes of the queued request bytes."""
