@@ -361,3 +361,22 @@ def test_a_filter_that_rewrites_its_progress_page_is_still_ended_at_the_hard_lim
     assert {d.headers[H_REASON] for d in dls} == {b"filter-timeout"}
     assert b"2" in {d.headers[H_SRC_OFFSET] for d in dls}
     assert len(outputs(r)) + len(dls) == 5 and r.consumer.commits[-1][0].offset == 5
+
+
+def test_a_child_of_the_filter_cannot_start_a_session_that_would_outlive_it(make_runner):
+    # accepted only when the child's setsid() was refused
+    src = (
+        "import os\n"
+        "def f(alert):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        try:\n"
+        "            os.setsid()\n"
+        "        except PermissionError:\n"
+        "            os._exit(1)\n"
+        "        os._exit(0)\n"
+        "    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 1\n"
+    )
+    r = make_runner(src)
+    r.process_batch(batch(2))
+    assert not dead_letters(r) and len(outputs(r)) == 2

@@ -78,6 +78,8 @@ ARCHES = {
             "kill": 62,
             "fcntl": 72,
             "ptrace": 101,
+            "setpgid": 109,
+            "setsid": 112,
             "rt_sigqueueinfo": 129,
             "setpriority": 141,
             "sched_setparam": 142,
@@ -103,6 +105,8 @@ ARCHES = {
             "fcntl": 25,
             "ioprio_set": 30,
             "ptrace": 117,
+            "setpgid": 154,
+            "setsid": 157,
             "sched_setparam": 118,
             "sched_setscheduler": 119,
             "sched_setaffinity": 122,
@@ -133,6 +137,9 @@ NEVER = (
     "pidfd_send_signal",
     "process_madvise",
     "kcmp",
+    # a child in a session or group of its own would escape the killpg that ends the filter process
+    "setsid",
+    "setpgid",
 )
 #: Calls allowed only when the argument at this index is this process's pid (``0``: also 0, "myself").
 SELF_ONLY = {
