@@ -34,6 +34,8 @@ H_SRC_TOPIC = "alertfilter.source.topic"
 H_SRC_PARTITION = "alertfilter.source.partition"
 H_SRC_OFFSET = "alertfilter.source.offset"
 H_ALERT_ID = "alertfilter.alert-id"
+#: Every header the runner writes starts with this; incoming ones that do are dropped, never forwarded.
+OWN_PREFIX = "alertfilter."
 
 Headers = list[tuple[str, bytes | None]]
 
@@ -53,6 +55,17 @@ def headers_size(headers: Iterable[tuple[str, bytes | None]]) -> int:
     return sum(len(k) + len(v or b"") for k, v in headers)
 
 
+def foreign_headers(headers: Iterable[tuple[str | bytes, bytes | None]] | None) -> Headers:
+    """The source record's headers without any whose name starts with ``alertfilter.`` (in any
+    case): only the runner writes those, so a forged copy upstream cannot pass for its provenance."""
+    out: Headers = []
+    for key, value in headers or []:
+        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        if not name.lower().startswith(OWN_PREFIX):
+            out.append((name, value))
+    return out
+
+
 def dead_letter_headers(
     source_headers: Headers | None,
     base: Headers,
@@ -64,12 +77,13 @@ def dead_letter_headers(
     alert_id: Any,
     value_omitted: bool = False,
 ) -> Headers:
-    """The headers of a dead letter: the source record's own (None to leave them out), then the filter's
+    """The headers of a dead letter: the source record's own (None to leave them out; ``alertfilter.*``
+    ones are always dropped), then the filter's
     name and hash, the reason, message, source topic/partition/offset, the alert id when known, and
     ``alertfilter.error.value-omitted: true`` (``headers-omitted`` too when the source headers were
     left out)."""
     out: Headers = (
-        list(source_headers or [])
+        foreign_headers(source_headers)
         + list(base)
         + [
             (H_REASON, str(reason).encode()),
@@ -86,6 +100,20 @@ def dead_letter_headers(
     if source_headers is None:
         out.append((H_HEADERS_OMITTED, b"true"))
     return out
+
+
+def too_large_message(value_bytes: int, key_bytes: int, headers: Headers, limit: int) -> str:
+    """The ``output-too-large`` message of an accepted record: its size, part by part (the alert,
+    its key, its headers), against the producer's ``limit`` (bytes), ending with the largest part."""
+    head = headers_size(headers)
+    total = value_bytes + key_bytes + head
+    parts = {"the alert": value_bytes, "the key": key_bytes, "the headers": head}
+    largest = max(parts, key=lambda k: parts[k])
+    return (
+        f"the accepted record is {total:,} bytes: the alert {value_bytes:,}, its key {key_bytes:,}, "
+        f"{len(headers)} headers {head:,}; over the producer's maximum message size ({limit:,} bytes) "
+        f"or the output topic's max.message.bytes; most of it is {largest}"
+    )
 
 
 class Sink:
@@ -158,27 +186,31 @@ class Sink:
     def forward(self, m: Any, oc: Outcome) -> None:
         """Send the accepted message ``m`` to the output topic as it is, plus provenance headers; a
         record too large for the producer or the topic becomes an ``output-too-large`` dead letter."""
-        headers = list(m.headers() or []) + self.base_headers + [(H_VISIT, str(oc.visit).encode("utf-8", "replace"))]
+        headers = (
+            foreign_headers(m.headers()) + self.base_headers + [(H_VISIT, str(oc.visit).encode("utf-8", "replace"))]
+        )
         try:
             self.produce(
-                self.settings.output_topic, m.value(), m.key(), headers, m, lambda: self._too_large(m, oc.alert_id)
+                self.settings.output_topic,
+                m.value(),
+                m.key(),
+                headers,
+                m,
+                lambda: self._too_large(m, oc.alert_id, headers),
             )
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is None or err.code() != KafkaError.MSG_SIZE_TOO_LARGE:
                 raise
-            self._too_large(m, oc.alert_id)
+            self._too_large(m, oc.alert_id, headers)
 
-    def _too_large(self, m: Any, alert_id: Any) -> None:
+    def _too_large(self, m: Any, alert_id: Any, headers: Headers) -> None:
         self.metrics.errors.labels(Reason.TOO_LARGE.value).inc()
         self.totals["errors"] += 1
-        size = len(m.value() or b"")
         self.dead_letter(
             m,
             Reason.TOO_LARGE,
-            f"accepted alert of {size} bytes exceeds the producer's maximum "
-            f"message size ({self.settings.max_message_bytes} bytes) or the output topic's "
-            "max.message.bytes",
+            too_large_message(len(m.value() or b""), len(m.key() or b""), headers, self.settings.max_message_bytes),
             alert_id,
             keep_value=False,
         )
