@@ -20,8 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .bindings import CLASS, FILTER_CLASS, FUNCTION, OTHER, Kind, read_bindings
 from .results import NonBoolResult, check_result
-from .source import FILTER_FILENAME, FilterSourceError, SourceCheck, check_source, source_sha256
+from .source import (
+    FILTER_FILENAME,
+    FilterSourceError,
+    SourceCheck,
+    check_source,
+    choose_entrypoint,
+    parse_source,
+    positions,
+    source_sha256,
+)
 from .texts import FILTER_ERRORS, a_or_an, describe_exception, safe_repr, safe_str, type_name
 
 __all__ = [
@@ -116,18 +126,8 @@ def _accepts_one_alert(func: Callable[..., Any]) -> bool:
 
 def _compile(source: str) -> tuple[ast.Module, Any]:
     """Parse and compile ``source``; every failure is a :class:`FilterSourceError`."""
-    try:
-        tree = ast.parse(source, filename=FILTER_FILENAME)
-        code = compile(tree, FILTER_FILENAME, "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        raise FilterSourceError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
-    except (RecursionError, MemoryError) as exc:
-        raise FilterSourceError(
-            f"the source is too deeply nested or too large to compile ({type(exc).__name__}); simplify the expression"
-        ) from None
-    except ValueError as exc:  # e.g. null bytes or lone surrogates in the source
-        raise FilterSourceError(f"invalid source: {safe_str(exc)}") from None
-    return tree, code
+    tree = parse_source(source)
+    return tree, compile(tree, FILTER_FILENAME, "exec", dont_inherit=True)
 
 
 def load_filter(source: str, entrypoint: str | None = None) -> LoadedFilter:
@@ -185,35 +185,16 @@ def _load(original: str, entrypoint: str | None) -> LoadedFilter:
     def defined_here(obj: Any) -> bool:
         return getattr(obj, "__module__", None) == module_name
 
-    classes = {
-        n: o
-        for n, o in namespace.items()
-        if inspect.isclass(o) and defined_here(o) and issubclass(o, AlertFilter) and o is not AlertFilter
-    }
-    functions = {
-        n: o for n, o in namespace.items() if inspect.isfunction(o) and defined_here(o) and not n.startswith("_")
-    }
+    def kind(obj: Any) -> Kind:
+        if inspect.isclass(obj) and defined_here(obj):
+            return FILTER_CLASS if issubclass(obj, AlertFilter) and obj is not AlertFilter else CLASS
+        return FUNCTION if inspect.isfunction(obj) and defined_here(obj) else OTHER
 
-    if entrypoint is not None:
-        obj = namespace.get(entrypoint)
-        if obj is None:
-            known = ", ".join(sorted(classes) + sorted(functions)) or "nothing callable"
-            raise FilterSourceError(f"entrypoint {entrypoint!r} is not defined; the source defines {known}")
-        name = entrypoint
-    else:
-        candidates = classes or functions
-        if not candidates:
-            raise FilterSourceError(
-                "no filter found: define a class deriving from AlertFilter "
-                "or a function taking one argument (the alert)"
-            )
-        if len(candidates) > 1:
-            names = sorted(candidates, key=lambda n: where.get(n, (0, 0)))
-            line, col = where.get(names[1], (1, 1))
-            raise FilterSourceError(
-                f"several filters defined ({', '.join(names)}); name one as the entrypoint", line, col
-            )
-        name, obj = next(iter(candidates.items()))
+    # the rule check_source applies statically, here to what the module really holds
+    kinds = {n: frozenset({kind(o)}) for n, o in namespace.items() if not n.startswith("__")}
+    name = choose_entrypoint(kinds, {**positions(read_bindings(tree)), **where}, entrypoint)
+    assert name is not None  # a loaded module leaves no doubt
+    obj = namespace[name]
     line, col = where.get(name, (1, 1))
 
     if inspect.isclass(obj):
