@@ -60,6 +60,7 @@ chart-deps: helm
 
 crds: venv
 	@$(PY) -m alertfilter_operator.crdgen crds
+	@cp crds/*.yaml helm/alert-filter-operator/crds/
 
 # Fast checks first: a lint failure stops `make test` before the slow builds and suites.
 lint: venv

@@ -94,6 +94,12 @@ def test_explain_shows_the_field_descriptions(apiserver):
             "limits.memory must be at least requests.memory",
         ),
         ({"entrypoint": "Missing"}, "spec.entrypoint must name a class or function defined in spec.source"),
+        # every spec the schema admits must run: these would not (issue #12, findings 4, 6-8)
+        ({"replicas": 0}, "spec.replicas"),
+        ({"output": {"topic": ".."}}, "'.' and '..' are not topic names"),
+        ({"output": {"topic": "t" * 239}}, "spec.output.topic"),  # its dead-letter topic would be 250
+        ({"filterTimeoutSeconds": 60.5}, "spec.filterTimeoutSeconds"),
+        ({"source": "def f(alert):\n    return True\n# " + "\u00e9" * 70_000}, "at most 131072 bytes"),
     ],
 )
 def test_invalid_alertfilters_are_rejected_naming_the_field(apiserver, namespace, spec, field_words):
@@ -109,10 +115,32 @@ def test_missing_source_is_rejected(apiserver, namespace):
     assert r.returncode != 0 and "spec.source: Required value" in r.stderr
 
 
-def test_pool_cannot_change(apiserver, namespace):
-    assert apply(apiserver, namespace, alertfilter(pool="pool-a"), dry_run=False).returncode == 0
-    r = apply(apiserver, namespace, alertfilter(pool="pool-b"))
-    assert r.returncode != 0 and "spec.pool cannot change" in r.stderr
+def test_a_filter_name_must_be_a_dns_label(apiserver, namespace):
+    # names with '.' once shared children with their '-' twins (d.x and d-x): they are refused now
+    m = alertfilter()
+    m["metadata"]["name"] = "d.x"
+    r = apply(apiserver, namespace, m)
+    assert r.returncode != 0 and "metadata.name" in r.stderr, r.stderr
+
+
+def test_the_longest_legal_topic_and_a_source_of_any_unicode_are_admitted(apiserver, namespace):
+    source = "def f(alert):\n    return True  # \U0001f52d \u00e9\n"
+    assert apply(apiserver, namespace, alertfilter(source=source, output={"topic": "t" * 238})).returncode == 0
+
+
+def test_the_output_topic_cannot_change(apiserver, namespace):
+    # a renamed topic would leave the old one and its data behind, owned by nobody
+    assert apply(apiserver, namespace, alertfilter(output={"topic": "t-one"}), dry_run=False).returncode == 0
+    r = apply(apiserver, namespace, alertfilter(output={"topic": "t-two"}))
+    assert r.returncode != 0 and "spec.output.topic cannot change" in r.stderr, r.stderr
+    r = apply(apiserver, namespace, alertfilter(output={}))
+    assert r.returncode != 0 and "spec.output.topic cannot change" in r.stderr, r.stderr
+
+
+def test_a_mistyped_pool_can_be_corrected(apiserver, namespace):
+    # the operator refuses a move once the filter runs somewhere (status.pool); the schema does not
+    assert apply(apiserver, namespace, alertfilter(pool="pool-typo"), dry_run=False).returncode == 0
+    assert apply(apiserver, namespace, alertfilter(pool="pool-a")).returncode == 0
 
 
 @pytest.mark.parametrize(

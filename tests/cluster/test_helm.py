@@ -37,7 +37,7 @@ import yaml
 
 from alertfilter import __version__ as RUNTIME_VERSION
 from alertfilter_operator.config import OperatorConfig
-from alertfilter_operator.naming import kafka_child_name, runner_name
+from alertfilter_operator.naming import kafka_user_name, runner_name
 
 from .operator_harness import OperatorProcess, alertfilter, apply_json, condition, get, set_status, wait_for
 
@@ -522,7 +522,7 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
         },
     )
     # what Strimzi's User Operator would make for the runner's KafkaUser: the operator copies it
-    kuser = kafka_child_name(filters_ns, "rbac")
+    kuser = kafka_user_name(filters_ns, "rbac")
     apiserver.kubectl("create", "secret", "generic", kuser, "-n", kafka_ns, "--from-literal=password=s3cret")
     # the webhook is served locally here (no Service network): the API server is on this host
     apiserver.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG, "--ignore-not-found")
@@ -544,8 +544,8 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
                     ("deployment", runner, filters_ns),
                     ("networkpolicy", runner, filters_ns),
                     ("secret", f"{runner}-kafka", filters_ns),
-                    ("kafkatopic", kuser, kafka_ns),
-                    ("kafkatopic", f"{kuser}-dlq", kafka_ns),
+                    ("kafkatopic", f"{kuser}.output", kafka_ns),
+                    ("kafkatopic", f"{kuser}.deadletter", kafka_ns),
                     ("kafkauser", kuser, kafka_ns),
                     ("kafka", f"{pool}-kafka", kafka_ns),
                     ("kafkanodepool", f"{pool}-kafka-nodes", kafka_ns),
@@ -557,7 +557,7 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
         )
         # Strimzi and the Deployment controller report ready: the operator sees it through its watches
         ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
-        for topic in (kuser, f"{kuser}-dlq"):
+        for topic in (f"{kuser}.output", f"{kuser}.deadletter"):
             set_status(apiserver, "kafkatopic", topic, kafka_ns, ready)
         gen = get(apiserver, "deployment", runner, filters_ns)["metadata"]["generation"]
         set_status(

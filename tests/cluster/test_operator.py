@@ -31,9 +31,9 @@ def children(apiserver, ns: str, kns: str, name: str) -> dict[str, Any]:
         "configmap": get(apiserver, "configmap", f"af-{name}", ns),
         "deployment": get(apiserver, "deployment", f"af-{name}", ns),
         "networkpolicy": get(apiserver, "networkpolicy", f"af-{name}", ns),
-        "topic": get(apiserver, "kafkatopic", f"af-{ns}-{name}", kns),
-        "dlq": get(apiserver, "kafkatopic", f"af-{ns}-{name}-dlq", kns),
-        "user": get(apiserver, "kafkauser", f"af-{ns}-{name}", kns),
+        "topic": get(apiserver, "kafkatopic", f"af.{ns}.{name}.output", kns),
+        "dlq": get(apiserver, "kafkatopic", f"af.{ns}.{name}.deadletter", kns),
+        "user": get(apiserver, "kafkauser", f"af.{ns}.{name}", kns),
     }
 
 
@@ -59,12 +59,13 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
         (a["resource"]["type"], a["resource"].get("name")): sorted(a["operations"])
         for a in c["user"]["spec"]["authorization"]["acls"]
     }
+    uid = get(apiserver, "alertfilter", "bright", namespace)["metadata"]["uid"]
     assert acls == {
         ("topic", "alerts"): ["Describe", "Read"],
-        ("group", f"alertfilter.{namespace}.bright"): ["Read"],
+        ("group", f"alertfilter.{namespace}.bright.{uid}"): ["Read"],
         ("topic", f"{namespace}.bright"): ["Describe", "Write"],
         ("topic", f"{namespace}.bright.deadletter"): ["Describe", "Write"],
-        ("transactionalId", f"alertfilter-alertfilter.{namespace}.bright"): ["Describe", "Write"],
+        ("transactionalId", f"alertfilter-alertfilter.{namespace}.bright.{uid}"): ["Describe", "Write"],
     }
     pod = c["deployment"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"alerts.lsst.io/pool": pname}
@@ -100,13 +101,13 @@ def test_status_progresses_as_children_become_ready(apiserver, operator, pool, n
     assert condition(af, "Ready")["status"] != "True"
     # Strimzi's User Operator creates the user's secret; the operator copies it next to the runner
     apiserver.kubectl(
-        "create", "secret", "generic", f"af-{namespace}-prog", "-n", kns, "--from-literal=password=s3cret"
+        "create", "secret", "generic", f"af.{namespace}.prog", "-n", kns, "--from-literal=password=s3cret"
     )
     secret = wait_for(lambda: get(apiserver, "secret", "af-prog-kafka", namespace), 60, "the credentials copy")
     assert base64.b64decode(secret["data"]["password"]) == b"s3cret"
     ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
-    set_status(apiserver, "kafkatopic", f"af-{namespace}-prog", kns, ready)
-    set_status(apiserver, "kafkatopic", f"af-{namespace}-prog-dlq", kns, ready)
+    set_status(apiserver, "kafkatopic", f"af.{namespace}.prog.output", kns, ready)
+    set_status(apiserver, "kafkatopic", f"af.{namespace}.prog.deadletter", kns, ready)
     wait_for(
         lambda: condition(get(apiserver, "alertfilter", "prog", namespace), "TopicReady").get("status") == "True",
         30,

@@ -50,7 +50,7 @@ def test_stopping_a_pool_node_moves_its_runner_without_losing_alerts(devstack, n
     apply_filter(cluster, namespace, "everything", "def everything(alert):\n    return True\n", maxAlertsPerVisit=CAP)
     pod = runner_pods(cluster, namespace, "everything")[0]
     node = pod["spec"]["nodeName"]
-    group = f"alertfilter.{namespace}.everything"
+    group = cluster.get_json("alertfilter", "everything", "-n", namespace)["status"]["names"]["consumerGroup"]
     # two visits of 120 alerts each: 60 of each before the node stops, 60 after
     visit = 5_000 + int(time.time()) % 1_000_000 * 2
     before = produce_batch(st, alerts_dir, copies=5, first_visit=visit, first_id=visit * 1000)

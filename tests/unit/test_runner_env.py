@@ -59,11 +59,51 @@ def test_the_runner_accepts_what_the_operator_renders(monkeypatch: pytest.Monkey
     assert (args.entrypoint, args.exactly_once) == (model.entrypoint, model.exactlyOnce)
     assert settings.max_message_bytes == model.output.maxMessageBytes
     assert (settings.input_topic, settings.output_topic) == ("alerts", "science.bright")
-    assert settings.group_id == "alertfilter.science.bright" and args.schema_registry == "http://registry:8081"
-    assert kafka_env()["sasl.username"] == "af-science-bright" and settings.metrics_port == 8080
+    assert settings.group_id == "alertfilter.science.bright.uid-1" and args.schema_registry == "http://registry:8081"
+    assert kafka_env()["sasl.username"] == "af.science.bright" and settings.metrics_port == 8080
 
 
 def test_a_slow_budget_gets_a_batch_that_fits_the_poll_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     args = rendered_args(monkeypatch, {"filterTimeoutSeconds": 60})
     assert args.batch_size == 4  # 4 calls of 60 s, plus 30 s, stay under max.poll.interval.ms (300 s)
     assert rendered_args(monkeypatch, {}).batch_size == 200  # the default is not rendered at all
+
+
+def _extremes() -> list[dict[str, Any]]:
+    """One spec per numeric field of the AlertFilter schema at each end of its admitted range (the
+    CRD is generated from the same model), plus every flag set: issue #12 asks that every spec
+    the CRD admits runs."""
+    schema = AlertFilterSpec.model_json_schema()
+    out: list[dict[str, Any]] = []
+
+    def walk(props: dict[str, Any], path: list[str]) -> None:
+        for name, prop in props.items():
+            prop = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
+            if "$ref" in prop:
+                walk(schema["$defs"][prop["$ref"].split("/")[-1]].get("properties", {}), [*path, name])
+                continue
+            ends: list[Any] = []
+            if prop.get("type") in ("integer", "number"):
+                low = prop.get("minimum", prop.get("exclusiveMinimum", 0) + 0.001)
+                ends = [low, prop.get("maximum", prop.get("exclusiveMaximum"))]
+            elif prop.get("type") == "boolean":
+                ends = [True]
+            for value in [e for e in ends if e is not None]:
+                spec: dict[str, Any] = {}
+                node = spec
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[name] = value
+                out.append(spec)
+
+    walk(schema["properties"], [])
+    return out
+
+
+@pytest.mark.parametrize("spec", _extremes(), ids=lambda s: str(s))
+def test_every_field_at_either_end_of_its_range_renders_a_runner_that_starts(
+    monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any]
+) -> None:
+    args = rendered_args(monkeypatch, spec, schema_registry="http://registry:8081")
+    settings = runner_settings(args, "bright", hard_timeout(args.filter_timeout, None), kafka_env())
+    settings.validate(args.filter_timeout)

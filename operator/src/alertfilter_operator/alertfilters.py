@@ -27,9 +27,20 @@ from .builders import (
     build_output_topic,
 )
 from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, runner_pod_problem, strimzi_ready
+from .contract import Claims, claims_of, output_topic_problem, pool_change_problem
 from .kube import owner_reference
 from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
-from .naming import FILTER_LABEL, OWNER_UID, kafka_child_name, runner_name
+from .naming import (
+    FILTER_LABEL,
+    OWNER_UID,
+    TOPIC_KEY_LABEL,
+    credentials_secret_name,
+    is_dns_subdomain,
+    runner_name,
+    topic_key,
+    topic_resource_name,
+)
+from .ownership import NameConflict, apply_owned, delete_owned, owner_uid
 from .placement import PlacementIndex, Unschedulable, choose_pool, filter_weight, pool_loads
 from .pools import refresh_pool_status
 from .state import State
@@ -40,6 +51,8 @@ READY_PARTS = ("SourceValid", "TopicReady", "RunnerReady")
 READY_MESSAGE = "the filter runs and its topics are ready"
 #: Retry delay while a filter cannot be placed or its pool is missing, s.
 RETRY_UNPLACED_S = 30
+#: Retry delay while a name the filter needs is held by another object, s.
+RETRY_CONFLICT_S = 60
 #: Longest retry delay while Strimzi has not created the KafkaUser's password yet, s (15 s doubling).
 RETRY_CREDENTIALS_MAX_S = 300
 #: Most characters of a spec validation error written into the Ready condition.
@@ -88,7 +101,8 @@ def _child_conditions(state: State, body: dict[str, Any], st: StatusUpdate) -> N
     if not pool_ns:
         return
     topics = [
-        kube.get("KafkaTopic", kafka_child_name(meta["namespace"], meta["name"], s), pool_ns) for s in ("", "dlq")
+        kube.get("KafkaTopic", topic_resource_name(meta["namespace"], meta["name"], role), pool_ns)
+        for role in ("output", "deadletter")
     ]
     bad = [v for v in map(strimzi_ready, topics) if v[0] != TRUE]
     if not bad:
@@ -123,33 +137,76 @@ def _pool_info(state: State, pool_name: str) -> PoolInfo:
     return PoolInfo.from_spec(pool_name, pool_spec, (kafka or {}).get("status"))
 
 
+def _static_claims(state: State, namespace: str, spec: dict[str, Any]) -> Claims:
+    """The claims a filter's topics are checked against before it is placed: the pools' input topics
+    and the namespace its custom topic's prefix names. Other filters' topics are checked where
+    they live, on the pool's Kafka (:func:`_topic_held_elsewhere`), which costs one labelled list
+    rather than a list of every AlertFilter at each reconcile."""
+    kube = state.kube
+    topic = ((spec.get("output") or {}).get("topic")) or ""
+    prefix = topic.split(".", 1)[0] if "." in topic else ""
+    namespaces = [prefix] if prefix and prefix != namespace and kube.get("Namespace", prefix) else []
+    return claims_of([], kube.list("FilterPool"), namespaces, exclude=None)
+
+
+def _topic_held_elsewhere(state: State, ref: FilterRef, pool: PoolInfo) -> str | None:
+    """Why the filter's topics are another's on the pool's Kafka: a KafkaTopic of another owner (or
+    none) whose topic collides with one of them (found by its topic-key label, or named after the
+    topic as Strimzi names the topics it discovers); None when they are free or the filter's own."""
+    kube = state.kube
+    for topic in (ref.output_topic, ref.dead_letter_topic):
+        found = kube.list("KafkaTopic", pool.kafka_namespace, f"{TOPIC_KEY_LABEL}={topic_key(topic)}")
+        by_name = kube.get("KafkaTopic", topic, pool.kafka_namespace) if is_dns_subdomain(topic) else None
+        for obj in [*found, *([by_name] if by_name else [])]:
+            if owner_uid(obj) != ref.uid:
+                return f"topic {topic!r} on FilterPool {pool.name!r}'s Kafka is held by another KafkaTopic"
+    return None
+
+
 def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: PoolInfo) -> bool:
-    """Apply every child of the filter; True while the runner's Kafka password does not exist yet."""
-    kube, cfg = state.kube, state.config
+    """Apply every child of the filter, each only when the filter owns it or it does not exist;
+    True while the runner's Kafka password does not exist yet.
+
+    Raises:
+        NameConflict: a child's name is held by another object (nothing of this filter's is taken over).
+    """
+    kube, cfg, uid = state.kube, state.config, ref.uid
     owner = owner_reference(body)
 
     def own(obj: dict[str, Any]) -> dict[str, Any]:
         obj["metadata"]["ownerReferences"] = [owner]
         return obj
 
-    kube.apply(own(build_configmap(ref)))
-    kube.apply(build_output_topic(ref, pool))
-    kube.apply(build_dead_letter_topic(ref, pool))
+    with state.claims_lock:  # two filters must not both see a topic free and both take it
+        held = _topic_held_elsewhere(state, ref, pool)
+        if held:
+            raise NameConflict(held)
+        apply_owned(kube, build_output_topic(ref, pool), uid)
+        apply_owned(kube, build_dead_letter_topic(ref, pool), uid)
+    apply_owned(kube, own(build_configmap(ref)), uid)
     waiting_for_credentials = False
     if pool.authentication == "scram-sha-512":
-        kube.apply(build_kafka_user(ref, pool))
+        apply_owned(kube, build_kafka_user(ref, pool), uid)
         secret = kube.get("Secret", ref.kafka_user, pool.kafka_namespace)
         password = ((secret or {}).get("data") or {}).get("password")
         if password:
-            kube.apply(own(build_credentials_secret(ref, base64.b64decode(password).decode())))
+            apply_owned(kube, own(build_credentials_secret(ref, base64.b64decode(password).decode())), uid)
         else:
             waiting_for_credentials = True
-    kube.apply(own(build_network_policy(ref, pool, cfg.schema_registry_port)))
+    apply_owned(kube, own(build_network_policy(ref, pool, cfg.schema_registry_port)), uid)
     deployment = build_deployment(
         ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir
     )
-    kube.apply(own(deployment))
+    apply_owned(kube, own(deployment), uid)
     return waiting_for_credentials
+
+
+def _refuse(st: StatusUpdate, reason: str, message: str) -> None:
+    """Say in TopicReady, RunnerReady and Ready why nothing of the filter runs, and write."""
+    st.set("TopicReady", FALSE, reason, message)
+    st.set("RunnerReady", FALSE, reason, f"no runner: {message}")
+    st.set_ready(READY_PARTS, READY_MESSAGE)
+    st.write()
 
 
 def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex, retry: int = 0) -> None:
@@ -170,8 +227,9 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
     with state.lock("AlertFilter", ns, name):
         body = kube.get("AlertFilter", name, ns) or body
         st = StatusUpdate(kube, body)
+        spec_raw = body.get("spec") or {}
         try:
-            spec = AlertFilterSpec.model_validate(body.get("spec") or {})
+            spec = AlertFilterSpec.model_validate(spec_raw)
         except ValidationError as exc:
             st.set("Ready", FALSE, "InvalidSpec", str(exc)[:INVALID_SPEC_MESSAGE_MAX])
             st.write()
@@ -184,7 +242,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             st.fields["sourceError"] = exc.as_dict()
             st.set("SourceValid", FALSE, "SourceError", f"line {exc.line}, column {exc.column}: {exc.message}")
             st.set("RunnerReady", FALSE, "SourceInvalid", "no runner while spec.source is invalid")
-            if kube.delete("Deployment", runner_name(name), ns):
+            if delete_owned(kube, "Deployment", runner_name(name), ns, uid):
                 logger.info("deleted the runner: spec.source is invalid")
             st.set_ready(READY_PARTS, READY_MESSAGE)
             st.write()
@@ -192,8 +250,16 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
         st.fields["sourceError"] = None
         st.set("SourceValid", TRUE, "Valid", f"entrypoint {found.name} ({found.style})")
 
+        placed = (body.get("status") or {}).get("pool")
+        for reason, problem in (
+            ("TopicConflict", output_topic_problem(ns, name, spec_raw, _static_claims(state, ns, spec_raw))),
+            ("PoolChangeRefused", pool_change_problem(placed, spec.pool, placed)),
+        ):
+            if problem:
+                _refuse(st, reason, problem)
+                raise kopf.TemporaryError(problem, delay=RETRY_CONFLICT_S)
         try:
-            pool_name = _place(state, index, (ns, name), spec, (body.get("status") or {}).get("pool"))
+            pool_name = _place(state, index, (ns, name), spec, placed)
         except Unschedulable as exc:
             st.set("Ready", FALSE, "Unschedulable", str(exc))
             st.write()
@@ -205,8 +271,13 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             st.write()
             raise kopf.TemporaryError(f"FilterPool {pool_name} not found", delay=RETRY_UNPLACED_S) from None
         ref = FilterRef(ns, name, uid, spec, digest)
-        waiting_for_credentials = _apply_children(state, body, ref, pool)
+        try:
+            waiting_for_credentials = _apply_children(state, body, ref, pool)
+        except NameConflict as exc:
+            _refuse(st, "NameConflict", str(exc))
+            raise kopf.TemporaryError(str(exc), delay=RETRY_CONFLICT_S) from None
         st.fields.update(
+            names=ref.owned_names(),
             pool=pool_name,
             inputTopic=pool.input_topic,
             outputTopic=ref.output_topic,
@@ -267,17 +338,18 @@ def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: Place
     removed = []
     for kind in ("KafkaTopic", "KafkaUser"):
         for obj in kube.list(kind, None, f"{OWNER_UID}={uid}"):
-            if kube.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"]):
-                removed.append(f"{kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}")
+            child = obj["metadata"]
+            if kube.delete(kind, child["name"], child["namespace"], uid=child.get("uid")):
+                removed.append(f"{kind} {child['namespace']}/{child['name']}")
     runner = runner_name(name)
-    for kind, child in (
+    for kind, child_name in (
         ("Deployment", runner),
         ("NetworkPolicy", runner),
         ("ConfigMap", runner),
-        ("Secret", f"{runner}-kafka"),
+        ("Secret", credentials_secret_name(name)),
     ):
-        if kube.delete(kind, child, ns):
-            removed.append(f"{kind} {ns}/{child}")
+        if delete_owned(kube, kind, child_name, ns, uid):
+            removed.append(f"{kind} {ns}/{child_name}")
     with state.placement_lock:
         placed = state.pending.pop((ns, name), None) or state.placement_book(index).get((ns, name))
     pool = placed[0] if placed else (body.get("status") or {}).get("pool")

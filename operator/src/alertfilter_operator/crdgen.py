@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from . import GROUP, VERSION
-from .models import AlertFilterSpec, AlertFilterStatus, FilterPoolSpec, FilterPoolStatus
+from .models import DNS_LABEL, FILTER_NAME_MAX, AlertFilterSpec, AlertFilterStatus, FilterPoolSpec, FilterPoolStatus
 
 KEEP = {
     "type",
@@ -128,6 +128,7 @@ def _crd(
     status: dict[str, Any],
     columns: list[dict[str, Any]],
     doc: str,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     status = dict(status)
     status.setdefault("properties", {})["kopf"] = {
@@ -171,7 +172,7 @@ def _crd(
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "APIVersion of this object."},
                                 "kind": {"type": "string", "description": "Kind of this object."},
-                                "metadata": {"type": "object"},
+                                "metadata": metadata or {"type": "object"},
                                 "spec": spec,
                                 "status": status,
                             },
@@ -227,6 +228,14 @@ def crds() -> dict[str, dict[str, Any]]:
         ],
         "An astronomer's alert filter: Python source run against the full alert stream; accepted alerts "
         "(at most maxAlertsPerVisit per visit) are written to the filter's own Kafka topic.",
+        # A DNS label: the names of the filter's children are made of its namespace and name joined by
+        # '.', which neither holds, so two filters never share a child (naming.py).
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "maxLength": FILTER_NAME_MAX, "pattern": DNS_LABEL},
+            },
+        },
     )
     filterpool = _crd(
         "FilterPool",

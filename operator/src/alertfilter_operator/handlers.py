@@ -25,9 +25,11 @@ from typing import Any
 import kopf
 
 from . import GROUP, VERSION, alertfilters, pools
+from .admission import validate_contract
 from .config import OperatorConfig
 from .kube import Kube
 from .naming import FILTER_LABEL, MANAGED_BY, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE
+from .persistence import HashedSourceDiffBase
 from .placement import FilterKey, Placement, PlacementIndex, placement_of
 from .state import State
 from .webhook import ServiceWebhookServer, local_webhook_server, no_webhook_server, validate_source
@@ -49,9 +51,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     """
     config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = HashedSourceDiffBase(prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Reconnect watches well before load balancers drop idle connections; never hang forever.
     settings.watching.server_timeout = 300
@@ -144,8 +144,10 @@ def delete_alertfilter(
     alertfilters.delete(memo.state, dict(body), logger, placements)
 
 
-# A source that does not compile is refused at `kubectl apply` (with webhook=off, the server never serves).
+# A source that does not compile is refused at `kubectl apply` (with webhook=off, the server never serves),
+# and so is a filter that would take a topic or leave a pool it may not (admission.py).
 kopf.on.validate(GROUP, VERSION, "alertfilters", id="source", operations=["CREATE", "UPDATE"])(validate_source)
+kopf.on.validate(GROUP, VERSION, "alertfilters", id="contract", operations=["CREATE", "UPDATE"])(validate_contract)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=RUNNER_LABELS)

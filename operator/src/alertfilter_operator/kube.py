@@ -97,7 +97,9 @@ class Kube:
             ApiException: the API server answered with an HTTP error status.
         """
         if body is not None and not content_type.endswith("json"):
-            body = json.dumps(body)  # apply-patch+yaml: JSON is YAML, sent as text
+            # apply-patch+yaml: JSON is YAML, sent as text. UTF-8 as it is: YAML refuses the
+            # surrogate-pair escapes json.dumps writes for characters outside the basic plane.
+            body = json.dumps(body, ensure_ascii=False).encode()
         m, url, headers, payload, _ = self.api.param_serialize(
             method=method,
             resource_path=path,
@@ -141,12 +143,16 @@ class Kube:
         live = self.request("PATCH", path, body=body, query=query, content_type="application/apply-patch+yaml")
         return cast("dict[str, Any]", live)
 
-    def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete; True when something was deleted, False when it was already gone."""
+    def delete(self, kind: str, name: str, namespace: str | None = None, uid: str | None = None) -> bool:
+        """Delete; True when something was deleted, False when it was already gone (or, with
+        ``uid``, when the object of that name is another one: a precondition the API server checks)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", KINDS[kind].path(namespace, name), body={"propagationPolicy": "Background"})
+            self.request("DELETE", KINDS[kind].path(namespace, name), body=body)
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in (404, 409):  # 409: the uid precondition failed
                 return False
             raise
         return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: The original design's cap: 20 alerts per visit per filter (DMTN-028).
 DEFAULT_MAX_ALERTS_PER_VISIT = 20
@@ -21,12 +21,21 @@ DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 DEFAULT_FILTERS_PER_NODE = 50
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: Longest AlertFilter name: a DNS label (see ``naming.py`` for why).
+FILTER_NAME_MAX = 63
 TOPIC_NAME = r"^[a-zA-Z0-9._-]{1,249}$"
+#: Kafka's longest topic name (``org.apache.kafka.common.internals.Topic``), and the longest output
+#: topic: its dead-letter topic is ``<output>.deadletter`` (11 characters more).
+KAFKA_TOPIC_MAX = 249
+OUTPUT_TOPIC_MAX = KAFKA_TOPIC_MAX - len(".deadletter")
 FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|E|Ei|P|Pi)?$"
-#: Largest filter source, bytes: well under the 1 MiB limit of the ConfigMap that carries it.
-MAX_SOURCE_BYTES = 256 * 1024
+#: Largest filter source, bytes of UTF-8. ``kubectl apply`` keeps a copy of the whole object in an
+#: annotation, and all annotations together may hold 256 KiB: half of that leaves room for the
+#: copy's JSON escapes and the rest of the object. (kopf's own record of the spec keeps only the
+#: source's hash: see ``handlers.configure``.)
+MAX_SOURCE_BYTES = 128 * 1024
 
 
 class _Model(BaseModel):
@@ -119,9 +128,15 @@ class OutputSpec(_Model):
     topic: Annotated[
         str | None,
         Field(
-            description="Name of the output topic on the pool's Kafka. Default: <namespace>.<name>.",
+            description="Name of the output topic on the pool's Kafka. Default: <namespace>.<name>. At most "
+            f"{OUTPUT_TOPIC_MAX} characters (its dead-letter topic is <topic>.deadletter); never a pool's input, an "
+            "internal topic, another filter's topic, or a name under another namespace's '<namespace>.' prefix. "
+            "Cannot change once set.",
             pattern=TOPIC_NAME,
-            max_length=249,
+            max_length=OUTPUT_TOPIC_MAX,
+            json_schema_extra={
+                "x-kubernetes-validations": [_cel("self != '.' && self != '..'", "'.' and '..' are not topic names")]
+            },
         ),
     ] = None
     partitions: Annotated[int, Field(description="Partitions of the output and dead-letter topics.", ge=1, le=1000)] = 1
@@ -157,9 +172,16 @@ class AlertFilterSpec(_Model):
                     ".entrypoint",
                 ),
                 _cel(
-                    "!has(oldSelf.pool) || (has(self.pool) && self.pool == oldSelf.pool)",
-                    "spec.pool cannot change once set: the output topic lives on the pool's Kafka; create a new AlertFilter instead",
-                    ".pool",
+                    "(has(oldSelf.output) && has(oldSelf.output.topic)) == (has(self.output) && has(self.output.topic)) && "
+                    "(!has(self.output) || !has(self.output.topic) || self.output.topic == oldSelf.output.topic)",
+                    "spec.output.topic cannot change: the old topic and its data would be left behind; "
+                    "create a new AlertFilter instead",
+                    ".output.topic",
+                ),
+                _cel(
+                    f"size(bytes(self.source)) <= {MAX_SOURCE_BYTES}",
+                    f"spec.source must be at most {MAX_SOURCE_BYTES} bytes (UTF-8)",
+                    ".source",
                 ),
             ]
         },
@@ -185,15 +207,16 @@ class AlertFilterSpec(_Model):
     pool: Annotated[
         str | None,
         Field(
-            description="FilterPool to run in. Default: the pool with the most free capacity (ties: by name), chosen by the operator.",
+            description="FilterPool to run in. Default: the pool with the most free capacity (ties: by name), chosen by "
+            "the operator. Can be corrected until the filter runs in a pool; cannot change after.",
             pattern=DNS_LABEL,
             max_length=63,
         ),
     ] = None
     maxAlertsPerVisit: Annotated[
-        int | None,
+        int,
         Field(
-            description="Accept at most this many alerts per visit (default 20, the original design's figure); 0 (or null) for no cap.",
+            description="Accept at most this many alerts per visit (default 20, the original design's figure); 0 for no cap.",
             ge=0,
             le=1_000_000,
         ),
@@ -223,7 +246,12 @@ class AlertFilterSpec(_Model):
         ),
     ]
     replicas: Annotated[
-        int, Field(description="Filter-runner pods; they share the input partitions.", ge=0, le=100)
+        int,
+        Field(
+            description="Filter-runner pods; they share the input partitions (spec.suspend scales to zero).",
+            ge=1,
+            le=100,
+        ),
     ] = 1
     resources: Annotated[
         Resources | None,
@@ -235,6 +263,15 @@ class AlertFilterSpec(_Model):
     ] = None
     suspend: Annotated[bool, Field(description="Scale the runner to zero; the topics and their data stay.")] = False
 
+    @field_validator("source")
+    @classmethod
+    def _source_fits(cls, source: str) -> str:
+        """The byte bound of the CRD's rule, for a spec that reaches the operator without it."""
+        size = len(source.encode("utf-8", "surrogatepass"))
+        if size > MAX_SOURCE_BYTES:
+            raise ValueError(f"spec.source is {size} bytes; at most {MAX_SOURCE_BYTES} (UTF-8)")
+        return source
+
 
 class SourceError(_Model):
     """Where and why spec.source fails to load."""
@@ -242,6 +279,22 @@ class SourceError(_Model):
     line: Annotated[int, Field(description="1-based line of the error in spec.source.")]
     column: Annotated[int, Field(description="1-based column of the error.")]
     message: Annotated[str, Field(description="What is wrong.")]
+
+
+class OwnedNames(_Model):
+    """The names an AlertFilter owns (``naming.py``): collision-free across namespaces."""
+
+    outputTopic: Annotated[str, Field(description="The output topic.")]
+    deadLetterTopic: Annotated[str, Field(description="The dead-letter topic.")]
+    consumerGroup: Annotated[
+        str, Field(description="The runners' consumer group: alertfilter.<namespace>.<name>.<uid>.")
+    ]
+    transactionalIdPrefix: Annotated[str, Field(description="Prefix of the runners' transactional ids.")]
+    kafkaUser: Annotated[str, Field(description="The KafkaUser and SCRAM user: af.<namespace>.<name>.")]
+    outputKafkaTopic: Annotated[str, Field(description="The output topic's KafkaTopic resource.")]
+    deadLetterKafkaTopic: Annotated[str, Field(description="The dead-letter topic's KafkaTopic resource.")]
+    runner: Annotated[str, Field(description="The runner's Deployment, ConfigMap and NetworkPolicy: af-<name>.")]
+    credentialsSecret: Annotated[str, Field(description="The Secret holding the runner's Kafka password.")]
 
 
 class AlertFilterStatus(_Model):
@@ -260,6 +313,12 @@ class AlertFilterStatus(_Model):
     kafkaNamespace: Annotated[str | None, Field(description="Namespace of the pool's Kafka, its topics and users.")] = (
         None
     )
+    names: Annotated[
+        OwnedNames | None,
+        Field(
+            description="Every name the filter owns, derived from its namespace, name and uid; nothing else is ever written."
+        ),
+    ] = None
     sourceHash: Annotated[str | None, Field(description="sha256 of spec.source (hex).")] = None
     sourceError: Annotated[SourceError | None, Field(description="Where spec.source fails to load, when it does.")] = (
         None
@@ -339,6 +398,10 @@ class Mirror(_Model):
         Field(
             description="The full-stream alert topic on the central Kafka; mirrored under the same name.",
             pattern=TOPIC_NAME,
+            max_length=KAFKA_TOPIC_MAX,
+            json_schema_extra={
+                "x-kubernetes-validations": [_cel("self != '.' && self != '..'", "'.' and '..' are not topic names")]
+            },
         ),
     ] = "alerts"
     replicas: Annotated[int, Field(description="MirrorMaker 2 (Kafka Connect) workers.", ge=1, le=20)] = 1

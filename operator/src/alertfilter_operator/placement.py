@@ -69,15 +69,17 @@ def choose_pool(pools: list[PoolLoad], weight: int, requested: str | None = None
         pool = by_name.get(requested)
         if pool is None:
             raise Unschedulable(f"FilterPool {requested!r} does not exist")
+        if not pool.ready:
+            raise Unschedulable(f"FilterPool {requested!r} is being deleted")
         if pool.free < weight:
             raise Unschedulable(
                 f"FilterPool {requested!r} is full ({pool.used}/{pool.capacity} runner pods used, {weight} needed)"
             )
         return requested
-    fitting = [p for p in pools if p.free >= weight]
+    fitting = [p for p in pools if p.ready and p.free >= weight]
     if not fitting:
-        if not pools:
-            raise Unschedulable("no FilterPool exists")
+        if not [p for p in pools if p.ready]:
+            raise Unschedulable("no FilterPool exists" if not pools else "every FilterPool is being deleted")
         summary = ", ".join(f"{p.name} {p.used}/{p.capacity}" for p in sorted(pools, key=lambda p: p.name))
         raise Unschedulable(f"every FilterPool is full ({summary}); {weight} runner pod(s) needed")
     return min(fitting, key=lambda p: (-p.free, p.name)).name
@@ -137,8 +139,9 @@ def pool_loads(
     """Every FilterPool's capacity and use, in runner pods.
 
     Args:
-        pools: FilterPool bodies as the API returns them; pools being deleted or with a spec that
-            does not parse take no filters and are left out.
+        pools: FilterPool bodies as the API returns them; a pool being deleted is kept, not
+            ready (it takes no filter, and a filter that names it is told why); one whose spec
+            does not parse is left out.
         book: the placement book (:func:`merge_placements`).
         exclude: a filter not to count (the one being placed).
     """
@@ -148,14 +151,13 @@ def pool_loads(
             used[pool] += weight
     loads = []
     for body in pools:
-        if body["metadata"].get("deletionTimestamp"):
-            continue
         try:
             spec = FilterPoolSpec.model_validate(body.get("spec") or {})
         except ValidationError:
             continue
         name = body["metadata"]["name"]
-        loads.append(PoolLoad(name, spec.capacity.nodes * spec.capacity.filtersPerNode, used[name]))
+        capacity = spec.capacity.nodes * spec.capacity.filtersPerNode
+        loads.append(PoolLoad(name, capacity, used[name], ready=not body["metadata"].get("deletionTimestamp")))
     return loads
 
 

@@ -57,6 +57,9 @@ def refresh_pool_status(state: State, name: str, index: PlacementIndex, exclude:
         st.set("KafkaReady", *strimzi_ready(kafka))
         st.set("MirrorReady", *strimzi_ready(kube.get("KafkaMirrorMaker2", f"{cluster}-mirror", ns)))
         st.set_ready(READY_PARTS, READY_MESSAGE)
+        if body["metadata"].get("deletionTimestamp"):
+            in_use = f"; {used} runner pod(s) of filters still run in it" if used else ""
+            st.set("Ready", FALSE, "Deleting", f"the pool is being deleted and takes no new filter{in_use}")
         bootstrap = PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap
         st.fields.update(
             capacity=capacity,
@@ -113,6 +116,7 @@ def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: Place
         named = ", ".join(filters[:IN_USE_NAMED]) + ("..." if len(filters) > IN_USE_NAMED else "")
         msg = f"{len(filters)} AlertFilter(s) still run in this pool ({named}); delete them first"
         state.kube.post_event(body, "Warning", "PoolInUse", msg)
+        refresh_pool_status(state, name, index)  # Ready=False, Deleting: no filter is placed here any more
         raise kopf.TemporaryError(msg, delay=RETRY_S)
     for kind in ("KafkaMirrorMaker2", "KafkaUser", "KafkaNodePool", "Kafka"):
         for obj in state.kube.list(kind, None, f"{OWNER_UID}={uid}"):

@@ -35,6 +35,8 @@ class State:
     cert_dir: Path | None = None
     pending: dict[FilterKey, Placement] = field(default_factory=dict)
     placement_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Serialises the check that a topic is free with the writing of the KafkaTopic that takes it.
+    claims_lock: threading.Lock = field(default_factory=threading.Lock)
     _locks: dict[tuple[str, str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 

@@ -85,6 +85,9 @@ class FakeKube(Kube):
         if method == "GET":
             return copy.deepcopy(self.objects[key])
         if method == "DELETE":
+            want = ((body or {}).get("preconditions") or {}).get("uid")
+            if want and self.objects[key]["metadata"].get("uid") != want:
+                raise ApiException(status=409)  # as the API server answers a failed precondition
             del self.objects[key]
             return {}
         if method == "PATCH" and sub == "status":

@@ -38,7 +38,10 @@ def test_configmap_carries_the_source_and_its_hash(ref: FilterRef) -> None:
 
 def test_output_and_dead_letter_topics_live_on_the_pool_kafka(ref: FilterRef, pool: PoolInfo) -> None:
     out, dlq = build_output_topic(ref, pool), build_dead_letter_topic(ref, pool)
-    assert out["metadata"]["name"] == "af-science-bright" and dlq["metadata"]["name"] == "af-science-bright-dlq"
+    assert (
+        out["metadata"]["name"] == "af.science.bright.output"
+        and dlq["metadata"]["name"] == "af.science.bright.deadletter"
+    )
     assert out["metadata"]["namespace"] == dlq["metadata"]["namespace"] == "kafka-a"
     assert out["spec"]["topicName"] == "science.bright"
     assert dlq["spec"]["topicName"] == "science.bright.deadletter"
@@ -68,17 +71,17 @@ def test_kafka_user_may_read_the_input_and_write_only_its_own_topics(ref: Filter
     }
     assert acls == {
         ("topic", "alerts", "literal"): ["Describe", "Read"],
-        ("group", "alertfilter.science.bright", "literal"): ["Read"],
+        ("group", "alertfilter.science.bright.uid-1", "literal"): ["Read"],
         ("topic", "science.bright", "literal"): ["Describe", "Write"],
         ("topic", "science.bright.deadletter", "literal"): ["Describe", "Write"],
-        ("transactionalId", "alertfilter-alertfilter.science.bright", "prefix"): ["Describe", "Write"],
+        ("transactionalId", "alertfilter-alertfilter.science.bright.uid-1", "prefix"): ["Describe", "Write"],
     }
 
 
 def test_credentials_secret_is_in_the_filter_namespace(ref: FilterRef) -> None:
     secret = build_credentials_secret(ref, "s3cret")
     assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == ("af-bright-kafka", "science")
-    assert secret["stringData"] == {"username": "af-science-bright", "password": "s3cret"}
+    assert secret["stringData"] == {"username": "af.science.bright", "password": "s3cret"}
 
 
 def test_runner_env_says_what_alertfilter_run_needs(ref: FilterRef, pool: PoolInfo) -> None:
@@ -87,11 +90,11 @@ def test_runner_env_says_what_alertfilter_run_needs(ref: FilterRef, pool: PoolIn
     assert env["ALERTFILTER_BOOTSTRAP_SERVERS"] == pool.bootstrap
     assert (env["ALERTFILTER_INPUT"], env["ALERTFILTER_OUTPUT"]) == ("alerts", "science.bright")
     assert env["ALERTFILTER_DEAD_LETTER_TOPIC"] == "science.bright.deadletter"
-    assert env["ALERTFILTER_GROUP"] == "alertfilter.science.bright"
+    assert env["ALERTFILTER_GROUP"] == "alertfilter.science.bright.uid-1"
     assert env["ALERTFILTER_MAX_ALERTS_PER_VISIT"] == "20"
     assert (env["ALERTFILTER_VISIT_FIELD"], env["ALERTFILTER_FILTER_TIMEOUT"]) == ("diaSource.visit", "1")
     assert env["ALERTFILTER_SCHEMA_REGISTRY"] == "http://registry:8081"
-    assert env["ALERTFILTER_KAFKA_SASL_USERNAME"] == "af-science-bright"
+    assert env["ALERTFILTER_KAFKA_SASL_USERNAME"] == "af.science.bright"
     # the password never appears in the Deployment: it comes from the Secret
     assert env["ALERTFILTER_KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": "af-bright-kafka", "key": "password"}}
     assert "ALERTFILTER_ENTRYPOINT" not in env and "ALERTFILTER_EXACTLY_ONCE" not in env

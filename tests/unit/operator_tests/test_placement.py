@@ -111,7 +111,7 @@ def test_pool_loads_count_every_placed_filter_but_the_one_being_placed() -> None
         _pool("gone", 9, 9, deletionTimestamp="2026-12-03T10:00:00Z"),
         {"metadata": {"name": "broken"}, "spec": {"capacity": {"nodes": 0}}},
     ]
-    assert pool_loads(pools, book) == [PoolLoad("a", 5, 3), PoolLoad("b", 4, 4)]
+    assert pool_loads(pools, book) == [PoolLoad("a", 5, 3), PoolLoad("b", 4, 4), PoolLoad("gone", 81, 0, ready=False)]
     assert pool_loads(pools, book, exclude=("s", "x"))[0] == PoolLoad("a", 5, 1)
     assert pool_usage(book, "a") == 3 and pool_usage(book, "none") == 0
     assert filters_in(book, "a") == ["s/x", "s/y"]

@@ -66,9 +66,9 @@ def test_a_new_filter_gets_every_child_and_waits_for_its_credentials(kube: FakeK
         ("ConfigMap", "af-bright", "sci"),
         ("Deployment", "af-bright", "sci"),
         ("NetworkPolicy", "af-bright", "sci"),
-        ("KafkaTopic", "af-sci-bright", "kafka-a"),
-        ("KafkaTopic", "af-sci-bright-dlq", "kafka-a"),
-        ("KafkaUser", "af-sci-bright", "kafka-a"),
+        ("KafkaTopic", "af.sci.bright.output", "kafka-a"),
+        ("KafkaTopic", "af.sci.bright.deadletter", "kafka-a"),
+        ("KafkaUser", "af.sci.bright", "kafka-a"),
     ]:
         assert kube.find(kind, name, ns) is not None, (kind, name)
     af = kube.find("AlertFilter", "bright", "sci") or {}
@@ -84,7 +84,7 @@ def test_once_strimzi_made_the_password_the_runner_gets_a_copy(kube: FakeKube, s
     kube.put(_filter())
     password = base64.b64encode(b"s3cret").decode()
     kube.put({"apiVersion": "v1", "kind": "Secret", "data": {"password": password},
-              "metadata": {"name": "af-sci-bright", "namespace": "kafka-a"}})  # fmt: skip
+              "metadata": {"name": "af.sci.bright", "namespace": "kafka-a"}})  # fmt: skip
     alertfilters.reconcile(state, _filter(), LOG, {})
     secret = kube.find("Secret", "af-bright-kafka", "sci") or {}
     assert secret["stringData"]["password"] == "s3cret"
@@ -94,7 +94,13 @@ def test_once_strimzi_made_the_password_the_runner_gets_a_copy(kube: FakeKube, s
 
 def test_an_invalid_source_removes_the_runner_and_says_where(kube: FakeKube, state: State) -> None:
     kube.put(_filter(source="def f(alert):\n    return alert[\n"))
-    kube.put({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "af-bright", "namespace": "sci"}})
+    owned = {
+        "name": "af-bright",
+        "namespace": "sci",
+        "uid": "d1",
+        "ownerReferences": [{"uid": "uid-bright", "controller": True}],
+    }
+    kube.put({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": owned})
     alertfilters.reconcile(state, _filter(), LOG, {})
     af = kube.find("AlertFilter", "bright", "sci") or {}
     assert kube.find("Deployment", "af-bright", "sci") is None

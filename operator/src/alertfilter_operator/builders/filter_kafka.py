@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alertfilter_operator.naming import kafka_child_name
+from alertfilter_operator.naming import TOPIC_KEY_LABEL, topic_key
 
 from .refs import STRIMZI_API, FilterRef, PoolInfo
 
@@ -22,7 +22,7 @@ def _topic(f: FilterRef, pool: PoolInfo, resource_name: str, topic: str, compone
         "metadata": {
             "name": resource_name,
             "namespace": pool.kafka_namespace,
-            "labels": f.outside_labels(pool, component),
+            "labels": {**f.outside_labels(pool, component), TOPIC_KEY_LABEL: topic_key(topic)},
         },
         "spec": {
             "topicName": topic,
@@ -40,12 +40,12 @@ def _topic(f: FilterRef, pool: PoolInfo, resource_name: str, topic: str, compone
 
 def build_output_topic(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
     """The Strimzi KafkaTopic of the filter's output (accepted alerts)."""
-    return _topic(f, pool, kafka_child_name(f.namespace, f.name), f.output_topic, "output-topic")
+    return _topic(f, pool, f.output_topic_resource, f.output_topic, "output-topic")
 
 
 def build_dead_letter_topic(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
     """The Strimzi KafkaTopic of the filter's dead letters (alerts that could not be filtered)."""
-    return _topic(f, pool, kafka_child_name(f.namespace, f.name, "dlq"), f.dead_letter_topic, "dead-letter-topic")
+    return _topic(f, pool, f.dead_letter_topic_resource, f.dead_letter_topic, "dead-letter-topic")
 
 
 def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
@@ -53,7 +53,8 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
 
     ACLs allow exactly: Read and Describe on the input topic; Read on the filter's consumer group;
     Write and Describe on its output and dead-letter topics; and Write and Describe on its
-    transactional ids (prefix ``alertfilter-<group>``): exactly-once batches use them, and so does
+    transactional ids (prefix ``alertfilter-<group>``). Every name comes from the filter's own
+    identity (:class:`~.refs.FilterRef`), never from another object, so a user cannot widen them: exactly-once batches use them, and so does
     the runner's watchdog when it commits past a filter stuck in C code.
     """
 
@@ -66,7 +67,7 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
         acl("topic", f.output_topic, ["Write", "Describe"]),
         acl("topic", f.dead_letter_topic, ["Write", "Describe"]),
     ]
-    acls.append(acl("transactionalId", f"alertfilter-{f.group}", ["Write", "Describe"], "prefix"))
+    acls.append(acl("transactionalId", f.transactional_id_prefix, ["Write", "Describe"], "prefix"))
     return {
         "apiVersion": STRIMZI_API,
         "kind": "KafkaUser",

@@ -14,11 +14,14 @@ from alertfilter_operator.naming import (
     POOL_LABEL,
     common_labels,
     consumer_group,
+    credentials_secret_name,
     dead_letter_topic,
-    kafka_child_name,
+    kafka_user_name,
     output_topic,
     owner_labels,
     runner_name,
+    topic_resource_name,
+    transactional_id_prefix,
 )
 
 #: Strimzi's API of the resources the operator writes (Strimzi 1.x ``kafka.strimzi.io/v1``).
@@ -97,8 +100,13 @@ class FilterRef:
 
     @property
     def group(self) -> str:
-        """The runners' consumer group on the input topic: ``alertfilter.<namespace>.<name>``."""
-        return consumer_group(self.namespace, self.name)
+        """The runners' consumer group on the input topic: ``alertfilter.<namespace>.<name>.<uid>``."""
+        return consumer_group(self.namespace, self.name, self.uid)
+
+    @property
+    def transactional_id_prefix(self) -> str:
+        """Prefix of the runners' transactional ids: ``alertfilter-<group>``."""
+        return transactional_id_prefix(self.group)
 
     @property
     def runner_name(self) -> str:
@@ -107,13 +115,37 @@ class FilterRef:
 
     @property
     def kafka_user(self) -> str:
-        """Name of the KafkaUser (and of its topic children's base): ``af-<namespace>-<name>``."""
-        return kafka_child_name(self.namespace, self.name)
+        """Name of the KafkaUser, its Secret and its SCRAM user: ``af.<namespace>.<name>``."""
+        return kafka_user_name(self.namespace, self.name)
+
+    @property
+    def output_topic_resource(self) -> str:
+        """Name of the output topic's KafkaTopic: ``af.<namespace>.<name>.output``."""
+        return topic_resource_name(self.namespace, self.name, "output")
+
+    @property
+    def dead_letter_topic_resource(self) -> str:
+        """Name of the dead-letter topic's KafkaTopic: ``af.<namespace>.<name>.deadletter``."""
+        return topic_resource_name(self.namespace, self.name, "deadletter")
 
     @property
     def credentials_secret(self) -> str:
         """The Secret in the filter's namespace holding the runner's Kafka password: ``af-<name>-kafka``."""
-        return f"{self.runner_name}-kafka"
+        return credentials_secret_name(self.name)
+
+    def owned_names(self) -> dict[str, str]:
+        """Every name the filter owns, as ``status.names`` records them (``kind: name``)."""
+        return {
+            "outputTopic": self.output_topic,
+            "deadLetterTopic": self.dead_letter_topic,
+            "consumerGroup": self.group,
+            "transactionalIdPrefix": self.transactional_id_prefix,
+            "kafkaUser": self.kafka_user,
+            "outputKafkaTopic": self.output_topic_resource,
+            "deadLetterKafkaTopic": self.dead_letter_topic_resource,
+            "runner": self.runner_name,
+            "credentialsSecret": self.credentials_secret,
+        }
 
     def labels(self, component: str = "filter-runner") -> dict[str, str]:
         """``app.kubernetes.io/*`` labels and ``alerts.lsst.io/filter`` of a child in the filter's namespace."""
