@@ -6,6 +6,10 @@ Usage::
     with KafkaBroker(workdir) as broker:
         broker.bootstrap   # "127.0.0.1:<port>"
 
+With ``auth`` (:class:`~.kafkaauth.BrokerAuth`) every client listener takes SASL SCRAM-SHA-512 only
+and KRaft's ``StandardAuthorizer`` enforces ACLs; ``broker.client_config()`` gives a super user's
+client settings. Without it (the default, as the integration tests use it) nothing authenticates.
+
 or from a shell: ``python -m alertfilter_devstack.kafka start DIR`` / ``stop DIR``.
 """
 
@@ -14,12 +18,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .kafkaauth import MECHANISM, BrokerAuth
 from .procs import free_port, port_open, repo_root, stop_process, wait_until
 
 #: Largest message the broker accepts, bytes. Rubin alerts are 50-250 KB (DMTN-102); a filter's
@@ -67,6 +73,10 @@ class KafkaBroker:
         pod_listener: ``(bind address, advertised "host:port")`` of a second listener for clients
             elsewhere (the local stack's runner pods, through its broker pod on the kind network's
             gateway); its port is chosen free at the first start and kept.
+        auth: SASL SCRAM-SHA-512 on the client (``port``) and pod listeners, the ``StandardAuthorizer``
+            and its super users; None: PLAINTEXT without authorization.
+        trusted_port: with ``auth.trusted_loopback``, the PLAINTEXT loopback listener whose clients
+            are super users; chosen free at the first start and kept.
     """
 
     workdir: Path
@@ -76,24 +86,66 @@ class KafkaBroker:
     proc: subprocess.Popen[bytes] | None = None
     pod_listener: tuple[str, str] | None = None
     pod_port: int = 0
+    auth: BrokerAuth | None = None
+    trusted_port: int = 0
 
     @property
     def bootstrap(self) -> str:
-        """The bootstrap address, ``127.0.0.1:<port>``."""
+        """The bootstrap address, ``127.0.0.1:<port>`` (SASL SCRAM-SHA-512 with ``auth``)."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def trusted_bootstrap(self) -> str:
+        """``127.0.0.1:<trusted_port>``, the unauthenticated super-user listener (``auth.trusted_loopback``).
+
+        Raises:
+            ValueError: the broker has no such listener.
+        """
+        if not (self.auth and self.auth.trusted_loopback):
+            raise ValueError("this broker has no trusted loopback listener")
+        return f"127.0.0.1:{self.trusted_port}"
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings to reach ``bootstrap`` as the first super user (only
+        ``bootstrap.servers`` without ``auth``)."""
+        extra = self.auth.super_users[0].client_config() if self.auth else {}
+        return {"bootstrap.servers": self.bootstrap, **extra}
 
     @property
     def log_path(self) -> Path:
         return self.workdir / "kafka.log"
 
+    def _auth_config(self) -> dict[str, str]:
+        """Settings of SASL SCRAM-SHA-512 and the ``StandardAuthorizer`` (none without ``auth``)."""
+        if not self.auth:
+            return {}
+        own = self.auth.super_users[0]
+        # User:ANONYMOUS is the principal of the PLAINTEXT controller listener (the broker registers
+        # and heartbeats through it) and of the trusted loopback listener.
+        supers = ";".join(["User:ANONYMOUS", *(f"User:{u.name}" for u in self.auth.super_users)])
+        return {
+            "sasl.enabled.mechanisms": MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": MECHANISM,
+            "inter.broker.listener.name": "CLIENT",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": own.jaas(),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": supers,
+        }
+
     def _write_config(self, controller_port: int) -> Path:
-        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}"
-        advertised = f"PLAINTEXT://127.0.0.1:{self.port}"
-        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        client, proto = ("CLIENT", "SASL_PLAINTEXT") if self.auth else ("PLAINTEXT", "PLAINTEXT")
+        listeners = f"{client}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}"
+        advertised = f"{client}://127.0.0.1:{self.port}"
+        protocols = f"{client}:{proto},CONTROLLER:PLAINTEXT"
         if self.pod_listener:
             listeners += f",PODS://{self.pod_listener[0]}:{self.pod_port}"
             advertised += f",PODS://{self.pod_listener[1]}"
-            protocols += ",PODS:PLAINTEXT"
+            protocols += f",PODS:{proto}"
+        if self.auth and self.auth.trusted_loopback:
+            listeners += f",TRUSTED://127.0.0.1:{self.trusted_port}"
+            advertised += f",TRUSTED://127.0.0.1:{self.trusted_port}"
+            protocols += ",TRUSTED:PLAINTEXT"
         cfg = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -117,6 +169,7 @@ class KafkaBroker:
             "replica.fetch.max.bytes": str(MESSAGE_MAX_BYTES),
             "auto.create.topics.enable": "false",
             "log.retention.hours": "24",
+            **self._auth_config(),
             **self.extra_config,
         }
         path = self.workdir / "server.properties"
@@ -137,11 +190,14 @@ class KafkaBroker:
             saved = json.loads(state_file.read_text())
             self.port, controller_port = saved["port"], saved["controller_port"]
             self.pod_port = saved.get("pod_port", 0)
+            self.trusted_port = saved.get("trusted_port", 0)
         else:
             self.port = self.port or free_port()
             controller_port = free_port()
         if self.pod_listener and not self.pod_port:
             self.pod_port = free_port()
+        if self.auth and self.auth.trusted_loopback and not self.trusted_port:
+            self.trusted_port = free_port()
         config = self._write_config(controller_port)
         cp = f"{libs}/*"
         java = java_bin()
@@ -155,13 +211,9 @@ class KafkaBroker:
         )
         jvm = [java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
                f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
-        if not (self.workdir / "data" / "meta.properties").exists():
-            fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
-                                        "-c", str(config)], capture_output=True, text=True)
-            if fmt.returncode != 0:
-                raise RuntimeError(f"formatting KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
+        self._format(jvm, config)
         state_file.write_text(json.dumps({"port": self.port, "controller_port": controller_port,
-                                          "pod_port": self.pod_port}))
+                                          "pod_port": self.pod_port, "trusted_port": self.trusted_port}))
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(jvm + ["kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -173,13 +225,35 @@ class KafkaBroker:
             raise
         return self
 
+    def _format(self, jvm: list[str], config: Path) -> None:
+        """Format the KRaft storage unless it is already formatted with the same super users.
+
+        The super users' SCRAM credentials can only be bootstrapped at format time; storage formatted
+        without them (or with other passwords) is removed and formatted again: the local stack's
+        data is disposable, its topics are re-created by the stand-in.
+        """
+        data = self.workdir / "data"
+        marker = self.workdir / "auth.json"
+        want = self.auth.fingerprint() if self.auth else ""
+        have = json.loads(marker.read_text()).get("fingerprint", "") if marker.exists() else ""
+        if (data / "meta.properties").exists():
+            if want == have:
+                return
+            shutil.rmtree(data)
+        scram = [a for u in self.auth.super_users for a in ("--add-scram", u.format_arg())] if self.auth else []
+        fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
+                                    "-c", str(config), *scram], capture_output=True, text=True)
+        if fmt.returncode != 0:
+            raise RuntimeError(f"formatting KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
+        marker.write_text(json.dumps({"fingerprint": want}))
+
     def _ready(self) -> bool:
         if not port_open(self.port):
             return False
         from confluent_kafka.admin import AdminClient  # the runtime's client; present wherever tests run
 
         try:
-            md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            md = AdminClient({**self.client_config(), "log_level": 3}).list_topics(timeout=2)
             return bool(md.brokers)
         except Exception:  # noqa: BLE001 - not ready yet
             return False
