@@ -57,7 +57,7 @@ def independent_bright(records, cap=20):
 def test_check_on_the_real_alerts_matches_an_independent_computation(alerts_dir):
     files = [alerts_dir / "rubin-v10_0-real-20.avro", alerts_dir / "rubin-v10_0-history-4.avro"]
     records = [r for f in files for r in read_container(str(f))[1]]
-    res = check(load_filter(BRIGHT.read_text()), files)
+    res = check(BRIGHT.read_text(), files)
     assert res.alerts == 24 and res.errors == 0
     assert res.accepted_ids == independent_bright(records)
 
@@ -66,7 +66,7 @@ def test_check_cap_on_interleaved_real_visits(alerts_dir):
     # The 20 real alerts come from several interleaved visits; cap 1 keeps the first alert of each visit.
     f = alerts_dir / "rubin-v10_0-real-20.avro"
     _, records = read_container(str(f))
-    res = check(load_filter("def f(a):\n    return True\n"), [f], max_per_visit=1)
+    res = check("def f(a):\n    return True\n", [f], max_per_visit=1)
     first: dict[Any, Any] = {}
     for r in records:
         first.setdefault(r["diaSource"]["visit"], r["diaSourceId"])

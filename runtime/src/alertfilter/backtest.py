@@ -1,22 +1,35 @@
-"""``alertfilter check``: a filter backtested offline on Avro container files, with the runner's
-rules (the per-visit cap, errors, the time budget), in this process."""
+"""``alertfilter check``: a filter backtested offline on Avro container files, as the runner runs
+it: in a filter process of its own (:class:`~alertfilter.supervisor.FilterProcess`), fed the
+alerts as Confluent-framed messages, so it decodes exactly the fields the runner would decode
+(``--fields auto``), a filter that ends its process is a ``filter-crashed`` alert, and what the
+filter prints goes to stderr, never into this command's output."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fastavro
 
-from .api import LoadedFilter
 from .cap import VisitCap
-from .codecs import Decoder
-from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
-from .outcome import Outcome
-from .processor import ACCEPTED, CAPPED, ERROR, AlertProcessor
+from .codecs import HEADER, MAGIC_BYTE
+from .decoding import DecodingSpec
+from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD, MissingField, get_field, parse_path
+from .filterspec import FilterSpec
+from .outcome import Kind, Outcome
+from .settings import hard_timeout
+from .supervisor import FilterProcess
+
+ACCEPTED, CAPPED, ERROR = Kind.ACCEPTED, Kind.CAPPED, Kind.ERROR
+#: Alerts handed to the filter process at a time.
+BATCH = 200
 
 
 @dataclass
@@ -59,75 +72,150 @@ class AlertFileError(ValueError):
         self.result = result
 
 
-def check(
-    flt: LoadedFilter,
+def missing_files(files: Iterable[str | Path]) -> list[str]:
+    """The paths among ``files`` that are not readable regular files (checked before any alert is read)."""
+    return [str(f) for f in files if not Path(f).is_file()]
+
+
+@dataclass
+class _Alert:
+    path: str
+    index: int
+    alert_id: Any
+    visit: Any
+    value: bytes
+
+
+def _alerts(
     files: Iterable[str | Path],
+    schema_dir: Path,
+    ids: dict[str, int],
+    problem: list[AlertFileError],
+    id_path: tuple[str, ...],
+    visit_path: tuple[str, ...],
+    res: CheckResult,
+) -> Iterator[_Alert]:
+    """Each alert of ``files`` as the message the runner would get; a file that cannot be read
+    part way puts its :class:`AlertFileError` in ``problem`` and ends the iteration."""
+    for path in files:
+        with open(path, "rb") as fh:
+            try:
+                reader = fastavro.reader(fh)
+                text = reader.metadata["avro.schema"]
+                writer = json.loads(text)
+                parsed = fastavro.parse_schema(writer)
+            except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds on a bad header
+                problem.append(
+                    AlertFileError(
+                        f"file {path} is not an Avro container file: {type(exc).__name__}: {exc}", str(path), res
+                    )
+                )
+                return
+            sid = ids.get(text)
+            if sid is None:
+                sid = ids[text] = len(ids) + 1
+                (schema_dir / f"{sid}.avsc").write_text(text)
+            index = 0
+            records = iter(reader)
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, zlib.error, ...
+                    problem.append(
+                        AlertFileError(
+                            f"file {path} is truncated or corrupt after {index} alerts: {type(exc).__name__}: {exc}",
+                            str(path),
+                            res,
+                        )
+                    )
+                    return
+                bio = io.BytesIO()
+                bio.write(HEADER.pack(MAGIC_BYTE, sid))
+                fastavro.schemaless_writer(bio, parsed, record)
+                alert_id = visit = None
+                if isinstance(record, dict):
+                    with contextlib.suppress(MissingField):
+                        alert_id = get_field(record, id_path, allow_null=True)
+                    with contextlib.suppress(MissingField):
+                        visit = get_field(record, visit_path)
+                yield _Alert(str(path), index, alert_id, visit, bio.getvalue())
+                index += 1
+
+
+def check(
+    source: str,
+    files: Iterable[str | Path],
+    entrypoint: str | None = None,
     max_per_visit: int | None = 20,
     visit_field: str = DEFAULT_VISIT_FIELD,
     id_field: str = DEFAULT_ID_FIELD,
     filter_timeout_s: float | None = 1.0,
+    fields: str = "auto",
 ) -> CheckResult:
-    """Run ``flt`` over the alerts of container ``files`` in file order, with the runner's rules.
+    """Run the filter ``source`` over the alerts of container ``files`` in file order, as the runner
+    would: in a filter process, decoding what ``--fields fields`` decodes, with the per-visit cap
+    (``max_per_visit``; None: none), the time budget (s) and the hard limit it implies.
 
     Raises:
+        FilterLoadError: the filter cannot be loaded (its ``line`` and ``column``; 0 when not the source's).
+        FilterProcessError: the filter process could not start.
         OSError: a file cannot be opened.
         AlertFileError: a file is not an Avro container, or is truncated or corrupt; its ``result``
-            counts the alerts read before (the files after it are not read).
+            counts every alert read before (the files after it are not read).
     """
-    proc = AlertProcessor(flt, Decoder("container"), VisitCap(max_per_visit), visit_field, id_field, filter_timeout_s)
+    files = list(files)
     res = CheckResult()
     reasons: Counter[str] = Counter()
-    for path in files:
-        with open(path, "rb") as fh:
-            try:
-                records = iter(fastavro.reader(fh))
-            except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds on a bad header
-                res.errors_by_reason = dict(reasons)
-                raise AlertFileError(
-                    f"file {path} is not an Avro container file: {type(exc).__name__}: {exc}", str(path), res
-                ) from None
-            index = 0
-            while True:
-                try:
-                    alert = next(records)
-                except StopIteration:
-                    break
-                except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, zlib.error, ...
-                    res.errors_by_reason = dict(reasons)
-                    raise AlertFileError(
-                        f"file {path} is truncated or corrupt after {index} alerts: {type(exc).__name__}: {exc}",
-                        str(path),
-                        res,
-                    ) from None
-                oc = (
-                    proc.process_alert(alert)
-                    if isinstance(alert, dict)
-                    else Outcome(ERROR, "decode-error", f"record is {type(alert).__name__}, not a record")
-                )
-                res.alerts += 1
-                if oc.kind == ACCEPTED:
-                    res.accepted += 1
-                    res.accepted_ids.append(oc.alert_id)
-                elif oc.kind == CAPPED:
-                    res.capped += 1
-                elif oc.kind == ERROR:
-                    res.errors += 1
-                    reasons[oc.reason] += 1
-                    if len(res.first_errors) < 20:
-                        res.first_errors.append(
-                            {
-                                "file": str(path),
-                                "index": index,
-                                "alert_id": oc.alert_id,
-                                "reason": oc.reason,
-                                "message": oc.message,
-                            }
-                        )
-                else:
-                    res.rejected += 1
-                index += 1
+    cap = VisitCap(max_per_visit)
+    budget = filter_timeout_s or 0.0
+    problem: list[AlertFileError] = []
+    with tempfile.TemporaryDirectory(prefix="alertfilter-check-") as tmp:
+        ids: dict[str, int] = {}
+        alerts = _alerts(files, Path(tmp), ids, problem, parse_path(id_field), parse_path(visit_field), res)
+        first = [a for _, a in zip(range(BATCH), alerts, strict=False)]  # the schemas the process needs
+        spec = FilterSpec(
+            source, entrypoint, DecodingSpec("confluent", schema_dir=tmp), visit_field, id_field, budget, fields
+        )
+        proc = FilterProcess(spec, hard_timeout(budget, None))
+        try:
+            proc.start()
+            batch = first
+            while batch:
+                for a, oc in zip(batch, proc.verdicts([a.value for a in batch]), strict=True):
+                    _count(res, reasons, cap, a, oc)
+                batch = [a for _, a in zip(range(BATCH), alerts, strict=False)]
+        finally:
+            proc.close()
     res.errors_by_reason = dict(reasons)
+    if problem:
+        raise problem[0]
     return res
 
 
-# --- produce -------------------------------------------------------------------------------------
+def _count(res: CheckResult, reasons: Counter[str], cap: VisitCap, a: _Alert, oc: Outcome) -> None:
+    """Count the filter process's verdict ``oc`` on ``a``; the cap counts the visit read here, as the runner's."""
+    res.alerts += 1
+    if oc.kind == ACCEPTED:
+        visit = a.visit if isinstance(a.visit, int | str) and not isinstance(a.visit, bool) else oc.visit
+        if cap.admit(visit):
+            res.accepted += 1
+            res.accepted_ids.append(a.alert_id)
+        else:
+            res.capped += 1
+    elif oc.kind == ERROR:
+        res.errors += 1
+        reasons[str(oc.reason)] += 1
+        if len(res.first_errors) < 20:
+            res.first_errors.append(
+                {
+                    "file": a.path,
+                    "index": a.index,
+                    "alert_id": a.alert_id,
+                    "reason": str(oc.reason),
+                    "message": oc.message,
+                }
+            )
+    else:
+        res.rejected += 1

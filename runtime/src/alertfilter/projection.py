@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
+from .bindings import read_bindings
 from .schemas import define_once
 
 OP_NULL, OP_BOOL, OP_VARINT, OP_FLOAT, OP_DOUBLE, OP_BYTES, OP_FIXED, OP_ARRAY, OP_MAP, OP_UNION, OP_RECORD = range(11)
@@ -225,24 +226,50 @@ def _fields_used(fn: ast.FunctionDef, param: str) -> set[str] | None:
     return used
 
 
+#: Names whose use anywhere in the source may read the alert out of sight of :func:`_fields_used`.
+_DOUBTFUL = frozenset({"getattr", "f_locals", "_getframe", "currentframe", "f_back", "gi_frame", "tb_frame"})
+
+
 def infer_fields(source: str, name: str) -> set[str] | None:
     """The top-level alert fields the filter ``name`` in ``source`` reads, or None when unknown.
 
     A class-style filter is analysed through its ``filter`` method, a function directly. The
-    inference is conservative: any use of the alert other than ``alert["x"]`` or
-    ``alert.get("x", ...)`` with literal names gives None (decode everything).
+    inference is conservative, any doubt gives None (decode everything): the name bound more than
+    once or inside an ``if``/``try``, a decorator, a ``filter`` the class does not define itself,
+    ``eval``/``exec``/``getattr``/``globals()``/``vars()``/``__dict__``/frames anywhere in the source,
+    or any use of the alert other than ``alert["x"]`` or ``alert.get("x", ...)`` with literal names.
     """
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return None
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            param = _alert_param(node, method=False)
-            return _fields_used(node, param) if param else None
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            for sub in node.body:
-                if isinstance(sub, ast.FunctionDef) and sub.name == "filter":
-                    param = _alert_param(sub, method=True)
-                    return _fields_used(sub, param) if param else None
+    bindings = read_bindings(tree)
+    if bindings.dynamic or any(
+        (isinstance(n, ast.Name) and n.id in _DOUBTFUL) or (isinstance(n, ast.Attribute) and n.attr in _DOUBTFUL)
+        for n in ast.walk(tree)
+    ):
+        return None
+    b = bindings.get(name)
+    node = b.node if b.certain else None
+    if isinstance(node, ast.FunctionDef) and not node.decorator_list:
+        param = _alert_param(node, method=False)
+        return _fields_used(node, param) if param else None
+    if isinstance(node, ast.ClassDef) and not node.decorator_list:
+        defs = [s for s in node.body if _binds(s, "filter")]
+        if len(defs) == 1 and isinstance(defs[0], ast.FunctionDef) and not defs[0].decorator_list:
+            param = _alert_param(defs[0], method=True)
+            return _fields_used(defs[0], param) if param else None
     return None
+
+
+def _binds(stmt: ast.stmt, name: str) -> bool:
+    """True when the class-body statement ``stmt`` may bind ``name``."""
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return stmt.name == name
+    if isinstance(stmt, ast.Expr | ast.Pass):
+        return False
+    return any(
+        isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load) for n in ast.walk(stmt)
+    ) or (
+        not isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign)  # an if/for/try/import in the body: doubt
+    )

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import fastavro
 
-from .backtest import AlertFileError, CheckResult, check
+from .backtest import AlertFileError, CheckResult, check, missing_files
 from .codecs import DecodeError, Decoder, encode_confluent, read_container
 from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD, MissingField, get_field, parse_path
 
@@ -32,6 +32,7 @@ __all__ = [
     "check",
     "consume",
     "jsonable",
+    "missing_files",
     "plan_visits",
     "produce",
 ]

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alertfilter.api import FilterSourceError, LoadedFilter, load_filter
 from alertfilter.cap import VisitCap
 from alertfilter.cli.args import echo, fail, kafka_env, key_values, resolve_run_args
 from alertfilter.decoding import DecodingSpec, visit_reader
@@ -22,24 +21,6 @@ from alertfilter.logs import setup_logging
 from alertfilter.settings import RunnerSettings, hard_timeout
 
 log = logging.getLogger("alertfilter")
-
-
-def _load_filter_file(path: str, entrypoint: str | None, json_errors: bool = False) -> LoadedFilter:
-    """Load the filter at ``path``; a source error exits 2 after printing ``PATH:LINE:COLUMN: message``
-    on stderr and, with ``json_errors``, ``{"error": {"line", "column", "message"}}`` on stdout."""
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"alertfilter: cannot read filter {path}: {exc.strerror or exc}")
-    except UnicodeDecodeError as exc:
-        fail(f"alertfilter: filter {path} is not UTF-8 text: {exc}")
-    try:
-        return load_filter(source, entrypoint)
-    except FilterSourceError as exc:
-        echo(f"{path}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
-        if json_errors:
-            echo(json.dumps({"error": exc.as_dict()}), flush=True)
-        raise SystemExit(2) from None
 
 
 def _read_filter_file(path: str) -> str:
@@ -202,12 +183,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from alertfilter.tools import AlertFileError, check, jsonable
+    """``alertfilter check``: 0 when every file was read, 1 for a file truncated or not Avro (the
+    counts before it are printed), 2 for a source error, a missing alerts file or a filter process
+    that cannot start (nothing is counted then)."""
+    from alertfilter.filterspec import FilterLoadError, FilterProcessError
+    from alertfilter.tools import AlertFileError, check, jsonable, missing_files
 
-    flt = _load_filter_file(args.filter, args.entrypoint, json_errors=args.json)
+    source = _read_filter_file(args.filter)
+    missing = missing_files(args.alerts)
+    if missing:  # said before any alert is counted, rather than after the counts of the files before it
+        fail(f"alertfilter check: cannot read alerts: no such file: {', '.join(missing)}")
     file_error: AlertFileError | None = None
     try:
-        res = check(flt, args.alerts, visit_cap(args), args.visit_field, args.id_field, args.filter_timeout)
+        res = check(
+            source,
+            args.alerts,
+            args.entrypoint,
+            visit_cap(args),
+            args.visit_field,
+            args.id_field,
+            args.filter_timeout,
+        )
+    except FilterLoadError as exc:
+        if not exc.line:
+            fail(f"alertfilter check: the filter cannot be loaded: {exc.message}")
+        echo(f"{args.filter}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
+        if args.json:
+            echo(json.dumps({"error": {"line": exc.line, "column": exc.column, "message": exc.message}}), flush=True)
+        return 2
+    except FilterProcessError as exc:
+        fail(f"alertfilter check: {exc}")
     except AlertFileError as exc:
         file_error, res = exc, exc.result
     except (OSError, ValueError) as exc:
