@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def namespace(apiserver, request) -> str:
+def namespace(apiserver, request) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     apiserver.kubectl("create", "namespace", name)
