@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import stack
+from . import hostkafka, stack
 from .procs import repo_root
 
 COPIES = 125  # 24 real alerts x 125 = 3,000 alerts
@@ -83,7 +83,9 @@ def main() -> int:
     t0 = time.monotonic()
     st = stack.up()
     cp = stack.control_plane()
-    central, pool_bootstrap = st["kafka_central"]["bootstrap"], st["kafka_pool"]["bootstrap"]
+    # the brokers' SASL SCRAM-SHA-512 listeners, as the host's super user (what `devstack env` exports)
+    central, pool_bootstrap = st["kafka_central"]["sasl_bootstrap"], st["kafka_pool"]["sasl_bootstrap"]
+    auth = hostkafka.admin_config(st)
     schema_dir = Path(st["schema_dir"])
     kubectl_cmd = f"kubectl --kubeconfig {st['kubeconfig']}"
 
@@ -115,18 +117,18 @@ def main() -> int:
 
     say(f"== producing {24 * COPIES} real Rubin alerts to the central Kafka ({central}), topic '{stack.INPUT_TOPIC}': "
         f"{ALERTS_PER_VISIT} per visit, a visit every {CADENCE_S:g} s")
-    start_offset = _end_offset(central, stack.INPUT_TOPIC)
+    start_offset = _end_offset(central, stack.INPUT_TOPIC, auth)
     res = produce(central, stack.INPUT_TOPIC, files, copies=COPIES, alerts_per_visit=ALERTS_PER_VISIT,
                   cadence_s=CADENCE_S, first_visit=int(time.time()) * 100, write_schema_dir=schema_dir,
-                  out=open(os.devnull, "w"))
+                  out=open(os.devnull, "w"), kafka_config=auth)
     say(f"   {res.alerts} alerts, {res.bytes / 1e6:.0f} MB in {res.visits} visits")
 
     say("== waiting for MirrorMaker 2 to mirror them and the runners to filter them")
-    target = _end_offset(central, stack.INPUT_TOPIC)
+    target = _end_offset(central, stack.INPUT_TOPIC, auth)
     pods = {}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        mirrored = _end_offset(pool_bootstrap, stack.INPUT_TOPIC)
+        mirrored = _end_offset(pool_bootstrap, stack.INPUT_TOPIC, auth)
         done = 0
         for f in FILTERS:
             pods[f.name] = _runner_pod(cp, f.name)
@@ -144,7 +146,7 @@ def main() -> int:
 
     say("== reading the output topics back from the pool's Kafka")
     dec = Decoder("confluent", DirectorySchemaSource(schema_dir), backend="cavro")
-    stream = _values(pool_bootstrap, stack.INPUT_TOPIC, start_offset)
+    stream = _values(pool_bootstrap, stack.INPUT_TOPIC, start_offset, auth)
     rows, failures = [], []
     for f in FILTERS:
         proc = AlertProcessor(load_filter((root / "examples" / "filters" / f.file).read_text()), dec, VisitCap(20),
@@ -163,8 +165,9 @@ def main() -> int:
                 want["errors"] += 1
         m = _metrics(cp, pods[f.name])
         topic = f"{NS}.{f.name}"
-        out = consume(pool_bootstrap, topic, dec, "summary", 2.0, out=open(os.devnull, "w"))
-        dlq = consume(pool_bootstrap, f"{topic}.deadletter", None, "count", out=open(os.devnull, "w"))
+        out = consume(pool_bootstrap, topic, dec, "summary", 2.0, out=open(os.devnull, "w"), kafka_config=auth)
+        dlq = consume(pool_bootstrap, f"{topic}.deadletter", None, "count", out=open(os.devnull, "w"),
+                      kafka_config=auth)
         got = {"seen": int(m.get("alertfilter_alerts_consumed_total", -1)), "accepted": out.messages,
                "capped": int(m.get("alertfilter_alerts_capped_total", -1)), "errors": dlq.messages}
         if got != want or out.ids != ids:
@@ -194,20 +197,20 @@ def main() -> int:
     say("every count and every accepted id matches an independent run of the same filters over the mirrored stream.")
     say()
     say("Go on from here:")
-    say("  eval \"$(.venv/bin/devstack env)\"            # KUBECONFIG, kubectl, bootstrap addresses")
+    say("  eval \"$(.venv/bin/devstack env)\"            # KUBECONFIG, kubectl, bootstrap addresses, credentials")
     say(f"  kubectl get alertfilters,pods -n {NS} -o wide # or: {kubectl_cmd} ...")
     say(f"  kubectl logs -n {NS} deployment/af-bright-significant   # a runner's log")
-    say(f"  .venv/bin/alertfilter consume --bootstrap-servers {pool_bootstrap} --topic {NS}.bright-significant "
-        f"--schema-dir {schema_dir}")
+    say(f"  .venv/bin/alertfilter consume --bootstrap-servers $POOL_BOOTSTRAP $KAFKA_AUTH_ARGS "
+        f"--topic {NS}.bright-significant --schema-dir {schema_dir}")
     say("  .venv/bin/devstack down                       # the stack keeps running until you stop it "
         "(--cluster also deletes the kind cluster, --purge the data)")
     return 0
 
 
-def _end_offset(bootstrap: str, topic: str) -> int:
+def _end_offset(bootstrap: str, topic: str, auth: dict[str, str]) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-probe", "log_level": 3})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-probe", "log_level": 3, **auth})
     try:
         md = c.list_topics(topic, timeout=10).topics.get(topic)
         if md is None or md.error is not None:
@@ -228,12 +231,12 @@ def _runner_pod(cp, name: str) -> str | None:
     return None
 
 
-def _values(bootstrap: str, topic: str, start: int) -> list[bytes]:
+def _values(bootstrap: str, topic: str, start: int, auth: dict[str, str]) -> list[bytes]:
     """Values of a one-partition topic from offset ``start`` to its end."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{time.time_ns()}", "enable.partition.eof": True,
-                  "log_level": 3})
+                  "log_level": 3, **auth})
     c.assign([TopicPartition(topic, 0, start)])
     out: list[bytes] = []
     while True:

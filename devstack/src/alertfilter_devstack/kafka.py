@@ -123,7 +123,12 @@ class KafkaBroker:
         # User:ANONYMOUS is the principal of the PLAINTEXT controller listener (the broker registers
         # and heartbeats through it) and of the trusted loopback listener.
         supers = ";".join(["User:ANONYMOUS", *(f"User:{u.name}" for u in self.auth.super_users)])
+        # Every SASL listener needs a JAAS entry; the server side of SCRAM needs only the module
+        # (credentials come from the metadata log), the inter-broker one also the broker's login.
+        pods = {"listener.name.pods.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"} if self.pod_listener else {}
         return {
+            **pods,
             "sasl.enabled.mechanisms": MECHANISM,
             "sasl.mechanism.inter.broker.protocol": MECHANISM,
             "inter.broker.listener.name": "CLIENT",

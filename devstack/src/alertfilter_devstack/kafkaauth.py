@@ -25,7 +25,10 @@ STANDIN_USER = "devstack-standin"
 MIRROR_USER = "devstack-mirrormaker2"
 #: The super user of the host's tools (``devstack env``, ``make demo``).
 ADMIN_USER = "devstack-admin"
-SUPER_USERS = (STANDIN_USER, MIRROR_USER, ADMIN_USER)
+#: The super users; the first is each broker's own login (inter-broker listener, readiness check).
+SUPER_USERS = (ADMIN_USER, STANDIN_USER, MIRROR_USER)
+#: The credentials file's name in the devstack's state folder.
+CREDENTIALS_FILE = "credentials.json"
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,40 @@ def wait_until(predicate, timeout_s: float, what: str, proc: subprocess.Popen[by
                                + (tail(log) if log else ""))
         time.sleep(interval_s)
     raise RuntimeError(f"{what}: not ready after {timeout_s:.0f} s; log {log}:\n" + (tail(log) if log else ""))
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when a process with this pid exists (None and 0: False)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stop_group(pid: int, grace_s: float = 20) -> None:
+    """SIGTERM the process group ``pid`` leads (or the process alone), SIGKILL after ``grace_s`` s."""
+    if not pid_alive(pid):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                pass
+            if not pid_alive(pid):
+                return
+            time.sleep(0.2)

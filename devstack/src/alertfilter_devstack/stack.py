@@ -9,7 +9,9 @@ Parts:
 - two real KRaft Kafka brokers on the host ("central" and the pool-local one), a read-only schema
   registry over the schemas the demo's producer writes, and the Strimzi stand-in (topics, users,
   MirrorMaker 2, and broker pods that forward to the pool broker): pods reach the host on the kind
-  network's gateway;
+  network's gateway. Both brokers authenticate with SASL SCRAM-SHA-512 and enforce ACLs
+  (``StandardAuthorizer``); the super users' passwords are in ``credentials.json`` in the state
+  folder (``kafkaauth``), the filters' users come from their KafkaUsers (``standin_users``);
 - the namespaces ``kafka`` and ``science``, the latter enforcing the restricted Pod Security Standard.
 
 State lives in ``.cache/devstack`` (``DEVSTACK_DIR``). ``down`` stops every host process it started
@@ -22,21 +24,18 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import brokerpod
+from . import brokerpod, hostkafka
 from .crds import install_crds
-from .kafka import KafkaBroker
 from .kind import KindCluster, gateway_ip, hack
-from .procs import free_port, port_open, repo_root, wait_until
+from .procs import free_port, pid_alive, port_open, repo_root, stop_group, wait_until
 
 INPUT_TOPIC = "alerts"
 DEMO_NAMESPACE = "science"
@@ -58,18 +57,6 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def _load() -> dict[str, Any]:
     f = state_dir() / "state.json"
     return json.loads(f.read_text()) if f.exists() else {}
@@ -88,14 +75,14 @@ def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
 
 
 def filterpool_manifest(central: str) -> dict[str, Any]:
-    """The FilterPool for the local stack: pool-a's two kind nodes, a pool-local Kafka without
-    authentication (the local brokers have none), the mirror from the local central broker."""
+    """The FilterPool for the local stack: pool-a's two kind nodes, a pool-local Kafka with SCRAM-SHA-512
+    users (each filter gets its own, with its ACLs), the mirror from the local central broker."""
     return {"apiVersion": "alerts.lsst.io/v1alpha1", "kind": "FilterPool", "metadata": {"name": POOL},
             "spec": {"nodeSelector": {"alerts.lsst.io/pool": POOL},
                      "tolerations": [{"key": "alerts.lsst.io/pool", "operator": "Equal", "value": POOL,
                                       "effect": "NoSchedule"}],
                      "capacity": {"nodes": 2, "filtersPerNode": 50},
-                     "kafka": {"namespace": KAFKA_NAMESPACE, "replicas": 1, "authentication": "none",
+                     "kafka": {"namespace": KAFKA_NAMESPACE, "replicas": 1, "authentication": "scram-sha-512",
                                "storage": {"type": "ephemeral"}},
                      "mirror": {"sourceCluster": "central", "sourceBootstrapServers": central, "topic": INPUT_TOPIC,
                                 "tasksMax": 1}}}
@@ -127,10 +114,10 @@ def _images(cluster: KindCluster) -> list[str]:
 def _stop_standin(st: dict[str, Any]) -> None:
     """Stop the stand-in and the MirrorMaker 2 processes it started (they run in sessions of their own)."""
     if st.get("standin"):
-        _stop_group(st["standin"])
+        stop_group(st["standin"])
     for pid_file in (state_dir() / "mirrormaker2").glob("*.pid"):
         try:
-            _stop_group(int(pid_file.read_text().strip()))
+            stop_group(int(pid_file.read_text().strip()))
         except ValueError:
             pass
         pid_file.unlink(missing_ok=True)
@@ -154,24 +141,12 @@ def up() -> dict[str, Any]:
     st["images"] = _images(cluster)
     say("   " + ", ".join(st["images"]))
     gw = gateway_ip()
-    say(f"== Kafka on the host: central and pool-local brokers (KRaft); pods reach them through {gw}")
-    for name in ("central", "pool"):
-        old = st.get(f"kafka_{name}") or {}
-        # a pool broker whose pod listener is on another gateway (a new kind network) must restart
-        if _alive(old.get("pid")) and (name == "central" or (old.get("pod_target") or "").startswith(f"{gw}:")):
-            say(f"   {name}: {old['bootstrap']} (running)")
-            continue
-        if old.get("pid"):
-            _stop_group(old["pid"])
-        pod_listener = (gw, brokerpod.bootstrap_service(POOL_KAFKA, KAFKA_NAMESPACE)) if name == "pool" else None
-        b = KafkaBroker(d / f"kafka-{name}", heap="384m", pod_listener=pod_listener).start()
-        st[f"kafka_{name}"] = {"bootstrap": b.bootstrap, "pid": b.proc.pid if b.proc else None,
-                               "pod_target": f"{gw}:{b.pod_port}" if pod_listener else ""}
-        b.proc = None  # keep running
-        say(f"   {name}: {b.bootstrap}" + (f", for pods {gw}:{b.pod_port}" if pod_listener else ""))
+    say(f"== Kafka on the host: central and pool-local brokers (KRaft, SASL SCRAM-SHA-512, ACLs); "
+        f"pods reach them through {gw}")
+    hostkafka.brokers_up(st, d, gw, brokerpod.bootstrap_service(POOL_KAFKA, KAFKA_NAMESPACE))
     from alertfilter.kafkautil import ensure_topics
 
-    ensure_topics(st["kafka_central"]["bootstrap"], {INPUT_TOPIC: 1})
+    ensure_topics(st["kafka_central"]["sasl_bootstrap"], {INPUT_TOPIC: 1}, kafka_config=hostkafka.admin_config(st))
     _save(st)
     schema_dir = d / "schemas"
     schema_dir.mkdir(exist_ok=True)
@@ -179,9 +154,9 @@ def up() -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERTFILTER_", "DEVSTACK_"))}
     env["KUBECONFIG"] = str(cluster.kubeconfig)
     py = sys.executable
-    if not (_alive(st.get("registry")) and st.get("registry_url", "").startswith(f"http://{gw}:")):
+    if not (pid_alive(st.get("registry")) and st.get("registry_url", "").startswith(f"http://{gw}:")):
         if st.get("registry"):
-            _stop_group(st["registry"])
+            stop_group(st["registry"])
         # the same port as before when there was one: the runners' Deployments name the URL
         reg_port = int(st["registry_url"].rsplit(":", 1)[1]) if st.get("registry_url") else free_port()
         st["registry_url"] = f"http://{gw}:{reg_port}"
@@ -196,8 +171,9 @@ def up() -> dict[str, Any]:
     say("== Strimzi stand-in (development only)")
     _stop_standin(st)
     st["standin"] = _spawn("strimzi-standin", [py, "-m", "alertfilter_devstack.strimzi_standin"], {
-        **env, "DEVSTACK_POOL_BOOTSTRAP": st["kafka_pool"]["bootstrap"], "DEVSTACK_WORKDIR": str(d),
-        "DEVSTACK_CENTRAL_BOOTSTRAP": st["kafka_central"]["bootstrap"], "DEVSTACK_CENTRAL_NAME": "central",
+        **env, "DEVSTACK_POOL_BOOTSTRAP": st["kafka_pool"]["sasl_bootstrap"], "DEVSTACK_WORKDIR": str(d),
+        "DEVSTACK_CENTRAL_BOOTSTRAP": st["kafka_central"]["sasl_bootstrap"], "DEVSTACK_CENTRAL_NAME": "central",
+        "DEVSTACK_CREDENTIALS": st["credentials"],
         "DEVSTACK_POOL_POD_TARGET": st["kafka_pool"]["pod_target"],
         "DEVSTACK_BROKER_IMAGE": next(i for i in st["images"] if "runner" in i),
         "DEVSTACK_STANDIN_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz"})
@@ -215,7 +191,7 @@ def up() -> dict[str, Any]:
     if res.returncode != 0:
         raise RuntimeError(f"helm install failed: {res.stderr.strip()}")
     pool_file = d / "filterpool.yaml"
-    pool_file.write_text(yaml.safe_dump(filterpool_manifest(st["kafka_central"]["bootstrap"]), sort_keys=False))
+    pool_file.write_text(yaml.safe_dump(filterpool_manifest(st["kafka_central"]["sasl_bootstrap"]), sort_keys=False))
     st["filterpool"] = str(pool_file)
     _save(st)
     wait_until(lambda: cluster.kubectl("get", "validatingwebhookconfiguration", "alertfilters.alerts.lsst.io",
@@ -227,7 +203,7 @@ def up() -> dict[str, Any]:
 def is_up() -> bool:
     """True when the host processes of a previous ``up`` still run."""
     st = _load()
-    return bool(st) and all(_alive(p) for p in (st.get("standin"), st.get("registry"),
+    return bool(st) and all(pid_alive(p) for p in (st.get("standin"), st.get("registry"),
                                                    (st.get("kafka_pool") or {}).get("pid"),
                                                    (st.get("kafka_central") or {}).get("pid")))
 
@@ -264,14 +240,14 @@ def status() -> int:
     rows = []
     for name in ("central", "pool"):
         k = st.get(f"kafka_{name}") or {}
-        rows.append((f"kafka {name}", _alive(k.get("pid")) and port_open(int(k["bootstrap"].rsplit(":", 1)[1])),
+        rows.append((f"kafka {name}", pid_alive(k.get("pid")) and port_open(int(k["bootstrap"].rsplit(":", 1)[1])),
                      k.get("bootstrap", "")))
-    rows.append(("schema registry", _alive(st.get("registry")) and _http_ok(st["registry_url"] + "/healthz"),
+    rows.append(("schema registry", pid_alive(st.get("registry")) and _http_ok(st["registry_url"] + "/healthz"),
                  st.get("registry_url", "")))
-    rows.append(("strimzi stand-in", _alive(st.get("standin")), ""))
+    rows.append(("strimzi stand-in", pid_alive(st.get("standin")), ""))
     for pid_file in sorted((state_dir() / "mirrormaker2").glob("*.pid")):
         pid = int(pid_file.read_text().strip() or 0)
-        rows.append((f"mirrormaker2 {pid_file.stem}", _alive(pid), f"log {pid_file.with_suffix('.log')}"))
+        rows.append((f"mirrormaker2 {pid_file.stem}", pid_alive(pid), f"log {pid_file.with_suffix('.log')}"))
     c = cluster()
     nodes = c.kubectl("get", "nodes", "--no-headers", check=False)
     rows.append(("kind cluster", nodes.returncode == 0 and " NotReady" not in nodes.stdout, str(c.kubeconfig)))
@@ -289,8 +265,7 @@ def env_lines() -> list[str]:
         return []
     return [f"export KUBECONFIG={st['kubeconfig']}",
             f"export PATH={Path(st['kubectl']).parent}:$PATH   # a kubectl matching the cluster",
-            f"export CENTRAL_BOOTSTRAP={st['kafka_central']['bootstrap']}   # produce alerts to topic '{INPUT_TOPIC}' here",
-            f"export POOL_BOOTSTRAP={st['kafka_pool']['bootstrap']}   # filtered topics live here",
+            *hostkafka.env_lines(st),
             f"export SCHEMA_DIR={st['schema_dir']}   # served to the runners by {st['registry_url']}",
             f"# FilterPool for this stack: {st['filterpool']}"]
 
@@ -304,12 +279,12 @@ def down(purge: bool = False, quiet: bool = False, delete_cluster: bool = False)
         pids += [st.get("standin"), st.get("registry")]
         pids += [(st.get("kafka_pool") or {}).get("pid"), (st.get("kafka_central") or {}).get("pid")]
     for pid in [p for p in pids if p]:
-        _stop_group(pid)
+        stop_group(pid)
     # anything a part started that outlived it: MirrorMaker 2
     if d.exists():
         for pid_file in list(d.rglob("*.pid")):
             try:
-                _stop_group(int(pid_file.read_text().strip()))
+                stop_group(int(pid_file.read_text().strip()))
             except ValueError:
                 pass
             pid_file.unlink(missing_ok=True)
@@ -323,29 +298,6 @@ def down(purge: bool = False, quiet: bool = False, delete_cluster: bool = False)
         say("devstack is down" + (" and its data removed" if purge else "")
             + ("; the kind cluster is deleted" if delete_cluster else "; the kind cluster keeps running"))
     return 0
-
-
-def _stop_group(pid: int, grace_s: float = 20) -> None:
-    if not _alive(pid):
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    return
-            except ChildProcessError:
-                pass
-            if not _alive(pid):
-                return
-            time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,26 +6,29 @@ local brokers: ``DEVSTACK_CENTRAL_BOOTSTRAP`` (the broker the Strimzi ``Kafka`` 
 ``DEVSTACK_POOL_BOOTSTRAP`` (the broker every other ``Kafka`` stands for). With
 ``DEVSTACK_POOL_POD_TARGET`` (the pool broker's listener for pods, on the kind network's gateway)
 and ``DEVSTACK_BROKER_IMAGE``, a pool ``Kafka`` gets broker pods and its bootstrap Service
-(``brokerpod``), as Strimzi makes them.
+(``brokerpod``), as Strimzi makes them. With ``DEVSTACK_CREDENTIALS`` (the brokers' super users,
+``kafkaauth``) the stand-in and MirrorMaker 2 authenticate with SASL SCRAM-SHA-512 as super users
+(``standin_kafka``).
 
 - ``KafkaTopic`` → a real topic on its cluster's broker (partitions, replication 1, retention and
   max.message.bytes from the spec), status Ready; deleted with the resource.
 - ``Kafka`` / ``KafkaNodePool`` → status Ready, the ``plain`` listener's address (the bootstrap
   Service for a pool Kafka with broker pods, else the local broker).
-- ``KafkaUser`` → status Ready and the Secret with a generated password that Strimzi's User
-  Operator would create (the local brokers do not authenticate; pools here use authentication none).
+- ``KafkaUser`` → what Strimzi's User Operator does (``standin_users``): a SCRAM-SHA-512
+  credential and exactly the listed ACLs on the broker, the Secret with the password, status Ready;
+  removed with the resource.
 - ``KafkaMirrorMaker2`` → a real MirrorMaker 2 process (``org.apache.kafka.connect.mirror.MirrorMaker``
   from Maven Central's ``connect-mirror``) configured from the resource: source = each mirror's
   ``source.bootstrapServers``, target = the pool broker, topics = ``topicsPattern``, names kept
-  (IdentityReplicationPolicy). It stops when the resource is deleted.
+  (IdentityReplicationPolicy). It authenticates to both brokers as the MirrorMaker 2 super user
+  (the resource's own ``authentication`` is not used: the mirror's KafkaUser gets its credential and
+  ACLs all the same). It stops when the resource is deleted.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
-import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -35,37 +38,18 @@ import kubernetes
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from . import brokerpod
+from . import (
+    brokerpod,
+    standin_users,  # noqa: F401 - importing it registers the KafkaUser handlers with kopf
+)
 from .kafka import java_bin, kafka_libs
 from .procs import stop_process
+from .standin_kafka import GROUP, VERSION, broker_for, client_config, mirror_client_properties
+from .standin_kafka import pool_bootstrap as _bootstrap
+from .standin_kafka import ready as _ready
 
-GROUP, VERSION = "kafka.strimzi.io", "v1"
 PREFIX = "devstack.alerts.lsst.io"
 _mirrors: dict[str, subprocess.Popen[bytes]] = {}
-
-
-def _bootstrap() -> str:
-    """The pool broker's address for host processes (topics, MirrorMaker 2's target)."""
-    return os.environ["DEVSTACK_POOL_BOOTSTRAP"]
-
-
-def _broker_for(cluster: str | None) -> str:
-    """The local broker a Strimzi cluster name stands for."""
-    if cluster and cluster == os.environ.get("DEVSTACK_CENTRAL_NAME", "central") and os.environ.get(
-            "DEVSTACK_CENTRAL_BOOTSTRAP"):
-        return os.environ["DEVSTACK_CENTRAL_BOOTSTRAP"]
-    return _bootstrap()
-
-
-def _ready(generation: int | None, **extra: Any) -> dict[str, Any]:
-    return {"conditions": [{"type": "Ready", "status": "True", "reason": "DevstackReady",
-                            "lastTransitionTime": kopf_now()}], "observedGeneration": generation, **extra}
-
-
-def kopf_now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @kopf.on.startup()
@@ -81,7 +65,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.update(GROUP, VERSION, "kafkas")
 @kopf.on.resume(GROUP, VERSION, "kafkas")
 def kafka_ready(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, patch: kopf.Patch, **_: Any) -> None:
-    bootstrap = _broker_for(name)
+    bootstrap = broker_for(name)
     target, image = os.environ.get("DEVSTACK_POOL_POD_TARGET"), os.environ.get("DEVSTACK_BROKER_IMAGE")
     if bootstrap == _bootstrap() and target and image:
         _apply_broker_pods(dict(body), image, target)
@@ -92,14 +76,22 @@ def kafka_ready(body: kopf.Body, meta: kopf.Meta, name: str, namespace: str, pat
 
 
 def _apply_broker_pods(kafka: dict[str, Any], image: str, target: str) -> None:
-    """Create (or replace) the broker pods' Deployment and the bootstrap Service of a pool Kafka."""
+    """Create (or update) the broker pods' Deployment and the bootstrap Service of a pool Kafka.
+
+    An existing one is patched: it may forward to another broker (one started before, on another port).
+    """
     api = kubernetes.client.ApiClient()
     for obj in brokerpod.manifests(kafka, image, target):
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
         try:
             kubernetes.utils.create_from_dict(api, obj)
         except kubernetes.utils.FailToCreateError as exc:
             if any(e.status != 409 for e in exc.api_exceptions):
-                raise kopf.TemporaryError(f"creating {obj['kind']} {obj['metadata']['name']}: {exc}", delay=5)
+                raise kopf.TemporaryError(f"creating {obj['kind']} {name}: {exc}", delay=5) from exc
+            if obj["kind"] == "Deployment":
+                kubernetes.client.AppsV1Api(api).patch_namespaced_deployment(name, ns, obj)
+            else:
+                kubernetes.client.CoreV1Api(api).patch_namespaced_service(name, ns, obj)
 
 
 @kopf.on.create(GROUP, VERSION, "kafkanodepools")
@@ -114,10 +106,10 @@ def nodepool_ready(meta: kopf.Meta, spec: kopf.Spec, patch: kopf.Patch, **_: Any
 @kopf.on.resume(GROUP, VERSION, "kafkatopics")
 def topic_apply(meta: kopf.Meta, spec: kopf.Spec, name: str, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
     topic = spec.get("topicName") or name
-    broker = _broker_for((meta.get("labels") or {}).get("strimzi.io/cluster"))
+    broker = broker_for((meta.get("labels") or {}).get("strimzi.io/cluster"))
     config = {k: str(v) for k, v in (spec.get("config") or {}).items() if k in ("retention.ms", "max.message.bytes",
                                                                                "cleanup.policy")}
-    admin = AdminClient({"bootstrap.servers": broker, "log_level": 3})
+    admin = AdminClient(client_config(broker))
     if topic not in admin.list_topics(timeout=10).topics:
         fut = admin.create_topics([NewTopic(topic, num_partitions=int(spec.get("partitions") or 1),
                                             replication_factor=1, config=config)])[topic]
@@ -133,30 +125,13 @@ def topic_apply(meta: kopf.Meta, spec: kopf.Spec, name: str, patch: kopf.Patch, 
 @kopf.on.delete(GROUP, VERSION, "kafkatopics")
 def topic_delete(meta: kopf.Meta, spec: kopf.Spec, name: str, logger: kopf.Logger, **_: Any) -> None:
     topic = spec.get("topicName") or name
-    admin = AdminClient({"bootstrap.servers": _broker_for((meta.get("labels") or {}).get("strimzi.io/cluster")),
-                         "log_level": 3})
+    admin = AdminClient(client_config(broker_for((meta.get("labels") or {}).get("strimzi.io/cluster"))))
     try:
         admin.delete_topics([topic])[topic].result()
         logger.info("deleted topic %s", topic)
     except KafkaException as exc:
         if "UNKNOWN_TOPIC" not in str(exc):
             raise kopf.TemporaryError(f"deleting topic {topic}: {exc}", delay=5)
-
-
-@kopf.on.create(GROUP, VERSION, "kafkausers")
-@kopf.on.resume(GROUP, VERSION, "kafkausers")
-def user_ready(meta: kopf.Meta, name: str, namespace: str, patch: kopf.Patch, **_: Any) -> None:
-    core = kubernetes.client.CoreV1Api()
-    password = secrets.token_urlsafe(24)
-    body = {"metadata": {"name": name, "namespace": namespace, "labels": {"strimzi.io/kind": "KafkaUser",
-                                                                          "strimzi.io/cluster": (meta.get("labels") or {}).get("strimzi.io/cluster", "")}},
-            "data": {"password": base64.b64encode(password.encode()).decode()}}
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except kubernetes.client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    patch.status.update(_ready(meta.get("generation"), username=name, secret=name))
 
 
 def _mm2_properties(name: str, spec: dict[str, Any], workdir: Path) -> Path:
@@ -171,13 +146,19 @@ def _mm2_properties(name: str, spec: dict[str, Any], workdir: Path) -> Path:
              "refresh.topics.interval.seconds = 5", "sync.topic.configs.enabled = false",
              f"{target}.producer.max.request.size = 10485760", f"{target}.producer.linger.ms = 5",
              "dedicated.mode.enable.internal.rest = false"]
+    # every client of both clusters (admin, consumer, producer) as MirrorMaker 2's super user
+    auth = mirror_client_properties()
+    lines += [f"{target}.{k} = {v}" for k, v in auth.items()]
     for m in spec["mirrors"]:
         src = m["source"]["alias"]
+        lines += [f"{src}.{k} = {v}" for k, v in auth.items()]
         lines += [f"{src}.bootstrap.servers = {m['source']['bootstrapServers']}",
                   f"{src}->{target}.enabled = true", f"{src}->{target}.topics = {m.get('topicsPattern', '.*')}",
                   f"{src}.consumer.max.partition.fetch.bytes = 10485760", f"{src}.consumer.auto.offset.reset = earliest",
                   f"tasks.max = {(m.get('sourceConnector') or {}).get('tasksMax', 1)}"]
     path = workdir / f"{name}.properties"
+    path.touch(mode=0o600)  # it holds a password
+    path.chmod(0o600)
     path.write_text("\n".join(lines) + "\n")
     return path
 
