@@ -54,7 +54,8 @@ def identity(st: dict[str, Any], cluster, ns: str, name: str) -> dict[str, Any]:
     for the pool broker), ``user``, ``group``, and the ``input``, ``output`` and ``deadletter`` topics."""
     status = cluster.get_json("alertfilter", name, "-n", ns)["status"]
     pod = wait_for(lambda: runner_pods(cluster, ns, name), 120, f"a running pod of {name}")[0]
-    runner = next(c for c in pod["spec"]["containers"] if any(e["name"] == "ALERTFILTER_GROUP" for e in c["env"]))
+    containers = pod["spec"]["containers"]
+    runner = next(c for c in containers if any(e["name"] == "ALERTFILTER_GROUP" for e in c.get("env", [])))
     env = {e["name"]: e for e in runner["env"]}
     assert env["ALERTFILTER_KAFKA_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512"
     ref = env["ALERTFILTER_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]

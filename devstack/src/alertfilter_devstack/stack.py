@@ -241,7 +241,7 @@ def status() -> int:
     for name in ("central", "pool"):
         k = st.get(f"kafka_{name}") or {}
         rows.append((f"kafka {name}", pid_alive(k.get("pid")) and port_open(int(k["bootstrap"].rsplit(":", 1)[1])),
-                     k.get("bootstrap", "")))
+                     k.get("sasl_bootstrap") or k.get("bootstrap", "")))
     rows.append(("schema registry", pid_alive(st.get("registry")) and _http_ok(st["registry_url"] + "/healthz"),
                  st.get("registry_url", "")))
     rows.append(("strimzi stand-in", pid_alive(st.get("standin")), ""))
