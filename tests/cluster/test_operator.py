@@ -170,7 +170,7 @@ def test_suspend_scales_to_zero_and_keeps_the_topic(apiserver, operator, pool, n
     apply_json(apiserver, alertfilter("sleepy", pool=pname, suspend=True), namespace)
     wait_for(lambda: get(apiserver, "deployment", "af-sleepy", namespace)["spec"]["replicas"] == 0, 60, "replicas 0")
     assert (
-        get(apiserver, "kafkatopic", f"af-{namespace}-sleepy", kns)["metadata"]["uid"]
+        get(apiserver, "kafkatopic", f"af.{namespace}.sleepy.output", kns)["metadata"]["uid"]
         == before["topic"]["metadata"]["uid"]
     )
     wait_for(

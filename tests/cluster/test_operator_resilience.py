@@ -42,7 +42,7 @@ def test_invalid_source_is_reported_with_line_and_column_and_gets_no_runner(apis
     assert condition(af, "SourceValid")["message"].startswith("line 4, column 28:")
     assert condition(af, "Ready")["status"] == "False"
     wait_for(lambda: get(apiserver, "deployment", "af-typo", namespace) is None, 30, "the runner to go")
-    assert get(apiserver, "kafkatopic", f"af-{namespace}-typo", kns) is not None  # the topic and its data stay
+    assert get(apiserver, "kafkatopic", f"af.{namespace}.typo.output", kns) is not None  # the topic and its data stay
     events = apiserver.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     assert "SourceValid=False: line 4, column 28" in events
     # fixing the source recovers

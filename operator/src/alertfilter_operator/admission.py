@@ -4,12 +4,23 @@ with the reason. The reconciler applies the same rules again, for filters admitt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from .contract import claims_of, output_topic_problem, pool_change_problem
+from .kube import Kube
 from .state import State
+
+
+def prefix_namespace(kube: Kube, namespace: str, spec: Mapping[str, Any]) -> list[str]:
+    """``[<prefix>]`` when ``spec.output.topic`` is ``<prefix>.<...>`` and ``<prefix>`` is another
+    namespace that exists, else ``[]``: the one namespace the prefix rule needs (a GET, not a list
+    of every namespace, which the chart's RBAC does not grant)."""
+    topic = ((spec.get("output") or {}).get("topic")) or ""
+    prefix = topic.split(".", 1)[0] if "." in topic else ""
+    return [prefix] if prefix and prefix != namespace and kube.get("Namespace", prefix) else []
 
 
 def validate_contract(
@@ -22,8 +33,8 @@ def validate_contract(
 ) -> None:
     """Refuse an AlertFilter whose output topic or pool it may not have.
 
-    Lists every AlertFilter, FilterPool and Namespace once per request (admission is rare; the
-    reconciler's checks cost a labelled list instead).
+    Lists every AlertFilter and FilterPool once per request (admission is rare; the reconciler's
+    checks cost a labelled list instead).
 
     Raises:
         kopf.AdmissionError: ``spec.output.topic: ...`` or ``spec.pool: ...`` (HTTP 422).
@@ -35,7 +46,7 @@ def validate_contract(
     claims = claims_of(
         kube.list("AlertFilter"),
         kube.list("FilterPool"),
-        [n["metadata"]["name"] for n in kube.list("Namespace")],
+        prefix_namespace(kube, namespace, spec),
         exclude=(namespace, name),
     )
     problem = output_topic_problem(namespace, name, dict(spec), claims)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from alertfilter.api import FilterSourceError, check_source, source_sha256
 
+from .admission import prefix_namespace
 from .builders import (
     FilterRef,
     PoolInfo,
@@ -143,10 +144,7 @@ def _static_claims(state: State, namespace: str, spec: dict[str, Any]) -> Claims
     they live, on the pool's Kafka (:func:`_topic_held_elsewhere`), which costs one labelled list
     rather than a list of every AlertFilter at each reconcile."""
     kube = state.kube
-    topic = ((spec.get("output") or {}).get("topic")) or ""
-    prefix = topic.split(".", 1)[0] if "." in topic else ""
-    namespaces = [prefix] if prefix and prefix != namespace and kube.get("Namespace", prefix) else []
-    return claims_of([], kube.list("FilterPool"), namespaces, exclude=None)
+    return claims_of([], kube.list("FilterPool"), prefix_namespace(kube, namespace, spec), exclude=None)
 
 
 def _topic_held_elsewhere(state: State, ref: FilterRef, pool: PoolInfo) -> str | None:
@@ -248,7 +246,10 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             st.write()
             return
         st.fields["sourceError"] = None
-        st.set("SourceValid", TRUE, "Valid", f"entrypoint {found.name} ({found.style})")
+        what = f"entrypoint {found.name}" + (f" ({found.style})" if found.style else "")
+        if not found.name:  # only loading the module can tell which definition it is: the runner says
+            what = "compiles; the runner chooses the entrypoint when it loads the module"
+        st.set("SourceValid", TRUE, "Valid", what)
 
         placed = (body.get("status") or {}).get("pool")
         for reason, problem in (

@@ -1,0 +1,149 @@
+"""Issue #12 against a real API server and the operator process with its webhook: what a hostile
+or careless user meets at ``kubectl apply`` and after (the rules themselves are unit-tested in
+tests/unit/operator_tests/test_contract.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from .operator_harness import OperatorProcess, alertfilter, apply_json, condition, get, make_pool, wait_for
+
+
+@pytest.fixture(scope="module")
+def operator(apiserver, tmp_path_factory):
+    op = OperatorProcess(apiserver, tmp_path_factory.mktemp("operator")).start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def pool(apiserver, operator):
+    return make_pool(apiserver)
+
+
+def _namespace(apiserver, name: str) -> str:
+    apiserver.kubectl("create", "namespace", name)
+    return name
+
+
+def _placed(apiserver, name: str, ns: str) -> Any:
+    return wait_for(
+        lambda: (a := get(apiserver, "alertfilter", name, ns)) and (a.get("status") or {}).get("names") and a,
+        60,
+        f"{ns}/{name} to be placed",
+    )
+
+
+def test_another_filter_s_topic_the_input_and_internal_topics_are_refused_at_apply(apiserver, operator, pool):
+    pname, _ = pool
+    victim_ns = _namespace(apiserver, f"v-{uuid.uuid4().hex[:6]}")
+    evil_ns = _namespace(apiserver, f"e-{uuid.uuid4().hex[:6]}")
+    apply_json(apiserver, alertfilter("victim", pool=pname), victim_ns)
+    _placed(apiserver, "victim", victim_ns)
+    for topic, words in [
+        (f"{victim_ns}.victim", f"belong to namespace '{victim_ns}'"),
+        (f"{victim_ns}_victim", "already the output or dead-letter topic of another AlertFilter"),
+        ("alerts", "input topic"),
+        ("__consumer_offsets", "internal topic"),
+        ("mine.deadletter", "dead-letter topics"),
+    ]:
+        r = apply_json(apiserver, alertfilter("claimer", pool=pname, output={"topic": topic}), evil_ns, check=False)
+        assert r.returncode != 0 and "spec.output.topic" in r.stderr and words in r.stderr, (topic, r.stderr)
+    assert get(apiserver, "alertfilter", "claimer", evil_ns) is None
+
+
+def test_adversarial_name_pairs_get_distinct_children(apiserver, operator, pool):
+    pname, kns = pool
+    base = f"c{uuid.uuid4().hex[:5]}"
+    ns1, ns2 = _namespace(apiserver, base), _namespace(apiserver, f"{base}-x")
+    pairs = [(ns1, "x-y"), (ns2, "y"), (ns1, "c1"), (ns1, "c1-dlq")]
+    for ns, name in pairs:
+        apply_json(apiserver, alertfilter(name, pool=pname), ns)
+    names = {(ns, name): _placed(apiserver, name, ns)["status"]["names"] for ns, name in pairs}
+    resources = [n[k] for n in names.values() for k in ("outputKafkaTopic", "deadLetterKafkaTopic", "kafkaUser")]
+    assert len(set(resources)) == len(resources)
+    for (ns, name), n in names.items():
+        topic = get(apiserver, "kafkatopic", n["outputKafkaTopic"], kns)
+        assert topic["spec"]["topicName"] == f"{ns}.{name}"
+        assert topic["metadata"]["labels"]["alerts.lsst.io/owner-name"] == name
+        cm = get(apiserver, "configmap", n["runner"], ns)
+        assert cm["metadata"]["ownerReferences"][0]["name"] == name
+
+
+def test_a_filter_created_again_does_not_resume_the_old_consumer_group(apiserver, operator, pool, namespace):
+    pname, _ = pool
+    apply_json(apiserver, alertfilter("again", pool=pname), namespace)
+    first = _placed(apiserver, "again", namespace)["status"]["names"]["consumerGroup"]
+    apiserver.kubectl("delete", "alertfilter", "again", "-n", namespace, "--timeout=60s")
+    apply_json(apiserver, alertfilter("again", pool=pname), namespace)
+    second = _placed(apiserver, "again", namespace)["status"]["names"]["consumerGroup"]
+    assert first != second and first.startswith(f"alertfilter.{namespace}.again.")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(alert):\n    return True  # \U0001f52d a telescope outside the basic plane\n",
+        "def f(alert):\n    return True\n" + "# padding to 120 KB, past what two annotations hold\n" * 2400,
+    ],
+    ids=["emoji", "120kB"],
+)
+def test_any_unicode_or_a_large_source_runs_and_deletes(apiserver, operator, pool, namespace, source):
+    pname, kns = pool
+    apply_json(apiserver, alertfilter("odd", source=source, pool=pname), namespace)
+    af = wait_for(
+        lambda: (
+            (a := get(apiserver, "alertfilter", "odd", namespace))
+            and condition(a, "SourceValid").get("status") == "True"
+            and get(apiserver, "deployment", "af-odd", namespace)
+            and a
+        ),
+        60,
+        "the filter to be reconciled\n" + operator.log(),
+    )
+    assert get(apiserver, "configmap", "af-odd", namespace)["data"]["filter.py"] == source
+    apiserver.kubectl("delete", "alertfilter", "odd", "-n", namespace, "--timeout=60s")
+    assert get(apiserver, "alertfilter", "odd", namespace) is None
+    assert get(apiserver, "kafkatopic", af["status"]["names"]["outputKafkaTopic"], kns) is None
+
+
+def test_a_running_filter_cannot_move_pools_but_a_mistyped_pool_can_be_corrected(apiserver, operator, pool, namespace):
+    pname, _ = pool
+    other, _ = make_pool(apiserver)
+    apply_json(apiserver, alertfilter("typo", pool="no-such-pool"), namespace)
+    wait_for(
+        lambda: condition(get(apiserver, "alertfilter", "typo", namespace), "Ready").get("reason") == "Unschedulable",
+        60,
+        "Unschedulable",
+    )
+    apply_json(apiserver, alertfilter("typo", pool=pname), namespace)  # corrected: accepted and placed
+    assert _placed(apiserver, "typo", namespace)["status"]["pool"] == pname
+    r = apply_json(apiserver, alertfilter("typo", pool=other), namespace, check=False)
+    assert r.returncode != 0 and f"runs in FilterPool '{pname}'" in r.stderr, r.stderr
+
+
+def test_a_pool_being_deleted_says_so_and_so_do_filters_that_name_it(apiserver, operator, namespace):
+    pname, _ = make_pool(apiserver)
+    apply_json(apiserver, alertfilter("tenant", pool=pname), namespace)
+    _placed(apiserver, "tenant", namespace)
+    apiserver.kubectl("delete", "filterpool", pname, "--wait=false")
+    wait_for(
+        lambda: condition(get(apiserver, "filterpool", pname), "Ready").get("reason") == "Deleting",
+        60,
+        "the pool to say it is being deleted",
+    )
+    apply_json(apiserver, alertfilter("late", pool=pname), namespace)
+    late = wait_for(
+        lambda: (
+            (a := get(apiserver, "alertfilter", "late", namespace))
+            and condition(a, "Ready").get("reason") == "Unschedulable"
+            and a
+        ),
+        60,
+        "the late filter to be told",
+    )
+    assert "is being deleted" in condition(late, "Ready")["message"]
+    apiserver.kubectl("delete", "alertfilter", "tenant", "late", "-n", namespace, "--timeout=60s")
