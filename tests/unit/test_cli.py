@@ -72,11 +72,17 @@ def test_check_without_errors_prints_no_warning(tmp_path, sim, capsys):
     assert code == 0 and "warning" not in out and "note" not in out
 
 
-def test_check_hints_at_the_simulator_fields(tmp_path, sim, capsys):
+def test_check_takes_the_simulator_fields_from_the_schema(tmp_path, sim, capsys):
     f = write(tmp_path, "def f(alert):\n    return True\n")
-    _, out, _ = run(capsys, "check", f, "--alerts", sim)
+    _, out, _ = run(capsys, "check", f, "--alerts", sim)  # lsst.alert: alertId, diaSource.ccdVisitId
+    assert out.startswith("30 alerts: 30 accepted") and "accepted ids: 1, 2, 3" in out and "warning" not in out
+
+
+def test_check_hints_at_the_simulator_fields_when_told_others(tmp_path, sim, capsys):
+    f = write(tmp_path, "def f(alert):\n    return True\n")
+    _, out, _ = run(capsys, "check", f, "--alerts", sim, "--visit-field", "diaSource.visit")
     assert "missing-visit-field=30" in out and "--visit-field diaSource.ccdVisitId" in out
-    _, out, _ = run(capsys, "check", f, "--alerts", sim, "--visit-field", "diaSource.ccdVisitId")
+    _, out, _ = run(capsys, "check", f, "--alerts", sim, "--visit-field", "diaSource.ccdVisitId", "--id-field", "x")
     assert "warning" not in out and "--id-field alertId" in out  # ids would all be None
 
 
@@ -154,7 +160,7 @@ def test_simulate_help_shows_defaults(capsys):
 def test_every_option_of_every_command_has_help():
     parser = build_parser()
     commands = cast(dict[str, argparse.ArgumentParser], next(a for a in parser._actions if a.dest == "command").choices)
-    assert set(commands) == {"run", "check", "produce", "consume", "simulate"}
+    assert set(commands) == {"run", "check", "produce", "consume", "simulate", "report"}
     for name, sub in commands.items():
         assert sub.description, name
         for action in sub._actions:

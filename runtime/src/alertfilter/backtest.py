@@ -1,4 +1,4 @@
-"""``alertfilter check``: a filter backtested offline on Avro container files, as the runner runs
+"""``alertfilter check``: a filter backtested offline on alert files (:mod:`.alertfiles`), as the runner runs
 it: in a filter process of its own (:class:`~alertfilter.supervisor.FilterProcess`), fed the
 alerts as Confluent-framed messages, so it decodes exactly the fields the runner would decode
 (``--fields auto``), a filter that ends its process is a ``filter-crashed`` alert, and what the
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -18,12 +17,14 @@ from typing import Any
 
 import fastavro
 
+from .alertfiles import AlertInputError, read_alerts
 from .cap import VisitCap
 from .codecs import HEADER, MAGIC_BYTE
 from .decoding import DecodingSpec
 from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD, MissingField, get_field, parse_path
 from .filterspec import FilterSpec
 from .outcome import Kind, Outcome
+from .schemas import SchemaSource
 from .settings import hard_timeout
 from .supervisor import FilterProcess
 
@@ -44,6 +45,8 @@ class CheckResult:
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     accepted_ids: list[Any] = field(default_factory=list)
     first_errors: list[dict[str, Any]] = field(default_factory=list)
+    #: (file, index) of each accepted alert, in order (not in ``--json``: ``alertfilter check --html`` reads them).
+    accepted_at: list[tuple[str, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,8 +76,8 @@ class AlertFileError(ValueError):
 
 
 def missing_files(files: Iterable[str | Path]) -> list[str]:
-    """The paths among ``files`` that are not readable regular files (checked before any alert is read)."""
-    return [str(f) for f in files if not Path(f).is_file()]
+    """The paths among ``files`` that are neither regular files nor directories (checked before any alert is read)."""
+    return [str(f) for f in files if not (Path(f).is_file() or Path(f).is_dir())]
 
 
 @dataclass
@@ -94,54 +97,33 @@ def _alerts(
     id_path: tuple[str, ...],
     visit_path: tuple[str, ...],
     res: CheckResult,
+    schemas: SchemaSource | None = None,
 ) -> Iterator[_Alert]:
-    """Each alert of ``files`` as the message the runner would get; a file that cannot be read
-    part way puts its :class:`AlertFileError` in ``problem`` and ends the iteration."""
-    for path in files:
-        with open(path, "rb") as fh:
-            try:
-                reader = fastavro.reader(fh)
-                text = reader.metadata["avro.schema"]
-                writer = json.loads(text)
-                parsed = fastavro.parse_schema(writer)
-            except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds on a bad header
-                problem.append(
-                    AlertFileError(
-                        f"file {path} is not an Avro container file: {type(exc).__name__}: {exc}", str(path), res
-                    )
-                )
-                return
-            sid = ids.get(text)
+    """Each alert of ``files`` (:func:`~alertfilter.alertfiles.read_alerts`: container files, wire
+    messages, directories) as the message the runner would get; an input that cannot be read puts
+    its :class:`AlertFileError` in ``problem`` and ends the iteration."""
+    try:
+        for fa in read_alerts(files, schemas):
+            sid = ids.get(fa.schema_text)
             if sid is None:
-                sid = ids[text] = len(ids) + 1
-                (schema_dir / f"{sid}.avsc").write_text(text)
-            index = 0
-            records = iter(reader)
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, zlib.error, ...
-                    problem.append(
-                        AlertFileError(
-                            f"file {path} is truncated or corrupt after {index} alerts: {type(exc).__name__}: {exc}",
-                            str(path),
-                            res,
-                        )
-                    )
-                    return
+                sid = ids[fa.schema_text] = len(ids) + 1
+                (schema_dir / f"{sid}.avsc").write_text(fa.schema_text)
+            if fa.body is not None:  # a wire message: its own bytes, under the id this run gave its schema
+                value = HEADER.pack(MAGIC_BYTE, sid) + fa.body
+            else:
                 bio = io.BytesIO()
                 bio.write(HEADER.pack(MAGIC_BYTE, sid))
-                fastavro.schemaless_writer(bio, parsed, record)
-                alert_id = visit = None
-                if isinstance(record, dict):
-                    with contextlib.suppress(MissingField):
-                        alert_id = get_field(record, id_path, allow_null=True)
-                    with contextlib.suppress(MissingField):
-                        visit = get_field(record, visit_path)
-                yield _Alert(str(path), index, alert_id, visit, bio.getvalue())
-                index += 1
+                fastavro.schemaless_writer(bio, fastavro.parse_schema(fa.schema), fa.record)
+                value = bio.getvalue()
+            alert_id = visit = None
+            if isinstance(fa.record, dict):
+                with contextlib.suppress(MissingField):
+                    alert_id = get_field(fa.record, id_path, allow_null=True)
+                with contextlib.suppress(MissingField):
+                    visit = get_field(fa.record, visit_path)
+            yield _Alert(fa.path, fa.index, alert_id, visit, value)
+    except AlertInputError as exc:
+        problem.append(AlertFileError(str(exc), exc.path, res))
 
 
 def check(
@@ -153,16 +135,17 @@ def check(
     id_field: str = DEFAULT_ID_FIELD,
     filter_timeout_s: float | None = 1.0,
     fields: str = "auto",
+    schemas: SchemaSource | None = None,
 ) -> CheckResult:
-    """Run the filter ``source`` over the alerts of container ``files`` in file order, as the runner
-    would: in a filter process, decoding what ``--fields fields`` decodes, with the per-visit cap
+    """Run the filter ``source`` over the alerts of ``files`` in file order (container files,
+    Confluent-wire messages whose schemas ``schemas`` gives, directories of them), as the runner would: in a filter process, decoding what ``--fields fields`` decodes, with the per-visit cap
     (``max_per_visit``; None: none), the time budget (s) and the hard limit it implies.
 
     Raises:
         FilterLoadError: the filter cannot be loaded (its ``line`` and ``column``; 0 when not the source's).
         FilterProcessError: the filter process could not start.
         OSError: a file cannot be opened.
-        AlertFileError: a file is not an Avro container, or is truncated or corrupt; its ``result``
+        AlertFileError: a file is not an alert file (said what it is), or is truncated or corrupt; its ``result``
             counts every alert read before (the files after it are not read).
     """
     files = list(files)
@@ -173,7 +156,7 @@ def check(
     problem: list[AlertFileError] = []
     with tempfile.TemporaryDirectory(prefix="alertfilter-check-") as tmp:
         ids: dict[str, int] = {}
-        alerts = _alerts(files, Path(tmp), ids, problem, parse_path(id_field), parse_path(visit_field), res)
+        alerts = _alerts(files, Path(tmp), ids, problem, parse_path(id_field), parse_path(visit_field), res, schemas)
         first = [a for _, a in zip(range(BATCH), alerts, strict=False)]  # the schemas the process needs
         spec = FilterSpec(
             source, entrypoint, DecodingSpec("confluent", schema_dir=tmp), visit_field, id_field, budget, fields
@@ -202,6 +185,7 @@ def _count(res: CheckResult, reasons: Counter[str], cap: VisitCap, a: _Alert, oc
         if cap.admit(visit):
             res.accepted += 1
             res.accepted_ids.append(a.alert_id)
+            res.accepted_at.append((a.path, a.index))
         else:
             res.capped += 1
     elif oc.kind == ERROR:

@@ -1,4 +1,4 @@
-"""The ``alertfilter`` command line: run, check, produce, consume, simulate.
+"""The ``alertfilter`` command line: run, check, produce, consume, simulate, report.
 
 :mod:`.args` defines the arguments (those of ``run`` from :data:`alertfilter.settings.OPTIONS`, each
 also an ``ALERTFILTER_<OPTION>`` variable, which is how the operator configures runner pods);
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from alertfilter.cli import commands
+from alertfilter.cli import commands, report
 from alertfilter.cli.args import kafka_env, resolve_run_args
 from alertfilter.cli.commands import check_warnings, visit_cap
 from alertfilter.logs import JsonFormatter
@@ -34,6 +34,7 @@ COMMANDS = {
     "produce": commands.cmd_produce,
     "consume": commands.cmd_consume,
     "simulate": commands.cmd_simulate,
+    "report": report.cmd_report,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -247,15 +248,25 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         help="extra librdkafka setting (repeatable; wins over ALERTFILTER_KAFKA_* variables)",
     )
 
+    from alertfilter.cli.report import add_input_arguments, add_report_arguments
+
     c = add(
         "check",
-        "backtest a filter offline on Avro container files",
-        "Backtest a filter offline on Avro container files, with the runner's rules (per-visit cap, errors, "
-        "time budget), and print a summary (or one JSON object with --json). Exit code 0 when the backtest ran, "
-        "even if alerts were in error; 2 for an error in the filter source.",
+        "backtest a filter offline on alert files",
+        "Backtest a filter offline on alert files as Kafka holds them (Avro container files, files of one "
+        "Confluent-wire-format message, directories of either), with the runner's rules (per-visit cap, errors, "
+        "time budget), and print a summary (or one JSON object with --json). --visit-field and --id-field default "
+        "to the survey's the alerts' schema names (Rubin v10/v11, ZTF, the simulated lsst.alert). Exit code 0 "
+        "when the backtest ran, even if alerts were in error; 2 for an error in the filter source.",
     )
     c.add_argument("filter", help="the filter's Python source file")
-    c.add_argument("--alerts", nargs="+", required=True, metavar="FILE", help="Avro container files, read in order")
+    c.add_argument(
+        "--alerts",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="alert files or directories, read in order (Avro container files, Confluent-wire messages)",
+    )
     c.add_argument(
         "--json",
         action="store_true",
@@ -263,6 +274,24 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         'accepted_ids, first_errors (on a source error: {"error": {line, column, message}})',
     )
     add_options(c, [o for o in OPTIONS if "check" in o.commands], env=False)
+    c.set_defaults(visit_field=None, id_field=None)  # unset: the survey's, from the alerts' schema
+    for a in c._actions:
+        if a.dest in ("visit_field", "id_field"):
+            a.help = re.sub(r"\(default: [^)]*\)", "(default: the survey's, told by the alerts' schema)", a.help or "")
+    add_input_arguments(c)
+    c.add_argument(
+        "--html", metavar="FILE", help="also write an HTML report of the accepted alerts (alertfilter report)"
+    )
+    c.add_argument("--max-report-alerts", type=int, default=200, help="with --html: draw at most this many alerts")
+
+    rp = add(
+        "report",
+        "write an HTML page of alerts: cutouts, light curves, fluxes",
+        "Write a self-contained HTML page (it opens offline) of alerts from files or a topic: per alert its ids, "
+        "time, band, PSF flux and S/N, its science, template and difference cutouts (zscale, asinh stretch) and "
+        "its light curve from its history. Needs the report extra: pip install 'alertfilter[report]'.",
+    )
+    add_report_arguments(rp)
 
     pr = add(
         "produce",

@@ -186,6 +186,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``alertfilter check``: 0 when every file was read, 1 for a file truncated or not Avro (the
     counts before it are printed), 2 for a source error, a missing alerts file or a filter process
     that cannot start (nothing is counted then)."""
+    from alertfilter.cli.report import resolve_fields, schema_source, write_check_report
     from alertfilter.filterspec import FilterLoadError, FilterProcessError
     from alertfilter.tools import AlertFileError, check, jsonable, missing_files
 
@@ -193,6 +194,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     missing = missing_files(args.alerts)
     if missing:  # said before any alert is counted, rather than after the counts of the files before it
         fail(f"alertfilter check: cannot read alerts: no such file: {', '.join(missing)}")
+    schemas = schema_source(args, "alertfilter check")
+    resolve_fields(args, args.alerts, schemas)  # --visit-field, --id-field: the survey's unless given
     file_error: AlertFileError | None = None
     try:
         res = check(
@@ -203,6 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             args.visit_field,
             args.id_field,
             args.filter_timeout,
+            schemas=schemas,
         )
     except FilterLoadError as exc:
         if not exc.line:
@@ -242,7 +246,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if file_error is not None:
         echo(f"alertfilter check: {file_error}", file=sys.stderr)
         return 1
-    return 0
+    return write_check_report(args, res, schemas) if args.html else 0
 
 
 def _show_id(alert_id: Any) -> str:
