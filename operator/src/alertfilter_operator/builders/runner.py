@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from alertfilter_operator.naming import FILTER_LABEL, METRICS_PORT, SOURCE_HASH_ANNOTATION
+from alertfilter_operator.naming import FILTER_LABEL, METRICS_PORT, POOL_LABEL, SOURCE_HASH_ANNOTATION
 
 from .env import FILTER_FILE, FILTER_FILE_DIR, runner_env
 from .refs import KAFKA_PORT, FilterRef, PoolInfo
@@ -100,7 +100,8 @@ def build_deployment(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
             "template": {
                 "metadata": {
-                    "labels": {**labels, **selector},
+                    # The pool label lets a PodMonitor label the runner's metrics per pool (the chart's dashboard).
+                    "labels": {**labels, **selector, POOL_LABEL: pool.name},
                     "annotations": {
                         SOURCE_HASH_ANNOTATION: f.source_sha256,
                         "prometheus.io/scrape": "true",
