@@ -68,7 +68,7 @@ class KafkaBroker:
 
     Attributes:
         workdir: folder for its config, data (``data/``) and log (``kafka.log``).
-        port: client (PLAINTEXT) port; chosen free when 0.
+        port: client port (PLAINTEXT; SASL_PLAINTEXT with ``auth``); chosen free when 0.
         heap: JVM heap, e.g. ``"512m"``.
         pod_listener: ``(bind address, advertised "host:port")`` of a second listener for clients
             elsewhere (the local stack's runner pods, through its broker pod on the kind network's
