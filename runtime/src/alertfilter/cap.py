@@ -12,9 +12,12 @@ counts only the alerts it processes, so up to ``replicas x N`` alerts of a visit
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Any
+
+log = logging.getLogger("alertfilter.runner")
 
 #: The original design's cap (DMTN-028): 20 alerts per visit per filter.
 DEFAULT_MAX_ALERTS_PER_VISIT = 20
@@ -118,3 +121,17 @@ class VisitCap:
                 self._counts.move_to_end(visit)
         while len(self._counts) > self.max_visits:
             self._counts.popitem(last=False)
+
+
+def checked_visit(read: Any, said: Any, where: str) -> Any:
+    """The visit the cap counts for an accepted alert: ``read``, the runner's own reading of the
+    message, unless it could not read one the cap can count (None, not an int or str), then
+    ``said``, the filter process's; so a filter process that misreports visits cannot lift the cap.
+    A disagreement is logged, naming the message at ``where``."""
+    if read is None or isinstance(read, bool) or not isinstance(read, (int, str)):
+        return said
+    if read != said:
+        log.warning(
+            "the filter process gave visit %r for %s, whose visit is %r; the cap counts that", said, where, read
+        )
+    return read

@@ -28,6 +28,33 @@ SESSION_TIMEOUT_MS = 10_000
 #: How often a repeated client error of one kind is logged at warning level, s.
 ERROR_LOG_INTERVAL_S = 30.0
 
+#: The consumer's fetch sizes and the producer's batching, chosen from measurements on real Rubin
+#: alerts (108-265 KB each; bench/RESULTS.md, issue #13). Each can be overridden with ``-X``.
+CONSUMER_TUNING: dict[str, Any] = {
+    # librdkafka's 1 MiB per partition per fetch is ~9 alerts: the consumer then lives on round
+    # trips. 16 MiB (~150 alerts) per partition and 64 MiB per request: a bare consume loop on
+    # one partition went from 620-1,700 to 1,750-2,540 alerts/s (issue #13) and from 5,959 to
+    # 8,460 alerts/s at best on a local broker (bench/RESULTS.md); the prefetch queue stays at
+    # librdkafka's 64 MiB (queued.max.messages.kbytes), well inside a runner pod's 1.5 GiB.
+    "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    "fetch.max.bytes": 64 * 1024 * 1024,
+}
+PRODUCER_TUNING: dict[str, Any] = {
+    # lz4: alerts compress ~2x (their cutouts are uncompressed FITS); on 3,000 real alerts the
+    # producer sent 1,524-1,600 alerts/s with lz4 against 1,077-1,094 uncompressed and 835-948
+    # with zstd, at no more CPU per alert (librdkafka compresses in its own thread).
+    "compression.type": "lz4",
+    # Records are 100+ KB, so librdkafka's 1 MB batches fill in a few ms at survey rates: a longer
+    # linger buys nothing, a shorter one sends half-empty requests. batch.size stays at its
+    # default, which must not exceed the output topic's max.message.bytes (the broker refuses
+    # whole batches over it).
+    "linger.ms": 10,
+    # The loop keeps at most 4 batches in flight (runner.MAX_BATCHES_IN_FLIGHT); this bounds the
+    # producer's copy of them (librdkafka's default is 1 GiB) inside the pod's memory limit; a
+    # full queue makes the sink wait for acknowledgements, never fail.
+    "queue.buffering.max.kbytes": 256 * 1024,
+}
+
 
 class TopicsMissing(RuntimeError):
     """A topic the runner needs does not exist."""
@@ -79,6 +106,19 @@ class ClientEvents:
         except (ValueError, AttributeError):
             log.debug("unreadable client statistics")
 
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The outcome of an offset commit. The runner commits asynchronously as outputs are
+        acknowledged: a failed commit is made good by the next one (offsets only grow), or the
+        partition's next owner reads those messages again (at-least-once); a fatal one stops the runner."""
+        failed = err if err is not None else next((tp.error for tp in partitions if tp.error is not None), None)
+        if failed is None:
+            return
+        if failed.fatal():
+            log.error("fatal error committing offsets: %s", failed)
+            self.stop.set()
+        else:
+            log.warning("could not commit offsets (%s); the next commit carries them", failed)
+
     def on_error(self, err: KafkaError) -> None:
         """A client error: fatal ones stop the runner; a broker away repeats these many times a second."""
         if err.fatal():
@@ -105,6 +145,7 @@ def consumer_config(s: RunnerSettings, events: ClientEvents) -> dict[str, Any]:
     """The consumer's librdkafka settings."""
     return {
         "bootstrap.servers": s.bootstrap_servers,
+        **CONSUMER_TUNING,
         **s.kafka_config,
         "group.id": s.group_id,
         "enable.auto.commit": False,
@@ -117,6 +158,7 @@ def consumer_config(s: RunnerSettings, events: ClientEvents) -> dict[str, Any]:
         "statistics.interval.ms": 5000,
         "stats_cb": events.on_stats,
         "error_cb": events.on_error,
+        "on_commit": events.on_commit,
     }
 
 
@@ -124,10 +166,10 @@ def producer_config(s: RunnerSettings, events: ClientEvents) -> dict[str, Any]:
     """The producer's librdkafka settings (idempotent, ``acks=all``; transactional with exactly-once)."""
     conf: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
+        **PRODUCER_TUNING,
         **s.kafka_config,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 10,
         "message.max.bytes": s.max_message_bytes,
         "error_cb": events.on_error,
     }

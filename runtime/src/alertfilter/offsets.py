@@ -1,8 +1,10 @@
 """Input offsets: what the runner commits, and how.
 
-- At-least-once: :meth:`Offsets.commit` commits synchronously after the batch's records are
-  acknowledged; a failure that is not fatal (a rebalance, the coordinator moving) rewinds the
-  batch, which is then processed again.
+- At-least-once: :meth:`Offsets.commit` commits once the batches' records are acknowledged:
+  asynchronously while the runner runs (a later commit carries a later offset, so one lost to a
+  rebalance is made good by the next, or replayed by the partition's next owner), synchronously
+  when the runner stops or its partitions go. A failure the client reports at once, not fatal (a
+  rebalance, the coordinator moving), rewinds the batches, which are then processed again.
 - Exactly-once: :meth:`Offsets.commit_transaction` adds the offsets to the batch's transaction;
   an abortable failure aborts it and rewinds the batch.
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -88,9 +92,10 @@ class Offsets:
             TopicPartition(t, p, o + 1, meta) if meta else TopicPartition(t, p, o + 1) for (t, p), o in last.items()
         ]
 
-    def committed(self) -> None:
-        """Bookkeeping after a successful commit: the cap's checkpoint."""
-        self._checkpoint = self.cap.checkpoint()
+    def committed(self, checkpoint: OrderedDict[Hashable, int] | None = None) -> None:
+        """Bookkeeping after a successful commit: the cap's checkpoint (``checkpoint``, the counts
+        after the committed messages; the current counts when None)."""
+        self._checkpoint = checkpoint if checkpoint is not None else self.cap.checkpoint()
 
     def rewind(self, part: list[Any]) -> None:
         """After a failed commit or an aborted transaction: process ``part`` again (seek back to its
@@ -108,14 +113,26 @@ class Offsets:
             except KafkaException as exc:  # revoked meanwhile: its new owner starts from the committed offset
                 log.debug("cannot seek %s[%d] back to %d: %s", t, p, o, exc)
 
-    def commit(self, part: list[Any], offsets: list[TopicPartition]) -> bool:
-        """Commit ``offsets`` (at-least-once). A failure that is not fatal is logged and ``part``
-        is processed again; returns False then.
+    def commit(
+        self,
+        part: list[Any],
+        offsets: list[TopicPartition],
+        checkpoint: OrderedDict[Hashable, int] | None = None,
+        asynchronous: bool = False,
+    ) -> bool:
+        """Commit ``offsets`` (at-least-once), the cap's counts being ``checkpoint`` after them (the
+        current counts when None). A failure that is not fatal is logged and ``part`` is processed
+        again; returns False then. ``asynchronous``: queue the commit and return (its outcome goes to
+        the consumer's ``on_commit``, :meth:`alertfilter.clients.ClientEvents.on_commit`).
 
         Raises:
             KafkaException: a fatal error.
         """
         try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+                self.committed(checkpoint)
+                return True
             result = self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = kafka_error(exc)
@@ -126,7 +143,8 @@ class Offsets:
                     "the broker refuses the offset metadata (cap state) as too large "
                     "(offset.metadata.max.bytes); committing without it"
                 )
-                return self.commit(part, [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in offsets])
+                plain = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in offsets]
+                return self.commit(part, plain, checkpoint, asynchronous)
             log.warning(
                 "could not commit offsets (%s); the batch's %d messages will be processed again (at-least-once)",
                 err,
@@ -145,7 +163,7 @@ class Offsets:
             )
             self.rewind([m for m in part if any(m.partition() == tp.partition and m.topic() == tp.topic for tp in bad)])
             return False
-        self.committed()
+        self.committed(checkpoint)
         return True
 
     def commit_transaction(self, part: list[Any], done: list[Any]) -> None:

@@ -1,12 +1,15 @@
 """What can happen to one alert: the :class:`Outcome` of deciding it, its :class:`Kind` and, for an
-error, its :class:`Reason`. No dependencies: the runner, the filter process and ``check`` share it.
+error, its :class:`Reason`; :class:`Filters`, what gives outcomes to the runner. No dependencies:
+the runner, the filter process and ``check`` share it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class Kind(StrEnum):
@@ -51,3 +54,20 @@ class Outcome:
     alert_id: Any = None
     visit: Any = None
     filter_seconds: float = 0.0
+
+
+class Filters(Protocol):
+    """What the runner needs of the filter process (:class:`alertfilter.supervisor.FilterProcess`)."""
+
+    def verdicts(
+        self, values: Sequence[bytes | None], stop: threading.Event | None = None
+    ) -> Generator[Outcome, None, None]:
+        """Hand ``values`` to the filter process now; the iterator gives one outcome per value, in
+        order, and stops early when ``stop`` is set.
+
+        Raises:
+            SchemaSourceError: the schema of the next value cannot be had now.
+        """
+
+    def close(self) -> None:
+        """End the filter process."""

@@ -6,20 +6,23 @@ Read top to bottom, this module is the hot path of one alert:
 2. the loop hands the batch's values to the filter process at once
    (:class:`alertfilter.supervisor.FilterProcess`), which decodes each and calls the author's
    filter, and gives one verdict per message back, in order;
-3. meanwhile :meth:`Runner._settle` waits for the previous batch's records to be acknowledged and
-   commits its offsets with :class:`~alertfilter.offsets.Offsets` (its transaction, exactly-once);
+3. meanwhile :meth:`Runner._commit_acknowledged` takes the delivery reports that have come and
+   commits, asynchronously, the offsets of the earlier batches whose records are all acknowledged
+   (:class:`~alertfilter.ledger.Ledger`: oldest first, never past an unacknowledged output);
 4. :meth:`Runner._produce` takes the verdicts as they come: :meth:`Runner._handle` applies the
    per-visit cap and gives each message to the :class:`~alertfilter.sink.Sink` (accepted ones to
-   the output topic as their original bytes, errors to the dead-letter topic).
+   the output topic as their original bytes, errors to the dead-letter topic), without waiting
+   for their acknowledgements: up to :data:`MAX_BATCHES_IN_FLIGHT` batches are in flight.
 
-So filtering overlaps sending, and offsets are still committed only once every record of their
-messages is acknowledged. The rebalance callbacks settle a pending batch first; when a commit
-fails, that batch and the next (dropped unfiltered) are read again.
+So fetching (librdkafka's thread), filtering (the filter process) and sending overlap. The loop
+waits for every acknowledgement and commits synchronously (:meth:`Runner._settle_pending`) only
+when it idles, stops or its partitions change; a commit refused at once reads the batches in
+flight again. With exactly-once each batch is one transaction, committed before the next is produced.
 
-Delivery is at-least-once by default: a crash replays at most the two uncommitted batches. Between
-messages the runner checks for SIGTERM: it then commits the messages it has processed and returns.
-The filter process holds no Kafka client and no credential; a filter call past the hard limit, or
-one that ends the filter process, becomes a dead letter and a new filter process.
+Delivery is at-least-once by default: a crash replays the batches in flight. Between messages the
+runner checks for SIGTERM: it then commits the messages it has processed and returns. The filter
+process holds no Kafka client and no credential; a filter call past the hard limit, or one that
+ends the filter process, becomes a dead letter and a new filter process.
 """
 
 from __future__ import annotations
@@ -31,38 +34,27 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from .cap import VisitCap
+from .cap import VisitCap, checked_visit
 from .clients import KafkaClients, StartupError, group_done, wait_for_topics
+from .ledger import InFlight, Ledger, merged_offsets
 from .metrics import HealthServer, Heartbeat, RunnerMetrics
 from .offsets import Offsets
-from .outcome import Kind, Outcome
+from .outcome import Filters, Kind, Outcome
 from .schemas import SchemaSourceError
 from .settings import SCHEMA_BACKOFF_MAX_S, RunnerSettings
 from .sink import H_FILTER, H_SHA, Sink
 
 log = logging.getLogger("alertfilter.runner")
 
-
-class Filters(Protocol):
-    """What the runner needs of the filter process (:class:`alertfilter.supervisor.FilterProcess`)."""
-
-    def verdicts(
-        self, values: Sequence[bytes | None], stop: threading.Event | None = None
-    ) -> Generator[Outcome, None, None]:
-        """Hand ``values`` to the filter process now; the iterator gives one outcome per value, in
-        order, and stops early when ``stop`` is set.
-
-        Raises:
-            SchemaSourceError: the schema of the next value cannot be had now.
-        """
-
-    def close(self) -> None:
-        """End the filter process."""
+#: Batches produced and not yet all acknowledged before the loop waits: enough that a batch's
+#: acknowledgements arrive while the next ones are sent (bench/RESULTS.md, issue #13), few enough
+#: that a crash replays little (batch size x this many messages at most).
+MAX_BATCHES_IN_FLIGHT = 4
 
 
 class Runner:
@@ -103,8 +95,8 @@ class Runner:
         self._stop = stop or threading.Event()
         self._assigned: set[tuple[str, int]] = set()
         self._eof: set[tuple[str, int]] = set()
-        #: The batch produced but not yet settled: ``(messages, how many were processed)``.
-        self._pending: tuple[list[Any], int] | None = None
+        #: The batches produced whose offsets are not committed yet, oldest first.
+        self._inflight = Ledger()
         self.health: HealthServer | None = None
         #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, errors, dead_letters.
         self.totals: dict[str, int] = dict.fromkeys(
@@ -234,49 +226,52 @@ class Runner:
                 else:
                     log.warning("consumer error: %s", err)
             verdicts = self.filters.verdicts([m.value() for m in batch], self._stop) if batch else None
-            self._settle_pending()  # the previous batch, while the filter process works on this one
-            if verdicts is not None and self.offsets.rewound:  # the previous batch is read again: so is this one
+            self._commit_acknowledged()  # earlier batches, while the filter process works on this one
+            if verdicts is not None and self.offsets.rewound:  # earlier batches are read again: so is this one
                 verdicts.close()
                 self.offsets.rewind([m for m in batch if (m.topic(), m.partition()) not in self.offsets.rewound])
             elif verdicts is not None:
                 n, error = self._produce(batch, verdicts)
-                self._pending = (batch, n)
                 if error is not None:
                     self._settle_pending()
                     self._retry(batch, n, error)
                 last_data = time.monotonic()
-            elif (
-                s.exit_when_idle_s is not None
-                and self._assigned
-                and self._assigned <= self._eof
-                and time.monotonic() - last_data >= s.exit_when_idle_s
-            ):
-                if group_done(self.consumer, s.input_topic):
-                    log.info(
-                        "the group has processed every partition of %s and this runner was idle for %.0f s; exiting",
-                        s.input_topic,
-                        s.exit_when_idle_s,
-                    )
-                    break
-                last_data = time.monotonic()
+            else:  # nothing new: wait for every acknowledgement and commit, so the group sees it all
+                self._settle_pending()
+                quiet = s.exit_when_idle_s is not None and time.monotonic() - last_data >= s.exit_when_idle_s
+                if quiet and self._assigned and self._assigned <= self._eof:
+                    if group_done(self.consumer, s.input_topic):
+                        log.info(
+                            "the group has processed all of %s and this runner idled %.0f s; exiting",
+                            *(s.input_topic, s.exit_when_idle_s),
+                        )
+                        break
+                    last_data = time.monotonic()
         self._settle_pending()  # stopped: commit what was processed
 
     def _process_part(self, part: list[Any]) -> tuple[int, SchemaSourceError | None]:
-        """Filter, act on and settle ``part`` (see :meth:`_produce`, :meth:`_settle`)."""
+        """Filter, act on and settle ``part`` (see :meth:`_produce`, :meth:`_settle_pending`)."""
         n, error = self._produce(part, self.filters.verdicts([m.value() for m in part], self._stop))
-        self._settle(part, n)
+        self._settle_pending()
         return n, error
 
     def _produce(
         self, part: list[Any], verdicts: Generator[Outcome, None, None]
     ) -> tuple[int, SchemaSourceError | None]:
         """Act on the verdicts of ``part``'s messages in order until the end, a stop request or a
-        message whose schema cannot be had (opens the batch's transaction with exactly-once).
+        message whose schema cannot be had (opens the batch's transaction with exactly-once); the
+        batch joins the ones in flight, its records counted until acknowledged.
 
         Returns:
             ``(messages processed, the SchemaSourceError that stopped it or None)``.
         """
+        while len(self._inflight) >= MAX_BATCHES_IN_FLIGHT and not self._stop.is_set():
+            self.sink.wait(0.1)  # the broker is behind: let it catch up before sending more
+            self._commit_acknowledged()
         n, error = 0, None
+        batch = InFlight(part)
+        self._inflight.add(batch)
+        self.sink.batch = batch
         if self.settings.exactly_once:
             self.producer.begin_transaction()
         with self._aborting():
@@ -290,25 +285,43 @@ class Runner:
                 error = exc
             finally:
                 verdicts.close()
+                self.sink.batch = None
+                batch.close(n, self.offsets.offsets(part[:n]) if n else [], self.cap.checkpoint())
         if n < len(part) and error is None:
             log.info("stopping: %d message(s) of the batch processed, %d left for the next run", n, len(part) - n)
         return n, error
 
-    def _settle(self, part: list[Any], n: int) -> None:
-        """Wait for the acks of ``part[:n]``'s records, then commit their offsets (or the transaction)."""
-        done = part[:n]
+    def _commit_acknowledged(self) -> None:
+        """Commit, asynchronously, the offsets of the oldest batches whose records are all
+        acknowledged (exactly-once: settle the open transaction). A commit refused at once rewinds
+        every batch in flight."""
+        if self.settings.exactly_once:
+            self._settle_pending()
+            return
         with self._aborting():
-            self.sink.settle()
-            if self.settings.exactly_once:
-                self.offsets.commit_transaction(part, done)
-            elif done:
-                self.offsets.commit(part, self.offsets.offsets(done))
+            self.sink.serve()
+        done = self._inflight.acknowledged()
+        offsets = merged_offsets(done)
+        if offsets and not self.offsets.commit(
+            [m for b in done for m in b.part], offsets, done[-1].checkpoint, asynchronous=True
+        ):
+            self.offsets.rewind([m for b in self._inflight.drain() for m in b.part])
 
     def _settle_pending(self) -> None:
-        """Settle the batch produced but not yet settled, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._settle(*pending)
+        """Wait for every record in flight to be acknowledged, then commit their offsets
+        synchronously (or the batch's transaction)."""
+        if not len(self._inflight):
+            return
+        with self._aborting():
+            self.sink.settle()
+            batches = self._inflight.drain()
+            if self.settings.exactly_once:
+                for b in batches:  # one: a transaction is committed before the next batch is produced
+                    self.offsets.commit_transaction(b.part, b.part[: b.done])
+                return
+            offsets = merged_offsets(batches)
+            if offsets:
+                self.offsets.commit([m for b in batches for m in b.part], offsets, batches[-1].checkpoint)
 
     @contextlib.contextmanager
     def _aborting(self) -> Iterator[None]:
@@ -333,8 +346,10 @@ class Runner:
         if oc.filter_seconds:
             mt.filter_seconds.observe(oc.filter_seconds)
         if oc.kind == Kind.ACCEPTED:
-            if self.visit_of is not None and self.cap.max_per_visit is not None:
-                oc.visit = self._checked_visit(m, oc.visit)
+            if (
+                self.visit_of is not None and self.cap.max_per_visit is not None
+            ):  # never the filter process's word alone
+                oc.visit = checked_visit(self.visit_of(m.value()), oc.visit, _where(m))
             if self.cap.admit(oc.visit):
                 self.sink.forward(m, oc)
             else:
@@ -347,22 +362,6 @@ class Runner:
             mt.errors.labels(str(oc.reason)).inc()
             totals["errors"] += 1
             self.sink.dead_letter(m, str(oc.reason), oc.message, oc.alert_id)
-
-    def _checked_visit(self, m: Any, said: Any) -> Any:
-        """The visit of accepted message ``m`` as the runner reads it (``said``, the filter process's,
-        when it cannot): a filter process that misreports visits cannot lift the cap."""
-        assert self.visit_of is not None
-        visit = self.visit_of(m.value())
-        if visit is None or isinstance(visit, bool) or not isinstance(visit, (int, str)):
-            return said  # unreadable here, or no visit the cap can count: the filter process's word
-        if visit != said:
-            log.warning(
-                "the filter process gave visit %r for %s, whose visit is %r; the cap counts that",
-                said,
-                _where(m),
-                visit,
-            )
-        return visit
 
     # --- start and end -----------------------------------------------------------------------
     def _serve_health(self, port: int) -> None:

@@ -2,7 +2,10 @@
 headers, plus provenance headers), alerts that could not be filtered to the dead-letter topic (the
 reason in headers), and the fallbacks when a record is too large for the producer or the broker.
 
-:meth:`Sink.settle` waits for every delivery report; only then may the batch's offsets be committed.
+:meth:`Sink.serve` takes the delivery reports that have come without waiting, :meth:`Sink.settle`
+waits for every one. Each record counts against the batch it was produced for (``Sink.batch``, an
+:class:`~alertfilter.ledger.InFlight`) until it is acknowledged; only then may that batch's offsets
+be committed. A record the broker refuses as too large is sent again, smaller, for the same batch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from .clients import kafka_error
+from .ledger import InFlight
 from .metrics import Heartbeat, RunnerMetrics
 from .outcome import Outcome, Reason
 from .settings import RunnerSettings
@@ -146,7 +150,9 @@ class Sink:
         self.heartbeat = heartbeat
         self.stopping = stopping
         self.dead_letter_limit = dead_letter_value_limit(settings.max_message_bytes)
-        self._failed: list[tuple[KafkaError, Any, Callable[[], None] | None]] = []
+        #: The batch whose records are being produced (their acknowledgements count against it).
+        self.batch: InFlight | None = None
+        self._failed: list[tuple[KafkaError, Any, Callable[[], None] | None, InFlight | None]] = []
 
     def produce(
         self,
@@ -164,11 +170,15 @@ class Sink:
             KafkaException: the producer refused the record at once (MSG_SIZE_TOO_LARGE...).
         """
         s = self.settings
+        batch = self.batch
 
         def on_delivery(err: KafkaError | None, msg: Any) -> None:
-            if err is not None:
-                self._failed.append((err, origin, retry))
-            elif msg.topic() == s.output_topic:
+            if err is not None:  # still outstanding: settled by _resolve_failed
+                self._failed.append((err, origin, retry, batch))
+                return
+            if batch is not None:
+                batch.outstanding -= 1
+            if msg.topic() == s.output_topic:
                 self.metrics.accepted.inc()  # counted once acknowledged
                 self.totals["accepted"] += 1
             elif msg.topic() == s.dead_letter_topic:
@@ -178,6 +188,8 @@ class Sink:
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                if batch is not None:
+                    batch.outstanding += 1
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self.heartbeat.beat()
@@ -291,6 +303,22 @@ class Sink:
             else:
                 again()
 
+    def serve(self) -> None:
+        """Take the delivery reports that have arrived, without waiting (``flush(0)`` serves them
+        and sends lingering records now); re-send records refused as too large.
+
+        Raises:
+            DeliveryFailed: any other delivery error.
+        """
+        self.producer.flush(0)
+        self._resolve_failed()
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for delivery reports, then act on them as :meth:`serve`."""
+        self.heartbeat.beat()
+        self.producer.flush(timeout)
+        self._resolve_failed()
+
     def settle(self) -> None:
         """Wait for every delivery report; re-send records the broker refused as too large without
         their value (accepted alerts go to the dead-letter topic instead).
@@ -304,21 +332,36 @@ class Sink:
                 log.warning("waiting for the broker to acknowledge produced records")
                 if self.stopping() and self.producer.flush(30) > 0:
                     raise DeliveryFailed("records still unacknowledged after SIGTERM; not committing")
-            failed, self._failed = self._failed, []
-            if not failed:
+            if not self._resolve_failed():
                 return
-            for err, origin, retry in failed:
-                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and retry is not None:
-                    log.warning(
-                        "the broker refused a record from %s[%d]@%d as too large (the topic's "
-                        "max.message.bytes); sending it again, smaller",
-                        origin.topic(),
-                        origin.partition(),
-                        origin.offset(),
-                    )
-                    retry()
-                else:
-                    raise DeliveryFailed(
-                        f"record from {origin.topic()}[{origin.partition()}]@{origin.offset()} not delivered: {err}"
-                    )
         raise DeliveryFailed("dead-letter records could not be delivered")
+
+    def _resolve_failed(self) -> bool:
+        """Re-send the records refused as too large, smaller, for the batch they were produced for;
+        True when there were failed records.
+
+        Raises:
+            DeliveryFailed: a record failed for another reason.
+        """
+        failed, self._failed = self._failed, []
+        for err, origin, retry, batch in failed:
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and retry is not None:
+                log.warning(
+                    "the broker refused a record from %s[%d]@%d as too large (the topic's "
+                    "max.message.bytes); sending it again, smaller",
+                    origin.topic(),
+                    origin.partition(),
+                    origin.offset(),
+                )
+                current, self.batch = self.batch, batch
+                try:
+                    retry()
+                finally:
+                    self.batch = current
+                if batch is not None:
+                    batch.outstanding -= 1  # replaced by the record just sent
+            else:
+                raise DeliveryFailed(
+                    f"record from {origin.topic()}[{origin.partition()}]@{origin.offset()} not delivered: {err}"
+                )
+        return bool(failed)
