@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # hack/, bench/.
 LINT_PATHS ?= operator runtime tests/cluster tests/data tests/unit tests/realdata tests/integration
 
-.PHONY: all venv kafka kube helm crds lint fmt test unit integration demo clean docker images cluster cluster-delete chart-deps
+.PHONY: all venv kafka kube helm promtool chromium crds lint fmt test unit integration demo clean docker images cluster cluster-delete chart-deps
 
 all: test
 
@@ -39,6 +39,13 @@ kube:
 
 helm:
 	@bash hack/build-helm.sh >/dev/null
+
+# promtool checks the chart's alert rules and dashboard queries; chromium renders the HTML report (tests).
+promtool:
+	@bash hack/build-promtool.sh >/dev/null
+
+chromium:
+	@bash hack/install-chromium.sh >/dev/null
 
 # The local stack's Kubernetes: a Docker engine, the project's two images from their Dockerfiles,
 # the kind cluster of kind-config.yaml (its node image built offline when no registry answers), and
@@ -75,7 +82,7 @@ fmt: venv
 	@$(VENV)/bin/ruff format $(LINT_PATHS)
 	@$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
-test: venv lint kafka kube helm chart-deps cluster images
+test: venv lint kafka kube helm promtool chromium chart-deps cluster images
 	@bash .ci/pytest.sh $(PYTEST_ARGS)
 
 unit: venv

@@ -121,7 +121,7 @@ def survey_of(schema_name: str) -> Survey | None:
             "diaSource.ccdVisitId",
             "diaSource",
             ("prv_diaSources",),
-            _CUTOUTS,
+            _CUTOUTS[1:],  # the 2018 schema has no science cutout
             "MJD",
         )
     if schema_name == "ztf.alert":
