@@ -166,7 +166,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         missing = [p for p in args.inputs if not Path(p).exists()]
         if missing:
             fail(f"{prog}: cannot read alerts: no such file: {', '.join(missing)}")
-        items, title = _file_items(args.inputs, schemas, None), "Alerts of " + ", ".join(map(str, args.inputs))
+        items, title = (
+            _file_items(args.inputs, schemas, None),
+            "Alerts of " + ", ".join(Path(p).name for p in args.inputs),
+        )
     code = write_page(args.out, items, args.title or title, "", args.max_alerts, prog)
     if code == 0:
         echo(f"wrote {args.out}")
