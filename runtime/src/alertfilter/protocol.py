@@ -110,10 +110,12 @@ def parse_verdicts(payload: bytes) -> list[Outcome]:
     """
     try:
         items = json.loads(payload)
-    except ValueError as exc:
-        raise ProtocolError(f"unreadable verdicts: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the stack
+        raise ProtocolError(f"unreadable verdicts: {type(exc).__name__}") from None
     if not isinstance(items, list):
         raise ProtocolError("verdicts that are not a list")
+    if not items:
+        raise ProtocolError("an empty verdict frame")  # would only serve to look alive
     return [parse_verdict(item) for item in items]
 
 
@@ -138,7 +140,9 @@ def parse_verdict(item: Any) -> Outcome:
             raise ProtocolError(f"unknown error reason {str(reason)[:40]!r}")
     if k is Kind.ACCEPTED and (isinstance(visit, bool) or not isinstance(visit, (int, str))):
         raise ProtocolError("an accepted verdict without an integer or string visit")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+    if isinstance(seconds, int) and not isinstance(seconds, bool) and abs(seconds) <= 2**53:
+        seconds = float(seconds)  # an int past float's range would raise OverflowError in isfinite
+    if not isinstance(seconds, float) or not math.isfinite(seconds) or seconds < 0:
         raise ProtocolError("a verdict with an invalid filter time")
     return Outcome(k, r, str(message)[:MAX_MESSAGE_CHARS], alert_id, visit, float(seconds))
 

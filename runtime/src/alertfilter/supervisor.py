@@ -48,7 +48,7 @@ PIPE_BYTES = 1 << 20
 REGION_BYTES = 64 << 20
 #: Variables the filter process keeps from the runner's environment; every other one (Kafka
 #: settings and credentials above all) is left out.
-KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED")
+KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONHASHSEED")
 _F_SETPIPE_SZ = 1031
 _PR_SET_DUMPABLE = 4
 
@@ -115,6 +115,7 @@ class FilterProcess:
         self._got = 0  # verdicts received for it
         self._progress: tuple[int, int] = (0, p.ProgressPage.IDLE)
         self._since = 0.0  # when the runner first saw that progress (or began waiting)
+        self._left: float | None = None  # when the last frame was handed to the runner (None: waiting since _since)
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> Ready:
@@ -136,6 +137,7 @@ class FilterProcess:
         fds = (req_r, rep_w, self._page.fd, self._region.fd)
         args = [
             sys.executable,
+            "-I",  # isolated: neither the working directory nor PYTHON* variables can put modules first
             "-m",
             "alertfilter.filterproc",
             *map(str, fds),
@@ -144,8 +146,16 @@ class FilterProcess:
             str(self.spec.memory_limit_bytes),
         ]
         try:
+            # cwd "/": the runner's working directory may be writable by the filter (the image's
+            # /tmp), and a package planted there must never be imported before the sandbox is on.
             self._proc = subprocess.Popen(
-                args, pass_fds=fds, stdin=subprocess.DEVNULL, env=env, close_fds=True, start_new_session=True
+                args,
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+                start_new_session=True,
+                cwd="/",
             )
         finally:
             os.close(req_r)
@@ -182,10 +192,12 @@ class FilterProcess:
         self._req = self._rep = -1
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+            # The whole session, even when the process itself has already ended: its children
+            # live on in its group (the sandbox refuses setsid/setpgid, so they cannot leave it).
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                if proc.poll() is None:
                     proc.kill()
             proc.wait()
         if self._page is not None:
@@ -257,7 +269,7 @@ class FilterProcess:
             self._seq += 1
             self._progress = (self._seq, -1)
             self._out = [memoryview(b) for b in p.batch_buffers([values[i] for i in indices], self._region) if b]
-            self._since = time.monotonic()
+            self._since, self._left = time.monotonic(), None
 
     def _replace(self, exc: Exception, values: Sequence[bytes | None], ready: dict[int, Outcome]) -> None:
         """The process overran the hard limit or died: dead-letter the value it was on, start a new
@@ -319,9 +331,11 @@ class FilterProcess:
                 before ``deadline``. _Died: the process ended. _Stopped: ``stop`` was set.
             ProtocolError: a frame too large.
         """
-        self._since = max(self._since, time.monotonic())  # only time spent waiting counts
+        if self._left is not None:  # only time spent waiting counts: not the runner's own between frames
+            self._since += time.monotonic() - self._left
         while True:
             for frame in self._reader.frames():
+                self._left = time.monotonic()
                 return frame
             if stop is not None and stop.is_set():
                 raise _Stopped()
