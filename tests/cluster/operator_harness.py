@@ -100,6 +100,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+def wait_condition(
+    apiserver,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    type_: str,
+    *,
+    status: str | None = None,
+    reason: str | None = None,
+    timeout: float = 60,
+) -> Any:
+    """The object once its condition ``type_`` has ``status`` and/or ``reason``."""
+
+    def matches() -> Any:
+        obj = get(apiserver, kind, name, namespace)
+        c = condition(obj, type_)
+        ok = (status is None or c.get("status") == status) and (reason is None or c.get("reason") == reason)
+        return obj if obj and ok else None
+
+    return wait_for(matches, timeout, f"{kind} {name}: {type_} status={status} reason={reason}")
+
+
 def get(apiserver, kind: str, name: str, namespace: str | None = None) -> Any:
     args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
     r = apiserver.kubectl(*args, check=False)

@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from .operator_harness import OperatorProcess, alertfilter, apply_json, condition, get, make_pool, set_status, wait_for
+from .operator_harness import (
+    OperatorProcess,
+    alertfilter,
+    apply_json,
+    condition,
+    get,
+    make_pool,
+    set_status,
+    wait_condition,
+    wait_for,
+)
 
 BAD_SOURCE = "def f(alert):\n    return alert['diaSource'['snr'] > 5\n"
 
@@ -108,11 +118,7 @@ def test_status_progresses_as_children_become_ready(apiserver, operator, pool, n
     ready = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
     set_status(apiserver, "kafkatopic", f"af.{namespace}.prog.output", kns, ready)
     set_status(apiserver, "kafkatopic", f"af.{namespace}.prog.deadletter", kns, ready)
-    wait_for(
-        lambda: condition(get(apiserver, "alertfilter", "prog", namespace), "TopicReady").get("status") == "True",
-        30,
-        "TopicReady=True",
-    )
+    wait_condition(apiserver, "alertfilter", "prog", namespace, "TopicReady", status="True", timeout=30)
     gen = c["deployment"]["metadata"]["generation"]
     set_status(
         apiserver,
@@ -121,15 +127,7 @@ def test_status_progresses_as_children_become_ready(apiserver, operator, pool, n
         namespace,
         {"observedGeneration": gen, "replicas": 1, "availableReplicas": 1, "updatedReplicas": 1, "readyReplicas": 1},
     )
-    af = wait_for(
-        lambda: (
-            (a := get(apiserver, "alertfilter", "prog", namespace))
-            and condition(a, "Ready").get("status") == "True"
-            and a
-        ),
-        30,
-        "Ready=True",
-    )
+    af = wait_condition(apiserver, "alertfilter", "prog", namespace, "Ready", status="True", timeout=30)
     assert condition(af, "RunnerReady")["reason"] == "Available"
     assert af["status"]["observedGeneration"] == af["metadata"]["generation"]
     events = apiserver.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
@@ -210,15 +208,7 @@ def test_placement_fills_pools_and_reports_unschedulable(apiserver, operator, na
         apply_json(apiserver, alertfilter(f"p{i}", pool=small), namespace)
     wait_for(lambda: (get(apiserver, "filterpool", small)["status"] or {}).get("used") == 2, 60, "the pool to fill")
     apply_json(apiserver, alertfilter("p-over", pool=small), namespace)
-    af = wait_for(
-        lambda: (
-            (a := get(apiserver, "alertfilter", "p-over", namespace))
-            and condition(a, "Ready").get("reason") == "Unschedulable"
-            and a
-        ),
-        60,
-        "Unschedulable",
-    )
+    af = wait_condition(apiserver, "alertfilter", "p-over", namespace, "Ready", reason="Unschedulable")
     assert "is full" in condition(af, "Ready")["message"]
     assert get(apiserver, "deployment", "af-p-over", namespace) is None
     pool = get(apiserver, "filterpool", small)

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from .operator_harness import OperatorProcess, alertfilter, apply_json, condition, get, make_pool, wait_for
+from .operator_harness import (
+    OperatorProcess,
+    alertfilter,
+    apply_json,
+    condition,
+    get,
+    make_pool,
+    wait_condition,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +123,7 @@ def test_a_running_filter_cannot_move_pools_but_a_mistyped_pool_can_be_corrected
     pname, _ = pool
     other, _ = make_pool(apiserver)
     apply_json(apiserver, alertfilter("typo", pool="no-such-pool"), namespace)
-    wait_for(
-        lambda: condition(get(apiserver, "alertfilter", "typo", namespace), "Ready").get("reason") == "Unschedulable",
-        60,
-        "Unschedulable",
-    )
+    wait_condition(apiserver, "alertfilter", "typo", namespace, "Ready", reason="Unschedulable")
     apply_json(apiserver, alertfilter("typo", pool=pname), namespace)  # corrected: accepted and placed
     assert _placed(apiserver, "typo", namespace)["status"]["pool"] == pname
     r = apply_json(apiserver, alertfilter("typo", pool=other), namespace, check=False)
@@ -130,20 +135,8 @@ def test_a_pool_being_deleted_says_so_and_so_do_filters_that_name_it(apiserver, 
     apply_json(apiserver, alertfilter("tenant", pool=pname), namespace)
     _placed(apiserver, "tenant", namespace)
     apiserver.kubectl("delete", "filterpool", pname, "--wait=false")
-    wait_for(
-        lambda: condition(get(apiserver, "filterpool", pname), "Ready").get("reason") == "Deleting",
-        60,
-        "the pool to say it is being deleted",
-    )
+    wait_condition(apiserver, "filterpool", pname, None, "Ready", reason="Deleting")
     apply_json(apiserver, alertfilter("late", pool=pname), namespace)
-    late = wait_for(
-        lambda: (
-            (a := get(apiserver, "alertfilter", "late", namespace))
-            and condition(a, "Ready").get("reason") == "Unschedulable"
-            and a
-        ),
-        60,
-        "the late filter to be told",
-    )
+    late = wait_condition(apiserver, "alertfilter", "late", namespace, "Ready", reason="Unschedulable")
     assert "is being deleted" in condition(late, "Ready")["message"]
     apiserver.kubectl("delete", "alertfilter", "tenant", "late", "-n", namespace, "--timeout=60s")

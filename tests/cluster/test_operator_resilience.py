@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from .operator_harness import OperatorProcess, alertfilter, apply_json, condition, get, make_pool, wait_for
+from .operator_harness import (
+    OperatorProcess,
+    alertfilter,
+    apply_json,
+    condition,
+    get,
+    make_pool,
+    wait_condition,
+    wait_for,
+)
 
 BAD_SOURCE = (
     "from alertfilter import AlertFilter\n\nclass F(AlertFilter):\n    def filter(self, alert)\n        return True\n"
@@ -29,15 +38,7 @@ def test_invalid_source_is_reported_with_line_and_column_and_gets_no_runner(apis
     apply_json(apiserver, alertfilter("typo", pool=pname), namespace)
     wait_for(lambda: get(apiserver, "deployment", "af-typo", namespace), 60, "the runner")
     apply_json(apiserver, alertfilter("typo", BAD_SOURCE, pool=pname), namespace)
-    af = wait_for(
-        lambda: (
-            (a := get(apiserver, "alertfilter", "typo", namespace))
-            and condition(a, "SourceValid").get("status") == "False"
-            and a
-        ),
-        60,
-        "SourceValid=False",
-    )
+    af = wait_condition(apiserver, "alertfilter", "typo", namespace, "SourceValid", status="False")
     assert af["status"]["sourceError"] == {"line": 4, "column": 28, "message": "syntax error: expected ':'"}
     assert condition(af, "SourceValid")["message"].startswith("line 4, column 28:")
     assert condition(af, "Ready")["status"] == "False"

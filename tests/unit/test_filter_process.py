@@ -272,12 +272,18 @@ def test_values_that_do_not_fit_the_shared_region_travel_in_the_pipe():
         fp.close()
 
 
+def _verdict_frame(payload: bytes) -> bytes:
+    return b"V" + len(payload).to_bytes(4, "big") + payload
+
+
 @pytest.mark.parametrize(
     "reply",
     [
         b"V\x00\x00\x00\x05junk!",  # not JSON
         b'V\x00\x00\x00\x1c[["capped","","",1,1,0.0]]   ',  # a kind only the runner gives
         b"V\xff\xff\xff\xff",  # a frame larger than any reply may be
+        _verdict_frame(b'[["accepted","","",1,1,1' + b"0" * 400 + b"]]"),  # a filter time past float's range
+        _verdict_frame(b"[" * 200_000),  # nested past the JSON parser's stack
     ],
 )
 def test_a_forged_reply_is_a_crash_of_that_alert_not_of_the_runner(make_runner, reply):
