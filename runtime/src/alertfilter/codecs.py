@@ -9,7 +9,8 @@ Formats (``--format``):
   (how ZTF publishes alerts).
 
 Backends: ``fastavro`` (reference) and ``cavro`` (a Cython codec, several times faster here; see
-``bench/RESULTS.md``). Both return the same plain dicts.
+``bench/RESULTS.md``). Both return the same plain dicts, as :class:`alertfilter.history.Alert`
+(a ``dict`` with :meth:`~alertfilter.history.Alert.history`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, cast
 import fastavro
 
 from . import projection
-from .projection import ProjectedDecoder, cavro_decoder
+from .history import Alert, SchemaColumns
+from .projection import ProjectedDecoder, cavro_decoder, schema_columns
 from .schemas import FAILURE_TTL_S, SchemaNotFound, SchemaSource, SchemaSourceError
 
 MAGIC_BYTE = 0
@@ -114,7 +116,7 @@ class Decoder:
         self.schemas = schemas
         self.reader_schema = reader_schema
         self.backend = backend
-        self._make = _BACKENDS[backend]
+        self._make = self._make_whole
         self.fields = frozenset(fields) if fields is not None else None
         self.projected = False  # set once a projected decoder is in use
         if self.fields is not None and reader_schema is None and backend == "cavro" and projection.available():
@@ -133,9 +135,13 @@ class Decoder:
         try:
             dec = ProjectedDecoder(writer, self.fields or (), cavro_decoder)
         except ValueError:
-            return _cavro_reader(writer, reader)
+            return _whole(_cavro_reader(writer, reader), writer, reader)
         self.projected = True
         return dec.decode
+
+    def _make_whole(self, writer: dict[str, Any], reader: dict[str, Any] | None) -> Callable[[Body], Any]:
+        """The backend's full decoder for ``writer``, its records as :class:`Alert`."""
+        return _whole(_BACKENDS[self.backend](writer, reader), writer, reader)
 
     def _for_id(self, schema_id: int) -> Callable[[Body], Any]:
         dec = self._by_id.get(schema_id)
@@ -158,7 +164,7 @@ class Decoder:
             self._by_id[schema_id] = dec
         return dec
 
-    def decode(self, value: bytes | memoryview | None) -> dict[str, Any]:
+    def decode(self, value: bytes | memoryview | None) -> Alert:
         """Decode one message value (``bytes``, or a view of the filter process's shared region:
         the projected decoder then copies only the fields it decodes).
 
@@ -191,13 +197,33 @@ class Decoder:
                     raise DecodeError("container holds no record; one alert per message expected")
                 if next(records, _NOTHING) is not _NOTHING:
                     raise DecodeError("container holds more than one record; one alert per message expected")
+                record = Alert(record) if isinstance(record, dict) else record
         except (DecodeError, SchemaSourceError):
             raise
         except Exception as exc:  # noqa: BLE001 - the codecs raise many kinds on corrupt input
             raise DecodeError(f"corrupt Avro data: {type(exc).__name__}: {exc}") from None
         if not isinstance(record, dict):
             raise DecodeError(f"decoded value is a {type(record).__name__}, not a record")
-        return record
+        return record if isinstance(record, Alert) else Alert(record)
+
+
+def _whole(
+    decode: Callable[[Body], Any], writer: dict[str, Any], reader: dict[str, Any] | None
+) -> Callable[[Body], Any]:
+    """``decode``, its records wrapped as :class:`Alert` whose history columns follow the schema
+    the records have (the reader's when there is one), read from the decoded records."""
+    cols: SchemaColumns | None = None
+    try:
+        found = schema_columns(reader if reader is not None else writer)
+        cols = SchemaColumns(found.program, found.arrays)  # no bytes kept: columns from the records
+    except Exception:  # noqa: BLE001 - a schema the skipper cannot compile: columns from the values
+        pass
+
+    def whole(body: Body) -> Any:
+        record = decode(body)
+        return Alert(record, cols) if isinstance(record, dict) else record
+
+    return whole
 
 
 def encode_confluent(record: dict[str, Any], parsed_schema: Any, schema_id: int) -> bytes:
