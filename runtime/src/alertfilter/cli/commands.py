@@ -166,12 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         try:
             return runner.run()
-        except StartupError as exc:
+        except (StartupError, TopicsMissing, BrokersUnreachable) as exc:
             log.error("%s", exc)
-            return 2
-        except (TopicsMissing, BrokersUnreachable) as exc:
-            log.error("%s", exc)
-            return 3
+            return 2 if isinstance(exc, StartupError) else 3  # a setting; the cluster (see the docstring)
         except SchemaSourceError as exc:
             log.error("the schema source cannot be used: %s", exc)
             return 4
