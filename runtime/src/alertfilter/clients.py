@@ -33,16 +33,21 @@ ERROR_LOG_INTERVAL_S = 30.0
 CONSUMER_TUNING: dict[str, Any] = {
     # librdkafka's 1 MiB per partition per fetch is ~9 alerts: the consumer then lives on round
     # trips. 16 MiB (~150 alerts) per partition and 64 MiB per request: a bare consume loop on
-    # one partition went from 620-1,700 to 1,750-2,540 alerts/s (issue #13) and from 5,959 to
-    # 8,460 alerts/s at best on a local broker (bench/RESULTS.md); the prefetch queue stays at
-    # librdkafka's 64 MiB (queued.max.messages.kbytes), well inside a runner pod's 1.5 GiB.
+    # one partition went from 620-1,700 to 1,750-2,540 alerts/s (issue #13); the prefetch queue
+    # stays at librdkafka's 64 MiB (queued.max.messages.kbytes), well inside a pod's 1.5 GiB.
     "max.partition.fetch.bytes": 16 * 1024 * 1024,
     "fetch.max.bytes": 64 * 1024 * 1024,
+    # 64 MiB of prefetched alerts is only ~600 of them, so the queue is "full" at every batch, and
+    # librdkafka then postpones the next fetch by fetch.queue.backoff.ms (1 s by default): the
+    # runner's consume() waited 0.5-0.8 s every ~1,600 alerts. At 10 ms the runner went from
+    # 1,011 to 2,057 alerts/s on 10,000 real alerts (consume() traced per call; bench/RESULTS.md).
+    "fetch.queue.backoff.ms": 10,
 }
 PRODUCER_TUNING: dict[str, Any] = {
-    # lz4: alerts compress ~2x (their cutouts are uncompressed FITS); on 3,000 real alerts the
-    # producer sent 1,524-1,600 alerts/s with lz4 against 1,077-1,094 uncompressed and 835-948
-    # with zstd, at no more CPU per alert (librdkafka compresses in its own thread).
+    # lz4: alerts compress (their cutouts are uncompressed FITS: 1.9-2.1x with zlib), so the
+    # output topic, its replicas and its mirror carry fewer bytes. A bare producer sent 3,000 real
+    # alerts at 1,524-1,600/s with lz4 against 1,077-1,094 uncompressed and 835-948 with zstd (CPU
+    # in librdkafka's own thread); the runner ran at the same rate either way (2,027 and 2,021/s).
     "compression.type": "lz4",
     # Records are 100+ KB, so librdkafka's 1 MB batches fill in a few ms at survey rates: a longer
     # linger buys nothing, a shorter one sends half-empty requests. batch.size stays at its
