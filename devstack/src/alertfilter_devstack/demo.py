@@ -95,6 +95,10 @@ def main() -> int:
         # a fresh start: the demo's filters read the stream from the beginning
         cp.kubectl("delete", "alertfilter", f.name, "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=60s",
                    check=False)
+    # A filter created again starts afresh from the mirrored topic's beginning (a new consumer group):
+    # the alerts earlier demos and `make test` left there are dropped first, so the runners and the
+    # independent run below see exactly the alerts this demo produces.
+    _truncate(pool_bootstrap, stack.INPUT_TOPIC, auth)
     for f in FILTERS:
         say("   " + cp.kubectl("apply", "-n", NS, "-f", str(root / "examples" / f.manifest)).stdout.strip())
     r = cp.kubectl("apply", "-n", NS, "-f", str(root / "examples" / INVALID), check=False)
@@ -117,7 +121,7 @@ def main() -> int:
 
     say(f"== producing {24 * COPIES} real Rubin alerts to the central Kafka ({central}), topic '{stack.INPUT_TOPIC}': "
         f"{ALERTS_PER_VISIT} per visit, a visit every {CADENCE_S:g} s")
-    start_offset = _end_offset(central, stack.INPUT_TOPIC, auth)
+    start_offset = _end_offset(pool_bootstrap, stack.INPUT_TOPIC, auth)  # the mirrored topic's, where the runners start
     res = produce(central, stack.INPUT_TOPIC, files, copies=COPIES, alerts_per_visit=ALERTS_PER_VISIT,
                   cadence_s=CADENCE_S, first_visit=int(time.time()) * 100, write_schema_dir=schema_dir,
                   out=open(os.devnull, "w"), kafka_config=auth)
@@ -205,6 +209,30 @@ def main() -> int:
     say("  .venv/bin/devstack down                       # the stack keeps running until you stop it "
         "(--cluster also deletes the kind cluster, --purge the data)")
     return 0
+
+
+def _truncate(bootstrap: str, topic: str, auth: dict[str, str]) -> None:
+    """Delete every record of ``topic`` up to its end (Kafka's deleteRecords: its log start moves there)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **auth})
+    md = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None:
+        return  # not mirrored yet: nothing to drop
+    ends = [TopicPartition(topic, p, _end_offset_of(bootstrap, topic, p, auth)) for p in md.partitions]
+    for fut in admin.delete_records([tp for tp in ends if tp.offset > 0]).values():
+        fut.result(timeout=30)
+
+
+def _end_offset_of(bootstrap: str, topic: str, partition: int, auth: dict[str, str]) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-probe", "log_level": 3, **auth})
+    try:
+        return int(c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+    finally:
+        c.close()
 
 
 def _end_offset(bootstrap: str, topic: str, auth: dict[str, str]) -> int:
