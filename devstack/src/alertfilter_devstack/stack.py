@@ -134,7 +134,7 @@ def up() -> dict[str, Any]:
     d = state_dir()
     d.mkdir(parents=True, exist_ok=True)
     st["dir"] = str(d)
-    say("== kind cluster from kind-config.yaml (first time: the node image is built offline, ~15 min)")
+    say("== kind cluster from kind-config.yaml (reused when it is up; the first time the node image is built offline, ~15 min)")
     cluster = KindCluster.up()
     st.update(kubeconfig=str(cluster.kubeconfig), kubectl=cluster.kubectl_path)
     say("== the project's images from runtime/Dockerfile and operator/Dockerfile, loaded into kind")
