@@ -2,7 +2,6 @@
 
 import io
 import json
-import math
 from typing import Any
 
 import fastavro
@@ -10,17 +9,7 @@ import pytest
 
 from alertfilter.codecs import BACKENDS, DecodeError, Decoder, encode_confluent, read_container
 from alertfilter.schemas import DirectorySchemaSource, SchemaNotFound, StaticSchemaSource
-
-
-def _same(a, b):
-    """Deep equality where NaN equals NaN."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
+from tests.data.compare import same as _same
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,13 @@
 """Decoding the message formats, on the real alerts, and the errors of bad messages."""
 
 import json
-import math
 
 import fastavro
 import pytest
 
 from alertfilter.codecs import BACKENDS, DecodeError, Decoder, encode_confluent
 from alertfilter.schemas import SchemaNotFound, StaticSchemaSource, rubin_schema_id
-
-
-def _same(a, b):
-    """Deep equality where NaN equals NaN."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
+from tests.data.compare import same as _same
 
 
 def test_unknown_format_and_backend_are_refused():
