@@ -8,6 +8,7 @@ Functions that read a child's state return a *verdict*: ``(status, reason, messa
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -104,6 +105,35 @@ def deployment_ready(obj: dict[str, Any] | None, suspended: bool) -> Verdict:
     return FALSE, "Unavailable", f"{available}/{spec_replicas} runner pods available, {updated} updated"
 
 
+#: Most log lines of a crashed runner that RunnerReady quotes (the last ones).
+LOG_TAIL_LINES = 5
+
+
+def log_tail(text: str) -> str:
+    """The last lines of a container's log as a condition quotes them: the runner's JSON lines as
+    ``LEVEL message``, a run of the same line once with ``(xN)``, at most :data:`LOG_TAIL_LINES`.
+
+    The kubelet gives the log's tail as the termination message (``FallbackToLogsOnError``); a
+    runner retrying a broker logs the same line many times, which would fill the condition.
+    """
+    lines: list[list[Any]] = []  # [text, count]
+    for raw in text.strip().splitlines():
+        line = raw.strip()
+        try:
+            rec = json.loads(line)
+            if isinstance(rec, dict) and "message" in rec:
+                line = f"{rec.get('level', '')} {rec['message']}".strip()
+        except ValueError:
+            pass
+        if not line:
+            continue
+        if lines and lines[-1][0] == line:
+            lines[-1][1] += 1
+        else:
+            lines.append([line, 1])
+    return " | ".join(f"{t} (x{n})" if n > 1 else str(t) for t, n in lines[-LOG_TAIL_LINES:])
+
+
 def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     """(reason, message) of the first runner container that is waiting or crashed, from the Pods' status:
     e.g. ("CrashLoopBackOff", "pod af-x-1: CrashLoopBackOff, exit code 2: .../filter.py:1:1: ..."); None
@@ -116,7 +146,7 @@ def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
                 reason = (waiting or {}).get("reason") or (last or {}).get("reason") or "ContainerFailed"
                 detail = ""
                 if last:
-                    detail = f"exit code {last.get('exitCode')}: {(last.get('message') or '').strip()}"
+                    detail = f"exit code {last.get('exitCode')}: {log_tail(last.get('message') or '')}"
                 elif waiting and waiting.get("message"):
                     detail = waiting["message"]
                 return reason, f"pod {pod['metadata']['name']}: {reason}" + (f", {detail}" if detail else "")

@@ -12,6 +12,7 @@ from alertfilter_operator.conditions import (
     TRUE,
     UNKNOWN,
     deployment_ready,
+    log_tail,
     ready_from,
     runner_pod_problem,
     set_condition,
@@ -116,3 +117,27 @@ def test_a_status_that_differs_only_in_transition_times_is_unchanged() -> None:
     assert status_unchanged(old, {"pool": "a", "conditions": [{**_cond("Ready", TRUE), "lastTransitionTime": "t2"}]})
     assert not status_unchanged(old, {"pool": "b", "conditions": old["conditions"]})
     assert not status_unchanged(old, {"conditions": [_cond("Ready", FALSE)]})
+
+
+def test_runner_ready_quotes_a_repeated_log_line_once_with_its_count() -> None:
+    log = "\n".join(
+        [
+            '{"time": "t1", "level": "INFO", "logger": "alertfilter.runner", "message": "starting"}',
+            *[
+                f'{{"time": "t{i}", "level": "WARNING", "logger": "alertfilter.runner", "message": "1/1 brokers are down"}}'
+                for i in range(40)
+            ],
+            "%3|rdkafka|FAIL| connection refused",
+            '{"time": "t9", "level": "ERROR", "logger": "alertfilter", "message": "stopped while waiting for the topics"}',
+        ]
+    )
+    assert log_tail(log) == (
+        "INFO starting | WARNING 1/1 brokers are down (x40) | %3|rdkafka|FAIL| connection refused"
+        " | ERROR stopped while waiting for the topics"
+    )
+    crashed = {
+        "metadata": {"name": "af-x-1"},
+        "status": {"containerStatuses": [{"lastState": {"terminated": {"exitCode": 3, "message": log}}}]},
+    }
+    problem = runner_pod_problem([crashed])
+    assert problem is not None and problem[1].count("brokers are down") == 1
