@@ -1,0 +1,251 @@
+"""The chart's alert rules and dashboard queries, checked by the real ``promtool`` (built from
+Prometheus's Go module by hack/build-promtool.sh) against metrics scraped from a running runner.
+
+The runner filters real alerts (some accepted, some capped, some in error) on a real broker; its
+``/metrics`` is scraped before and after, and the samples become promtool's input series with the
+labels the chart's PodMonitor gives them (job, namespace, pod, filter, pool). Every dashboard query
+must return data on them; the rules must pass ``promtool check rules``, stay quiet on this healthy
+runner, and fire on series made to break each one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.streams import RunnerProcess, encode_files, produce_values
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "alert-filter-operator"
+TARGET = {"job": "alertfilter-runner", "namespace": "science", "pod": "af-bright-5d8f-x2x", "filter": "bright"}
+TARGET |= {"pool": "pool-a", "instance": "10.244.1.7:8080"}
+#: What Grafana substitutes in the dashboard's queries, as a user who picked "All" sees it.
+GRAFANA_VARS = {"$namespace": ".*", "$pool": ".*", "$filter": ".*", "$__rate_interval": "5m"}
+FILTER = """
+def f(alert):
+    src = alert["diaSource"]
+    if src["detector"] % 7 == 0:
+        raise ValueError("a filter bug on some alerts")
+    return src["snr"] > 5
+"""
+
+
+def tool(script: str, name: str) -> str:
+    """The path a hack/ build script prints (it builds once, then answers at once)."""
+    r = subprocess.run(["bash", str(ROOT / "hack" / script)], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.fail(f"{name} is not available (hack/{script}): {r.stderr[-2000:]}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return tool("build-promtool.sh", "promtool")
+
+
+@pytest.fixture(scope="module")
+def rules() -> dict[str, Any]:
+    """The chart's PrometheusRule spec, rendered by helm with the defaults."""
+    helm = tool("build-helm.sh", "helm")
+    r = subprocess.run(
+        [helm, "template", "t", str(CHART), "--set", "monitoring.prometheusRule.enabled=true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (rule,) = [d for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "PrometheusRule"]
+    spec: dict[str, Any] = rule["spec"]
+    return spec
+
+
+def scrape(port: int) -> str:
+    body: bytes = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    return body.decode()
+
+
+@pytest.fixture(scope="module")
+def scrapes(kafka, alerts_dir, tmp_path_factory) -> tuple[str, str]:
+    """``/metrics`` of a runner before and after it filtered 20 real alerts and 3 undecodable values."""
+    from alertfilter_devstack.procs import free_port
+
+    tmp = tmp_path_factory.mktemp("mon")
+    _, values = encode_files([alerts_dir / "rubin-v10_0-real-20.avro"], tmp / "schemas")
+    inp, out = f"mon-{time.time_ns()}", f"mon-out-{time.time_ns()}"
+    produce_values(kafka.bootstrap, inp, [])
+    (tmp / "f.py").write_text(FILTER)
+    port = free_port()
+    r = RunnerProcess(kafka.bootstrap, inp, out, tmp / "f.py", tmp / "schemas", tmp / "run.log")
+    r.args[r.args.index("--metrics-port") + 1] = str(port)
+    r.args += ["--max-alerts-per-visit", "1"]
+    r.start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.3)
+        before = scrape(port)
+        produce_values(kafka.bootstrap, inp, [*values, b"\x00\x00\x00\x03\xe8garbage", b"junk", b"\x01"])
+        after = ""
+        # every alert processed, and the lag reported (librdkafka's statistics come every 5 s)
+        while time.monotonic() < deadline and not (
+            "alertfilter_alerts_consumed_total 23.0" in after and "alertfilter_consumer_lag{" in after
+        ):
+            time.sleep(0.5)
+            after = scrape(port)
+        assert "alertfilter_alerts_consumed_total 23.0" in after, r.log()
+        return before, after
+    finally:
+        r.kill()
+        r.wait(30)
+
+
+def series(text: str) -> dict[str, float]:
+    """``{'name{labels}': value}`` of an exposition, with the PodMonitor's target labels added."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.endswith("_created"):
+                continue
+            labels = {**s.labels, **TARGET}
+            body = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            out[f"{s.name}{{{body}}}"] = s.value
+    return out
+
+
+def input_series(before: str, after: str, minutes: int = 30) -> list[dict[str, str]]:
+    """promtool input series, one sample a minute: ``before`` at 0, ``after`` from 1m on; ``up`` is 1."""
+    b, a = series(before), series(after)
+    out = [{"series": name, "values": f"{b.get(name, 0):g} {v:g}x{minutes}"} for name, v in a.items()]
+    up = ",".join(f'{k}="{v}"' for k, v in sorted(TARGET.items()))
+    out.append({"series": f"up{{{up}}}", "values": f"1x{minutes}"})
+    # The mirror's series, named as Strimzi's MirrorMaker 2 example metrics expose them (no real
+    # MirrorMaker 2 here): the dashboard's mirror panel must read them per pool.
+    out.append(
+        {
+            "series": 'kafka_connect_mirror_source_connector_replication_latency_ms_max{pool="pool-a"}',
+            "values": f"250x{minutes}",
+        }
+    )
+    out.append(
+        {"series": 'kafka_consumer_fetch_manager_records_lag{pool="pool-a",topic="alerts"}', "values": f"12x{minutes}"}
+    )
+    return out
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    dash = json.loads((CHART / "dashboards" / "alertfilter.json").read_text())
+    out = []
+    for p in dash["panels"]:
+        for t in p.get("targets", []):
+            expr = t["expr"]
+            for k, v in GRAFANA_VARS.items():
+                expr = expr.replace(k, v)
+            out.append((f"{p['title']} [{t['refId']}]", expr))
+    for v in dash["templating"]["list"]:  # label_values(METRIC{...}, LABEL): Grafana's, as PromQL
+        m = re.fullmatch(r"label_values\((.+), (\w+)\)", v.get("definition", ""))
+        if m:
+            expr = m.group(1)
+            for k, val in GRAFANA_VARS.items():
+                expr = expr.replace(k, val)
+            out.append((f"variable {v['name']}", f"count by ({m.group(2)}) ({expr})"))
+    return out
+
+
+def run_promtool(promtool: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool, *args], capture_output=True, text=True, cwd=tmp, check=False)
+
+
+def test_the_runners_metrics_pass_promtools_lint(promtool, scrapes, tmp_path):
+    r = subprocess.run([promtool, "check", "metrics"], input=scrapes[1], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_dashboard_query_returns_data_on_the_runners_metrics(promtool, scrapes, tmp_path):
+    queries = dashboard_queries()
+    assert len(queries) >= 14
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": input_series(*scrapes),
+            "promql_expr_test": [
+                {"expr": f"count({expr}) > bool 0", "eval_time": "4m", "exp_samples": [{"labels": "{}", "value": 1}]}
+                for _, expr in queries
+            ],
+        }
+    ]
+    (tmp_path / "empty.yaml").write_text("groups: []\n")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"rule_files": ["empty.yaml"], "tests": tests}))
+    r = run_promtool(promtool, tmp_path, "test", "rules", "t.yaml")
+    if r.returncode != 0:  # name the panels whose query returned nothing
+        said = (r.stdout + r.stderr).replace('\\"', '"')
+        empty = [t for t, e in queries if f"count({e}) > bool 0" in said]
+        pytest.fail(f"queries without data: {empty}\n{r.stdout[-4000:]}{r.stderr[-2000:]}")
+
+
+def test_the_rules_pass_promtool_check(promtool, rules, tmp_path):
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    r = run_promtool(promtool, tmp_path, "check", "rules", "rules.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 4 rules found" in r.stdout
+
+
+def _labels(extra: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted({**TARGET, **extra}.items()))
+
+
+def test_the_rules_are_quiet_on_a_healthy_runner_and_fire_on_each_fault(promtool, rules, scrapes, tmp_path):
+    for g in rules["groups"]:  # annotations hold $value: compare the alerts by their labels
+        for rule in g["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    names = [r["alert"] for g in rules["groups"] for r in g["rules"]]
+    healthy = {
+        "interval": "1m",
+        "input_series": input_series(*scrapes),
+        "alert_rule_test": [{"eval_time": "25m", "alertname": n, "exp_alerts": []} for n in names],
+    }
+    who = {"namespace": "science", "pool": "pool-a", "filter": "bright", "severity": "warning"}
+    faults = {
+        "interval": "1m",
+        "input_series": [
+            {"series": f"up{{{_labels({})}}}", "values": "1 1 0x20"},
+            {
+                "series": f"alertfilter_consumer_lag{{{_labels({'topic': 'alerts', 'partition': '0'})}}}",
+                "values": "0+200x40",
+            },
+            {"series": f"alertfilter_dead_letters_total{{{_labels({})}}}", "values": "0+180x40"},
+            {"series": f"alertfilter_errors_total{{{_labels({'reason': 'filter-timeout'})}}}", "values": "0+6x40"},
+            {"series": f"alertfilter_errors_total{{{_labels({'reason': 'filter-exception'})}}}", "values": "0+60x40"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "AlertFilterRunnerDown", "exp_alerts": []},  # down 3 min: not yet
+            {
+                "eval_time": "9m",
+                "alertname": "AlertFilterRunnerDown",
+                "exp_alerts": [{"exp_labels": {**who, "pod": TARGET["pod"]}}],
+            },
+            {"eval_time": "12m", "alertname": "AlertFilterLagGrowing", "exp_alerts": []},  # growing, not yet 10 min
+            {"eval_time": "30m", "alertname": "AlertFilterLagGrowing", "exp_alerts": [{"exp_labels": who}]},
+            {"eval_time": "15m", "alertname": "AlertFilterDeadLetters", "exp_alerts": [{"exp_labels": who}]},
+            {
+                "eval_time": "15m",
+                "alertname": "AlertFilterTrippingLimits",
+                "exp_alerts": [{"exp_labels": {**who, "reason": "filter-timeout"}}],
+            },
+        ],
+    }
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "tests": [healthy, faults]}))
+    r = run_promtool(promtool, tmp_path, "test", "rules", "t.yaml")
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
