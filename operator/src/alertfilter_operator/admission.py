@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from .contract import claims_of, output_topic_problem, pool_change_problem
+from .contract import claims_of, name_prefix, output_topic_problem, pool_change_problem
 from .kube import Kube
 from .state import State
 
@@ -18,8 +18,7 @@ def prefix_namespace(kube: Kube, namespace: str, spec: Mapping[str, Any]) -> lis
     """``[<prefix>]`` when ``spec.output.topic`` is ``<prefix>.<...>`` and ``<prefix>`` is another
     namespace that exists, else ``[]``: the one namespace the prefix rule needs (a GET, not a list
     of every namespace, which the chart's RBAC does not grant)."""
-    topic = ((spec.get("output") or {}).get("topic")) or ""
-    prefix = topic.split(".", 1)[0] if "." in topic else ""
+    prefix = name_prefix(((spec.get("output") or {}).get("topic")) or "")
     return [prefix] if prefix and prefix != namespace and kube.get("Namespace", prefix) else []
 
 
@@ -42,6 +41,16 @@ def validate_contract(
     state: State | None = memo.get("state")
     if state is None or not namespace or not name:
         return  # not started yet: the reconciler checks the same
+    old_spec: Mapping[str, Any] = (old.get("spec") or {}) if old is not None else {}
+    topic_changed = old is None or (old_spec.get("output") or {}).get("topic") != (spec.get("output") or {}).get(
+        "topic"
+    )
+    pool_changed = old is not None and old_spec.get("pool") != spec.get("pool")
+    if not topic_changed and not pool_changed:
+        # Every other update (the operator's finalizer, annotations, a source edit) is let
+        # through: a rule that a namespace or filter created since would now trigger must never
+        # hold a running filter's updates, or its deletion.
+        return
     kube = state.kube
     claims = claims_of(
         kube.list("AlertFilter"),
@@ -49,8 +58,8 @@ def validate_contract(
         prefix_namespace(kube, namespace, spec),
         exclude=(namespace, name),
     )
-    problem = output_topic_problem(namespace, name, dict(spec), claims)
-    if problem is None and old:
+    problem = output_topic_problem(namespace, name, dict(spec), claims) if topic_changed else None
+    if problem is None and old and pool_changed:
         old_pool = (old.get("spec") or {}).get("pool")
         problem = pool_change_problem(old_pool, spec.get("pool"), (old.get("status") or {}).get("pool"))
     if problem:

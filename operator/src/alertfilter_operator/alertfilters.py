@@ -37,6 +37,7 @@ from .naming import (
     TOPIC_KEY_LABEL,
     credentials_secret_name,
     is_dns_subdomain,
+    output_topic,
     runner_name,
     topic_key,
     topic_resource_name,
@@ -200,10 +201,12 @@ def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: Po
 
 
 def _refuse(st: StatusUpdate, reason: str, message: str) -> None:
-    """Say in TopicReady, RunnerReady and Ready why nothing of the filter runs, and write."""
-    st.set("TopicReady", FALSE, reason, message)
+    """Say in RunnerReady (and TopicReady when a topic is the cause) and Ready why nothing of the
+    filter runs, and write."""
+    if reason == "TopicConflict" or message.startswith(("KafkaTopic", "topic ")):
+        st.set("TopicReady", FALSE, reason, message)
     st.set("RunnerReady", FALSE, reason, f"no runner: {message}")
-    st.set_ready(READY_PARTS, READY_MESSAGE)
+    st.set("Ready", FALSE, reason, message)
     st.write()
 
 
@@ -252,8 +255,15 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
         st.set("SourceValid", TRUE, "Valid", what)
 
         placed = (body.get("status") or {}).get("pool")
+        # claimed: it was placed with this very topic (the topic cannot change), so rules that a
+        # namespace or filter created since would trigger do not strand it
+        names = (body.get("status") or {}).get("names") or {}
+        claimed = bool(placed) and names.get("outputTopic") == output_topic(ns, name, spec.output.topic)
         for reason, problem in (
-            ("TopicConflict", output_topic_problem(ns, name, spec_raw, _static_claims(state, ns, spec_raw))),
+            (
+                "TopicConflict",
+                output_topic_problem(ns, name, spec_raw, _static_claims(state, ns, spec_raw), claimed),
+            ),
             ("PoolChangeRefused", pool_change_problem(placed, spec.pool, placed)),
         ):
             if problem:

@@ -38,8 +38,15 @@ INTERNAL_NAMES = frozenset({"heartbeats"})
 
 
 def collision_key(topic: str) -> str:
-    """``topic`` as Kafka compares names for collisions: ``.`` and ``_`` are the same character."""
-    return topic.replace(".", "_")
+    """``topic`` as these rules compare names: ``.`` and ``_`` alike (Kafka refuses the second of
+    such a pair, their metric names collide) and case folded (``Science.x`` would pass for ``science.x``)."""
+    return topic.replace(".", "_").lower()
+
+
+def name_prefix(topic: str) -> str | None:
+    """The part of ``topic`` before its first ``.`` or ``_``, lower case; None when it has neither."""
+    parts = re.split(r"[._]", topic, maxsplit=1)
+    return parts[0].lower() if len(parts) == 2 else None
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,15 @@ def _kafka_problem(topic: str) -> str | None:
     return None
 
 
-def output_topic_problem(namespace: str, name: str, spec: Mapping[str, Any], claims: Claims) -> str | None:
+def output_topic_problem(
+    namespace: str, name: str, spec: Mapping[str, Any], claims: Claims, claimed: bool = False
+) -> str | None:
     """Why the filter may not have its output topic, or None when it may.
+
+    Args:
+        claimed: the filter holds the topic already (it was admitted and its topic made): only the
+            rules that never change are checked again, not those another object can come to
+            trigger later (a namespace or filter created since), which would strand a running filter.
 
     The answer names ``spec.output.topic`` and says what the topic collides with (never which
     other filter holds it: that is another tenant's business).
@@ -114,16 +128,18 @@ def output_topic_problem(namespace: str, name: str, spec: Mapping[str, Any], cla
     if problem:
         return f"spec.output.topic: {problem}"
     lowered = out.lower()
-    if out.endswith(DEAD_LETTER_SUFFIX):
+    if collision_key(out).endswith(collision_key(DEAD_LETTER_SUFFIX)):
         return f"{where}: names ending in {DEAD_LETTER_SUFFIX!r} are dead-letter topics"
     if lowered.startswith(INTERNAL_PREFIXES) or lowered.endswith(INTERNAL_SUFFIXES) or lowered in INTERNAL_NAMES:
         return f"{where}: {out!r} is an internal topic name of Kafka, MirrorMaker 2 or Strimzi"
     inputs = {collision_key(t) for t in claims.input_topics}
     if collision_key(out) in inputs or collision_key(dlq) in inputs:
         return f"{where}: {out!r} is (or collides with) a FilterPool's input topic"
-    prefix = out.split(".", 1)[0] if "." in out else None
+    if claimed:
+        return None
+    prefix = name_prefix(out)
     if custom and prefix is not None and prefix != namespace and prefix in claims.namespaces:
-        return f"{where}: names starting with '{prefix}.' belong to namespace {prefix!r}"
+        return f"{where}: names starting with '{prefix}.' (or '{prefix}_') belong to namespace {prefix!r}"
     if collision_key(out) in claims.taken or collision_key(dlq) in claims.taken:
         return (
             f"{where}: {out!r} (or its dead-letter topic {dlq!r}) is already the output or dead-letter "

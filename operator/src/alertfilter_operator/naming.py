@@ -88,8 +88,9 @@ def transactional_id_prefix(group: str) -> str:
 
 
 def topic_key(topic: str) -> str:
-    """A label value identifying ``topic`` as Kafka compares names (``.`` and ``_`` alike): a sha256 prefix."""
-    return hashlib.sha256(topic.replace(".", "_").encode()).hexdigest()[:40]
+    """A label value identifying ``topic`` as the contract compares names (``.`` and ``_`` alike, case
+    folded; ``contract.collision_key``): a sha256 prefix."""
+    return hashlib.sha256(topic.replace(".", "_").lower().encode()).hexdigest()[:40]
 
 
 def is_dns_subdomain(text: str) -> bool:

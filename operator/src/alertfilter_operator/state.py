@@ -4,6 +4,7 @@ configuration, per-object locks, and the placements decided but not yet seen in 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import Executor
@@ -13,6 +14,10 @@ from pathlib import Path
 from .config import OperatorConfig
 from .kube import Kube
 from .placement import FilterKey, Placement, PlacementIndex, merge_placements, snapshot
+
+#: How long a placement decision may wait for the watch stream to show it, s: the status write
+#: that confirms it takes well under a second; a filter deleted before that never confirms it.
+PENDING_TTL_S = 300.0
 
 
 @dataclass
@@ -34,6 +39,8 @@ class State:
     executor: Executor | None = None
     cert_dir: Path | None = None
     pending: dict[FilterKey, Placement] = field(default_factory=dict)
+    #: When each pending decision was first seen in the book (monotonic s).
+    pending_since: dict[FilterKey, float] = field(default_factory=dict)
     placement_lock: threading.Lock = field(default_factory=threading.Lock)
     #: Serialises the check that a topic is free with the writing of the KafkaTopic that takes it.
     claims_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,5 +55,17 @@ class State:
 
     def placement_book(self, index: PlacementIndex) -> Mapping[FilterKey, Placement]:
         """``{(namespace, name): (pool, runner pods)}`` of every placed filter: the index overlaid
-        with the pending decisions. Call with ``placement_lock`` held."""
+        with the pending decisions. Call with ``placement_lock`` held.
+
+        A pending decision the index has not confirmed within :data:`PENDING_TTL_S` is dropped: its
+        filter was deleted before its status was written (no delete handler ran for it), and it
+        must not hold a pool's room for ever."""
+        now = time.monotonic()
+        for key in [k for k in self.pending if k not in self.pending_since]:
+            self.pending_since[key] = now
+        for key, since in list(self.pending_since.items()):
+            if key not in self.pending:
+                del self.pending_since[key]
+            elif now - since > PENDING_TTL_S:
+                del self.pending[key], self.pending_since[key]
         return merge_placements(snapshot(index), self.pending)

@@ -184,10 +184,10 @@ def _ready(af: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def test_a_filter_admitted_without_the_webhook_cannot_take_another_s_topic(state: State, kube: FakeKube) -> None:
-    _reconcile(state, kube, _filter("victim"))
+    _reconcile(state, kube, _filter("victim", output={"topic": "bright.transients"}))
     victim_topic = kube.find("KafkaTopic", "af.sci.victim.output", "kafka-a")
     assert victim_topic is not None
-    claimer = _reconcile(state, kube, _filter("claimer", ns="evil", output={"topic": "sci_victim"}))
+    claimer = _reconcile(state, kube, _filter("claimer", ns="evil", output={"topic": "Bright_Transients"}))
     status, reason, message = _ready(claimer)
     assert (status, reason) == ("False", "NameConflict") and "held by another KafkaTopic" in message
     assert (
