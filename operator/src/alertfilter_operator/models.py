@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DEFAULT_MAX_ALERTS_PER_VISIT = 20
 #: Largest record a filter's topics take, bytes. Rubin alerts are 50-250 KB (DMTN-102).
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-#: Output retention: 7 days, ms.
+#: Output retention: 7 days, ms; at most 365 days.
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+MAX_RETENTION_MS = 365 * 24 * 3600 * 1000
 #: Filters per node: the original mini-broker ran 20-50 per m4.4xlarge (DMTN-028); 50 is the top.
 DEFAULT_FILTERS_PER_NODE = 50
 
@@ -139,7 +140,15 @@ class OutputSpec(_Model):
             },
         ),
     ] = None
-    partitions: Annotated[int, Field(description="Partitions of the output and dead-letter topics.", ge=1, le=1000)] = 1
+    partitions: Annotated[
+        int,
+        Field(
+            description="Partitions of the output and dead-letter topics (at most 100: a filter's output is at most "
+            "its cap per visit, and every partition costs the shared brokers).",
+            ge=1,
+            le=100,
+        ),
+    ] = 1
     replicas: Annotated[
         int | None,
         Field(
@@ -149,7 +158,12 @@ class OutputSpec(_Model):
         ),
     ] = None
     retentionMs: Annotated[
-        int, Field(description="How long accepted alerts are kept, ms (default 7 days).", ge=60_000)
+        int,
+        Field(
+            description="How long accepted alerts are kept, ms (default 7 days, at most 365 days: the pool's disks are shared).",
+            ge=60_000,
+            le=MAX_RETENTION_MS,
+        ),
     ] = DEFAULT_RETENTION_MS
     maxMessageBytes: Annotated[
         int,
