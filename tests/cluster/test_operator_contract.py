@@ -4,7 +4,10 @@ tests/unit/operator_tests/test_contract.py)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -140,3 +143,49 @@ def test_a_pool_being_deleted_says_so_and_so_do_filters_that_name_it(apiserver, 
     late = wait_condition(apiserver, "alertfilter", "late", namespace, "Ready", reason="Unschedulable")
     assert "is being deleted" in condition(late, "Ready")["message"]
     apiserver.kubectl("delete", "alertfilter", "tenant", "late", "-n", namespace, "--timeout=60s")
+
+
+def test_a_namespace_created_later_never_blocks_a_filter_s_edits_or_its_deletion(apiserver, operator, pool, namespace):
+    pname, _ = pool
+    later = f"later-{uuid.uuid4().hex[:6]}"
+    apply_json(apiserver, alertfilter("early", pool=pname, output={"topic": f"{later}.x"}), namespace)
+    _placed(apiserver, "early", namespace)
+    _namespace(apiserver, later)  # now a new filter could not take that name; this one keeps it
+    apply_json(
+        apiserver, alertfilter("early", pool=pname, output={"topic": f"{later}.x"}, maxAlertsPerVisit=5), namespace
+    )
+    apiserver.kubectl("delete", "alertfilter", "early", "-n", namespace, "--timeout=60s")
+    assert get(apiserver, "alertfilter", "early", namespace) is None
+
+
+def test_racing_creates_of_one_topic_leave_one_owner_and_no_orphan(apiserver, operator, pool):
+    pname, kns = pool
+    topic = f"race-{uuid.uuid4().hex[:6]}"
+    spaces = [_namespace(apiserver, f"r{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
+    variants = (topic, topic.upper(), topic)
+    with ThreadPoolExecutor(3) as pool_of_threads:  # three tenants apply at once
+        list(
+            pool_of_threads.map(
+                lambda nv: apply_json(
+                    apiserver, alertfilter("racer", pool=pname, output={"topic": nv[1]}), nv[0], check=False
+                ),
+                zip(spaces, variants, strict=True),
+            )
+        )
+    admitted = [ns for ns in spaces if get(apiserver, "alertfilter", "racer", ns)]
+    assert admitted
+
+    # every admitted filter is reconciled (its finalizer and status writes are not refused)...
+    def outcome(ns: str) -> str | None:
+        af = get(apiserver, "alertfilter", "racer", ns) or {}
+        if condition(af, "RunnerReady").get("reason") == "NameConflict":
+            return "conflict"
+        return "owner" if (af.get("status") or {}).get("names") else None
+
+    outcomes = [wait_for(functools.partial(outcome, ns), 90, f"{ns}/racer to be reconciled") for ns in admitted]
+    assert outcomes.count("owner") == 1, outcomes
+    # ...exactly one owns the topic, and deleting them all leaves no KafkaTopic or KafkaUser behind
+    for ns in admitted:
+        apiserver.kubectl("delete", "alertfilter", "racer", "-n", ns, "--timeout=60s")
+    left = json.loads(apiserver.kubectl("get", "kafkatopics,kafkausers", "-n", kns, "-o", "json").stdout)["items"]
+    assert not [o for o in left if (o["metadata"].get("labels") or {}).get("alerts.lsst.io/owner-name") == "racer"]
