@@ -139,6 +139,11 @@ def runner_pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     e.g. ("CrashLoopBackOff", "pod af-x-1: CrashLoopBackOff, exit code 2: .../filter.py:1:1: ..."); None
     when every container runs."""
     for pod in pods:
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                # e.g. "0/6 nodes are available: 2 Insufficient cpu": requests no node of the pool can hold
+                why = c.get("message") or c.get("reason") or "not scheduled"
+                return c.get("reason") or "Unschedulable", f"pod {pod['metadata']['name']}: {why}"
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting")
             last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated")

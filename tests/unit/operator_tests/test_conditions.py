@@ -141,3 +141,24 @@ def test_runner_ready_quotes_a_repeated_log_line_once_with_its_count() -> None:
     }
     problem = runner_pod_problem([crashed])
     assert problem is not None and problem[1].count("brokers are down") == 1
+
+
+def test_runner_ready_says_why_a_runner_pod_cannot_be_scheduled() -> None:
+    pending = {
+        "metadata": {"name": "af-big-1"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/6 nodes are available: 2 Insufficient cpu, 2 Insufficient memory.",
+                }
+            ],
+        },
+    }
+    assert runner_pod_problem([pending]) == (
+        "Unschedulable",
+        "pod af-big-1: 0/6 nodes are available: 2 Insufficient cpu, 2 Insufficient memory.",
+    )
