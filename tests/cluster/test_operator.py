@@ -7,10 +7,7 @@ import base64
 import json
 from typing import Any
 
-import pytest
-
 from .operator_harness import (
-    OperatorProcess,
     alertfilter,
     apply_json,
     condition,
@@ -22,18 +19,6 @@ from .operator_harness import (
 )
 
 BAD_SOURCE = "def f(alert):\n    return alert['diaSource'['snr'] > 5\n"
-
-
-@pytest.fixture(scope="module")
-def operator(apiserver, tmp_path_factory):
-    op = OperatorProcess(apiserver, tmp_path_factory.mktemp("operator")).start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture
-def pool(apiserver, operator):
-    return make_pool(apiserver)
 
 
 def children(apiserver, ns: str, kns: str, name: str) -> dict[str, Any]:

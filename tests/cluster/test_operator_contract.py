@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from .operator_harness import (
-    OperatorProcess,
     alertfilter,
     apply_json,
     condition,
@@ -22,18 +21,6 @@ from .operator_harness import (
     wait_condition,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def operator(apiserver, tmp_path_factory):
-    op = OperatorProcess(apiserver, tmp_path_factory.mktemp("operator")).start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture
-def pool(apiserver, operator):
-    return make_pool(apiserver)
 
 
 def _namespace(apiserver, name: str) -> str:

@@ -37,3 +37,18 @@ def pool() -> PoolInfo:
 @pytest.fixture
 def ref() -> FilterRef:
     return filter_ref()
+
+
+def pool_body(name: str = "pool-a", **overrides: Any) -> dict[str, Any]:
+    """A FilterPool as the API returns it (see :func:`pool_spec`)."""
+    return {
+        "apiVersion": "alerts.lsst.io/v1alpha1",
+        "kind": "FilterPool",
+        "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1},
+        "spec": pool_spec(**overrides).model_dump(by_alias=True),
+    }
+
+
+def namespace_body(name: str) -> dict[str, Any]:
+    """A Namespace as the API returns it."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}

@@ -20,7 +20,7 @@ from alertfilter_operator.models import AlertFilterSpec
 from alertfilter_operator.ownership import NameConflict, apply_owned, conflict
 from alertfilter_operator.state import State
 
-from .conftest import SOURCE, pool_spec
+from .conftest import SOURCE, namespace_body, pool_body
 from .fake_kube import FakeKube
 
 LOG = logging.getLogger("test")
@@ -154,16 +154,7 @@ def _filter(name: str, ns: str = "sci", **spec: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def kube() -> FakeKube:
-    pool = {
-        "apiVersion": "alerts.lsst.io/v1alpha1",
-        "kind": "FilterPool",
-        "metadata": {"name": "pool-a", "uid": "uid-pool-a", "generation": 1},
-        "spec": pool_spec().model_dump(by_alias=True),
-    }
-    namespaces = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in ("kafka-a", "sci", "evil")
-    ]
-    return FakeKube([pool, *namespaces])
+    return FakeKube([pool_body(), *(namespace_body(n) for n in ("kafka-a", "sci", "evil"))])
 
 
 @pytest.fixture

@@ -19,25 +19,15 @@ from alertfilter_operator.config import OperatorConfig
 from alertfilter_operator.contract import Claims, output_topic_problem
 from alertfilter_operator.state import State
 
-from .conftest import SOURCE, pool_spec
+from .conftest import SOURCE, namespace_body, pool_body
 from .fake_kube import FakeKube
 
 LOG = logging.getLogger("test")
 
 
-def _ns(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-
-
 @pytest.fixture
 def kube() -> FakeKube:
-    pool = {
-        "apiVersion": "alerts.lsst.io/v1alpha1",
-        "kind": "FilterPool",
-        "metadata": {"name": "pool-a", "uid": "uid-pool-a", "generation": 1},
-        "spec": pool_spec().model_dump(by_alias=True),
-    }
-    return FakeKube([pool, _ns("kafka-a"), _ns("evil"), _ns("science")])
+    return FakeKube([pool_body(), *(namespace_body(n) for n in ("kafka-a", "evil", "science"))])
 
 
 @pytest.fixture
@@ -58,7 +48,7 @@ def _check(memo: kopf.Memo, spec: dict[str, Any], old: kopf.Body | None = None) 
 def test_an_update_that_keeps_the_topic_and_pool_is_never_refused(memo: kopf.Memo, kube: FakeKube) -> None:
     spec = {"source": SOURCE, "output": {"topic": "future-ns.x"}, "pool": "pool-a"}
     _check(memo, spec)  # admitted: no namespace future-ns yet
-    kube.put(_ns("future-ns"))
+    kube.put(namespace_body("future-ns"))
     with pytest.raises(kopf.AdmissionError, match="belong to namespace 'future-ns'"):
         _check(memo, spec)  # a new filter of that topic would be refused now...
     # ...but the admitted one's own updates (kopf's finalizer, a source edit, its deletion) pass
@@ -82,7 +72,7 @@ def test_a_running_filter_is_not_stranded_by_a_namespace_created_later(kube: Fak
     kube.put(body)
     with contextlib.suppress(kopf.TemporaryError):  # waiting for the KafkaUser's password: fine here
         alertfilters.reconcile(state, body, LOG, {})
-    kube.put(_ns("future-ns"))
+    kube.put(namespace_body("future-ns"))
     with contextlib.suppress(kopf.TemporaryError):
         alertfilters.reconcile(state, body, LOG, {})
     af = kube.find("AlertFilter", "x", "evil") or {}
