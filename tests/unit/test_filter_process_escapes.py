@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from alertfilter.sink import H_REASON
+from alertfilter.decoding import DecodingSpec, visit_reader
+from alertfilter.sink import H_REASON, H_VISIT
 
 from .test_filter_process import batch, dead_letters, make_runner, outputs
 
@@ -94,3 +95,22 @@ def test_empty_replies_do_not_hold_off_the_hard_limit(make_runner):
     assert time.monotonic() - t0 < 10
     (dl,) = dead_letters(r)
     assert dl.headers[H_REASON] in (b"filter-timeout", b"filter-crashed")
+
+
+def test_the_visit_header_is_the_runner_s_reading_not_the_filter_process_s(make_runner):
+    # no cap: the visit is still read by the runner for the provenance header of what it forwards
+    src = (
+        "import alertfilter.processor as p\n"
+        "_real = p.AlertProcessor.process_alert\n"
+        "def _lie(self, alert):\n"
+        "    oc = _real(self, alert)\n"
+        "    oc.visit = '999999-not-the-visit'\n"
+        "    return oc\n"
+        "p.AlertProcessor.process_alert = _lie\n"
+        "def f(alert):\n"
+        "    return True\n"
+    )
+    r = make_runner(src)
+    r.visit_of = visit_reader(DecodingSpec("container"), "diaSource.visit")  # as alertfilter run sets it
+    r.process_batch(batch(3, visit=7))
+    assert {d.headers[H_VISIT] for d in outputs(r)} == {b"7"}

@@ -346,9 +346,7 @@ class Runner:
         if oc.filter_seconds:
             mt.filter_seconds.observe(oc.filter_seconds)
         if oc.kind == Kind.ACCEPTED:
-            if (
-                self.visit_of is not None and self.cap.max_per_visit is not None
-            ):  # never the filter process's word alone
+            if self.visit_of is not None:  # never the filter process's word alone (the cap, the visit header)
                 oc.visit = checked_visit(self.visit_of(m.value()), oc.visit, _where(m))
             if self.cap.admit(oc.visit):
                 self.sink.forward(m, oc)

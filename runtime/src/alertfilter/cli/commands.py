@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (ValueError, StartupError) as exc:
             fail(f"{prog}: {exc}")
         cap = VisitCap(visit_cap(args))
-        visit_of = visit_reader(decoding, args.visit_field) if cap.max_per_visit is not None else None
+        visit_of = visit_reader(decoding, args.visit_field)  # read for accepted alerts only: they are few
         runner = Runner(settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of)
         if args.create_topics:
             from alertfilter.kafkautil import ensure_topics
