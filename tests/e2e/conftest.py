@@ -131,6 +131,19 @@ def read(bootstrap: str, topic: str, start: int = 0) -> list:
     return out
 
 
+def end_offset(bootstrap: str, topic: str) -> int:
+    """The end offset of a one-partition ``topic`` (0 when it does not exist). Not the count of what
+    ``read`` gives: records before the log start (the demo drops earlier ones) are gone."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-{time.time_ns()}", "log_level": 3})
+    try:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return 0
+        return int(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+    finally:
+        c.close()
+
+
 def produce_batch(st, alerts_dir: Path, copies: int, first_visit: int, per_visit: int = 60, first_id: int = 0):
     """Produce the real alerts ``copies`` times to the central broker, ``per_visit`` per visit, with
     visit ids from ``first_visit`` and alert ids from ``first_id`` (default ``first_visit * 1000``)."""

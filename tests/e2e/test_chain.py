@@ -21,7 +21,7 @@ from confluent_kafka import Consumer
 
 from alertfilter.codecs import read_container
 
-from .conftest import condition, consumed, produce_batch, read, runner_pods, wait_for
+from .conftest import condition, consumed, end_offset, produce_batch, read, runner_pods, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MAG20_NJY = 10 ** ((31.4 - 20) / 2.5)
@@ -166,9 +166,9 @@ def test_editing_a_filter_rolls_its_pod_and_keeps_its_topic(devstack, ns, alerts
              and not (now & old_pods), 240, "the runner pod to roll")
     wait_for(lambda: condition(cp, ns, "bright-significant", "Ready").get("status") == "True", 120,
              "the edited filter to be Ready")
-    start = len(read(pool, "alerts"))
+    start = end_offset(pool, "alerts")
     res = produce_batch(st, alerts_dir, copies=5, first_visit=2000)
-    wait_for(lambda: len(read(pool, "alerts")) >= start + res.alerts, 240, "the mirror")
+    wait_for(lambda: end_offset(pool, "alerts") >= start + res.alerts, 240, "the mirror")
     wait_for(lambda: consumed(cp, ns, "bright-significant") >= res.alerts, 300, "the new runner to consume the new alerts")
     new_stream = decode([m.value() for m in read(pool, "alerts", start)], schema)
     after = ids_of(read(pool, f"{ns}.bright-significant"), schema)
