@@ -40,11 +40,14 @@ def test_another_filter_s_topic_the_input_and_internal_topics_are_refused_at_app
     pname, _ = pool
     victim_ns = _namespace(apiserver, f"v-{uuid.uuid4().hex[:6]}")
     evil_ns = _namespace(apiserver, f"e-{uuid.uuid4().hex[:6]}")
+    shared = f"t{uuid.uuid4().hex[:6]}.victim"  # a custom topic outside any namespace's names
     apply_json(apiserver, alertfilter("victim", pool=pname), victim_ns)
+    apply_json(apiserver, alertfilter("victim2", pool=pname, output={"topic": shared}), victim_ns)
     _placed(apiserver, "victim", victim_ns)
     for topic, words in [
         (f"{victim_ns}.victim", f"belong to namespace '{victim_ns}'"),
-        (f"{victim_ns}_victim", "already the output or dead-letter topic of another AlertFilter"),
+        (f"{victim_ns}_victim", f"belong to namespace '{victim_ns}'"),  # '_' counts as '.'
+        (shared.replace(".", "_").upper(), "already the output or dead-letter topic of another AlertFilter"),
         ("alerts", "input topic"),
         ("__consumer_offsets", "internal topic"),
         ("mine.deadletter", "dead-letter topics"),
