@@ -7,125 +7,74 @@ the operator parses every resource it reconciles with them. Field descriptions b
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-#: The original design's cap: 20 alerts per visit per filter (DMTN-028).
-DEFAULT_MAX_ALERTS_PER_VISIT = 20
-#: Largest record a filter's topics take, bytes. Rubin alerts are 50-250 KB (DMTN-102).
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-#: Output retention: 7 days, ms; at most 365 days.
-DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
-MAX_RETENTION_MS = 365 * 24 * 3600 * 1000
-#: Filters per node: the original mini-broker ran 20-50 per m4.4xlarge (DMTN-028); 50 is the top.
-DEFAULT_FILTERS_PER_NODE = 50
+from .crd_common import (
+    DEFAULT_FILTERS_PER_NODE,
+    DEFAULT_MAX_ALERTS_PER_VISIT,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_RETENTION_MS,
+    DNS_LABEL,
+    FIELD_PATH,
+    FILTER_NAME_MAX,
+    KAFKA_TOPIC_MAX,
+    MAX_RETENTION_MS,
+    MAX_SOURCE_BYTES,
+    OUTPUT_TOPIC_MAX,
+    PY_IDENTIFIER,
+    QUANTITY,
+    TOPIC_NAME,
+    Condition,
+    Conditions,
+    CrdModel,
+    ResourceList,
+    Resources,
+    Toleration,
+    cel,
+)
+from .pool_models import Capacity, FilterPoolSpec, FilterPoolStatus, Mirror, PoolKafka, Storage, pool_kafka_name
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-#: Longest AlertFilter name: a DNS label (see ``naming.py`` for why).
-FILTER_NAME_MAX = 63
-TOPIC_NAME = r"^[a-zA-Z0-9._-]{1,249}$"
-#: Kafka's longest topic name (``org.apache.kafka.common.internals.Topic``), and the longest output
-#: topic: its dead-letter topic is ``<output>.deadletter`` (11 characters more).
-KAFKA_TOPIC_MAX = 249
-OUTPUT_TOPIC_MAX = KAFKA_TOPIC_MAX - len(".deadletter")
-FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|E|Ei|P|Pi)?$"
-#: Largest filter source, bytes of UTF-8. ``kubectl apply`` keeps a copy of the whole object in an
-#: annotation, and all annotations together may hold 256 KiB: half of that leaves room for the
-#: copy's JSON escapes and the rest of the object. (kopf's own record of the spec keeps only the
-#: source's hash: see ``handlers.configure``.)
-MAX_SOURCE_BYTES = 128 * 1024
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
-    v: dict[str, Any] = {"rule": rule, "message": message}
-    if field_path:
-        v["fieldPath"] = field_path
-    return v
-
-
-# --- shared ------------------------------------------------------------------------------------
-class ResourceList(_Model):
-    """CPU and memory quantities."""
-
-    cpu: Annotated[str | None, Field(description="CPU, as a Kubernetes quantity (e.g. 250m).", pattern=QUANTITY)] = None
-    memory: Annotated[
-        str | None, Field(description="Memory, as a Kubernetes quantity (e.g. 512Mi).", pattern=QUANTITY)
-    ] = None
-
-
-class Resources(_Model):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.requests) || !has(self.limits) || !has(self.requests.memory) || !has(self.limits.memory) || "
-                    "quantity(self.limits.memory).compareTo(quantity(self.requests.memory)) >= 0",
-                    "limits.memory must be at least requests.memory",
-                ),
-                _cel(
-                    "!has(self.requests) || !has(self.limits) || !has(self.requests.cpu) || !has(self.limits.cpu) || "
-                    "quantity(self.limits.cpu).compareTo(quantity(self.requests.cpu)) >= 0",
-                    "limits.cpu must be at least requests.cpu",
-                ),
-            ]
-        },
-    )
-    requests: Annotated[ResourceList | None, Field(description="Resources reserved for each filter-runner pod.")] = None
-    limits: Annotated[ResourceList | None, Field(description="Most each filter-runner pod may use.")] = None
-
-
-class Toleration(_Model):
-    """A toleration of a node taint (the Kubernetes Toleration shape)."""
-
-    key: Annotated[str | None, Field(description="Taint key the toleration applies to.")] = None
-    operator: Annotated[Literal["Exists", "Equal"] | None, Field(description="Exists or Equal (default Equal).")] = None
-    value: Annotated[str | None, Field(description="Taint value to match with operator Equal.")] = None
-    effect: Annotated[
-        Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None,
-        Field(description="Taint effect to match; empty matches all."),
-    ] = None
-    tolerationSeconds: Annotated[
-        int | None, Field(description="For NoExecute: how long the pod stays bound after the taint appears, s.", ge=0)
-    ] = None
-
-
-class Condition(_Model):
-    """One status condition (Kubernetes API conventions)."""
-
-    type: Annotated[
-        str,
-        Field(
-            description="Condition type: SourceValid, TopicReady, RunnerReady, Ready (AlertFilter); KafkaReady, MirrorReady, Ready (FilterPool)."
-        ),
-    ]
-    status: Annotated[Literal["True", "False", "Unknown"], Field(description="True, False or Unknown.")]
-    reason: Annotated[str, Field(description="One-word CamelCase reason for the condition's last transition.")] = ""
-    message: Annotated[str, Field(description="Human-readable detail.")] = ""
-    lastTransitionTime: Annotated[str | None, Field(description="When the status last changed (RFC 3339).")] = None
-    observedGeneration: Annotated[
-        int | None, Field(description="The .metadata.generation the condition was set for.")
-    ] = None
-
-
-Conditions = Annotated[
-    list[Condition],
-    Field(
-        description="The resource's status conditions, one per type (Kubernetes API conventions).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    ),
+__all__ = [
+    "DEFAULT_FILTERS_PER_NODE",
+    "DEFAULT_MAX_ALERTS_PER_VISIT",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_RETENTION_MS",
+    "DNS_LABEL",
+    "FIELD_PATH",
+    "FILTER_NAME_MAX",
+    "KAFKA_TOPIC_MAX",
+    "MAX_RETENTION_MS",
+    "MAX_SOURCE_BYTES",
+    "OUTPUT_TOPIC_MAX",
+    "PY_IDENTIFIER",
+    "QUANTITY",
+    "TOPIC_NAME",
+    "AlertFilterSpec",
+    "AlertFilterStatus",
+    "Capacity",
+    "Condition",
+    "Conditions",
+    "CrdModel",
+    "FilterPoolSpec",
+    "FilterPoolStatus",
+    "Mirror",
+    "OutputSpec",
+    "OwnedNames",
+    "PoolKafka",
+    "ResourceList",
+    "Resources",
+    "SourceError",
+    "Storage",
+    "Toleration",
+    "cel",
+    "pool_kafka_name",
 ]
 
 
 # --- AlertFilter ---------------------------------------------------------------------------------
-class OutputSpec(_Model):
+class OutputSpec(CrdModel):
     topic: Annotated[
         str | None,
         Field(
@@ -136,7 +85,7 @@ class OutputSpec(_Model):
             pattern=TOPIC_NAME,
             max_length=OUTPUT_TOPIC_MAX,
             json_schema_extra={
-                "x-kubernetes-validations": [_cel("self != '.' && self != '..'", "'.' and '..' are not topic names")]
+                "x-kubernetes-validations": [cel("self != '.' && self != '..'", "'.' and '..' are not topic names")]
             },
         ),
     ] = None
@@ -175,24 +124,24 @@ class OutputSpec(_Model):
     ] = DEFAULT_MAX_MESSAGE_BYTES
 
 
-class AlertFilterSpec(_Model):
+class AlertFilterSpec(CrdModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "x-kubernetes-validations": [
-                _cel(
+                cel(
                     "!has(self.entrypoint) || self.source.contains(self.entrypoint)",
                     "spec.entrypoint must name a class or function defined in spec.source",
                     ".entrypoint",
                 ),
-                _cel(
+                cel(
                     "(has(oldSelf.output) && has(oldSelf.output.topic)) == (has(self.output) && has(self.output.topic)) && "
                     "(!has(self.output) || !has(self.output.topic) || self.output.topic == oldSelf.output.topic)",
                     "spec.output.topic cannot change: the old topic and its data would be left behind; "
                     "create a new AlertFilter instead",
                     ".output.topic",
                 ),
-                _cel(
+                cel(
                     f"size(bytes(self.source)) <= {MAX_SOURCE_BYTES}",
                     f"spec.source must be at most {MAX_SOURCE_BYTES} bytes (UTF-8)",
                     ".source",
@@ -287,7 +236,7 @@ class AlertFilterSpec(_Model):
         return source
 
 
-class SourceError(_Model):
+class SourceError(CrdModel):
     """Where and why spec.source fails to load."""
 
     line: Annotated[int, Field(description="1-based line of the error in spec.source.")]
@@ -295,7 +244,7 @@ class SourceError(_Model):
     message: Annotated[str, Field(description="What is wrong.")]
 
 
-class OwnedNames(_Model):
+class OwnedNames(CrdModel):
     """The names an AlertFilter owns (``naming.py``): collision-free across namespaces."""
 
     outputTopic: Annotated[str, Field(description="The output topic.")]
@@ -311,10 +260,10 @@ class OwnedNames(_Model):
     credentialsSecret: Annotated[str, Field(description="The Secret holding the runner's Kafka password.")]
 
 
-class AlertFilterStatus(_Model):
+class AlertFilterStatus(CrdModel):
     model_config = ConfigDict(extra="allow")
     observedGeneration: Annotated[int | None, Field(description="The .metadata.generation the status reflects.")] = None
-    conditions: Conditions = []
+    conditions: Conditions = []  # noqa: RUF012 - a pydantic field (copied per instance), as in its own base module
     pool: Annotated[str | None, Field(description="The FilterPool the filter runs in.")] = None
     inputTopic: Annotated[str | None, Field(description="The mirrored full-stream topic the runner reads.")] = None
     outputTopic: Annotated[str | None, Field(description="The topic accepted alerts are written to.")] = None
@@ -337,122 +286,3 @@ class AlertFilterStatus(_Model):
     sourceError: Annotated[SourceError | None, Field(description="Where spec.source fails to load, when it does.")] = (
         None
     )
-
-
-# --- FilterPool ----------------------------------------------------------------------------------
-class Capacity(_Model):
-    nodes: Annotated[int, Field(description="Nodes in the pool.", ge=1, le=10_000)] = 1
-    filtersPerNode: Annotated[
-        int,
-        Field(
-            description="Filter-runner pods per node (default 50; the original design ran 20-50 per m4.4xlarge).",
-            ge=1,
-            le=500,
-        ),
-    ] = DEFAULT_FILTERS_PER_NODE
-
-
-class Storage(_Model):
-    """Storage of the pool-local brokers (Strimzi's storage shapes)."""
-
-    type: Annotated[
-        Literal["persistent-claim", "ephemeral"], Field(description="Strimzi storage type of the pool-local brokers.")
-    ] = "persistent-claim"
-    size: Annotated[str | None, Field(description="Volume size per broker (e.g. 500Gi).", pattern=QUANTITY)] = "100Gi"
-    storageClass: Annotated[
-        str | None, Field(description="StorageClass of the volumes; default: the cluster's default.", alias="class")
-    ] = None
-    deleteClaim: Annotated[bool, Field(description="Delete the volumes when the pool is deleted.")] = False
-
-
-class PoolKafka(_Model):
-    clusterName: Annotated[
-        str | None,
-        Field(
-            description="Name of the pool-local Strimzi Kafka. Default: <pool>-kafka.", pattern=DNS_LABEL, max_length=50
-        ),
-    ] = None
-    namespace: Annotated[
-        str,
-        Field(
-            description="Namespace of the pool-local Kafka, its topics, users and mirror.",
-            pattern=DNS_LABEL,
-            max_length=63,
-        ),
-    ] = "kafka"
-    replicas: Annotated[
-        int, Field(description="Brokers of the pool-local Kafka (combined broker/controller, KRaft).", ge=1, le=15)
-    ] = 3
-    authentication: Annotated[
-        Literal["scram-sha-512", "none"],
-        Field(
-            description="Client authentication of the pool-local Kafka: scram-sha-512 (a KafkaUser with ACLs per filter) "
-            "or none (development only)."
-        ),
-    ] = "scram-sha-512"
-    storage: Annotated[Storage, Field(description="Broker storage.", default_factory=Storage)]
-    resources: Annotated[Resources | None, Field(description="Resources of each broker.")] = None
-
-
-class Mirror(_Model):
-    sourceCluster: Annotated[
-        str,
-        Field(
-            description="Alias of the central Kafka in MirrorMaker 2 (e.g. central).", pattern=DNS_LABEL, max_length=63
-        ),
-    ] = "central"
-    sourceBootstrapServers: Annotated[
-        str,
-        Field(
-            description="Bootstrap address of the central Kafka (host:port[,host:port]).", min_length=3, max_length=2048
-        ),
-    ]
-    topic: Annotated[
-        str,
-        Field(
-            description="The full-stream alert topic on the central Kafka; mirrored under the same name.",
-            pattern=TOPIC_NAME,
-            max_length=KAFKA_TOPIC_MAX,
-            json_schema_extra={
-                "x-kubernetes-validations": [_cel("self != '.' && self != '..'", "'.' and '..' are not topic names")]
-            },
-        ),
-    ] = "alerts"
-    replicas: Annotated[int, Field(description="MirrorMaker 2 (Kafka Connect) workers.", ge=1, le=20)] = 1
-    tasksMax: Annotated[
-        int, Field(description="Most source-connector tasks (at most the topic's partitions help).", ge=1, le=1000)
-    ] = 4
-
-
-class FilterPoolSpec(_Model):
-    nodeSelector: Annotated[
-        dict[str, str],
-        Field(
-            description="Labels of the pool's nodes; filter-runner and broker pods are pinned to them.", min_length=1
-        ),
-    ]
-    tolerations: Annotated[list[Toleration], Field(description="Tolerations for the pool nodes' taints.")] = []
-    capacity: Annotated[
-        Capacity,
-        Field(description="How many filters the pool takes: nodes x filtersPerNode.", default_factory=Capacity),
-    ]
-    kafka: Annotated[PoolKafka, Field(description="The pool-local Kafka cluster.", default_factory=PoolKafka)]
-    mirror: Annotated[
-        Mirror, Field(description="The MirrorMaker 2 mirror of the full alert stream from the central Kafka.")
-    ]
-
-
-class FilterPoolStatus(_Model):
-    model_config = ConfigDict(extra="allow")
-    observedGeneration: Annotated[int | None, Field(description="The .metadata.generation the status reflects.")] = None
-    conditions: Conditions = []
-    capacity: Annotated[int | None, Field(description="Filters the pool can take (nodes x filtersPerNode).")] = None
-    used: Annotated[int | None, Field(description="Filters placed in the pool.")] = None
-    free: Annotated[int | None, Field(description="Filters the pool can still take.")] = None
-    bootstrapServers: Annotated[str | None, Field(description="Bootstrap address of the pool-local Kafka.")] = None
-    kafkaCluster: Annotated[str | None, Field(description="Name of the pool-local Strimzi Kafka.")] = None
-
-
-def pool_kafka_name(pool_name: str, spec: FilterPoolSpec) -> str:
-    """The pool-local Kafka cluster's name: ``spec.kafka.clusterName`` or ``<pool>-kafka``."""
-    return spec.kafka.clusterName or f"{pool_name}-kafka"
