@@ -179,7 +179,7 @@ def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: Po
     with state.claims_lock:  # two filters must not both see a topic free and both take it
         held = _topic_held_elsewhere(state, ref, pool)
         if held:
-            raise NameConflict(held)
+            raise NameConflict(held, "KafkaTopic")
         apply_owned(kube, build_output_topic(ref, pool), uid)
         apply_owned(kube, build_dead_letter_topic(ref, pool), uid)
     apply_owned(kube, own(build_configmap(ref)), uid)
@@ -200,10 +200,10 @@ def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: Po
     return waiting_for_credentials
 
 
-def _refuse(st: StatusUpdate, reason: str, message: str) -> None:
-    """Say in RunnerReady (and TopicReady when a topic is the cause) and Ready why nothing of the
-    filter runs, and write."""
-    if reason == "TopicConflict" or message.startswith(("KafkaTopic", "topic ")):
+def _refuse(st: StatusUpdate, reason: str, message: str, topic: bool) -> None:
+    """Say in RunnerReady (and TopicReady when ``topic``: a topic is the cause) and Ready why
+    nothing of the filter runs, and write."""
+    if topic:
         st.set("TopicReady", FALSE, reason, message)
     st.set("RunnerReady", FALSE, reason, f"no runner: {message}")
     st.set("Ready", FALSE, reason, message)
@@ -267,7 +267,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             ("PoolChangeRefused", pool_change_problem(placed, spec.pool, placed)),
         ):
             if problem:
-                _refuse(st, reason, problem)
+                _refuse(st, reason, problem, topic=reason == "TopicConflict")
                 raise kopf.TemporaryError(problem, delay=RETRY_CONFLICT_S)
         try:
             pool_name = _place(state, index, (ns, name), spec, placed)
@@ -285,7 +285,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
         try:
             waiting_for_credentials = _apply_children(state, body, ref, pool)
         except NameConflict as exc:
-            _refuse(st, "NameConflict", str(exc))
+            _refuse(st, "NameConflict", str(exc), topic=exc.kind == "KafkaTopic")
             raise kopf.TemporaryError(str(exc), delay=RETRY_CONFLICT_S) from None
         st.fields.update(
             names=ref.owned_names(),

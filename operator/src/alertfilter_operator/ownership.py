@@ -15,7 +15,15 @@ from .naming import OWNER_UID
 
 
 class NameConflict(Exception):
-    """An object the filter would write already exists and is not the filter's; ``str()`` says which."""
+    """An object the filter would write already exists and is not the filter's; ``str()`` says which.
+
+    Attributes:
+        kind: the kind of the object in the way (``KafkaTopic``, ``Deployment``...).
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def owner_uid(obj: dict[str, Any]) -> str | None:
@@ -53,7 +61,7 @@ def apply_owned(kube: Kube, obj: dict[str, Any], owner: str) -> dict[str, Any]:
     meta = obj["metadata"]
     why = conflict(kube.get(obj["kind"], meta["name"], meta.get("namespace")), owner)
     if why:
-        raise NameConflict(why)
+        raise NameConflict(why, obj["kind"])
     return kube.apply(obj)
 
 
