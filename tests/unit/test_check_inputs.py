@@ -14,9 +14,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from alertfilter.cli import main
 from alertfilter.codecs import encode_confluent, read_container
 from alertfilter.simulate import simulate, write_container
+
+from .cli_run import run
 
 SCHEMA_ID = 1000
 ALL = "def f(alert):\n    return True\n"
@@ -42,15 +43,6 @@ def wire(sim: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     (root / "schemas").mkdir()
     (root / "schemas" / f"{SCHEMA_ID}.avsc").write_text(json.dumps(schema))
     return root / "msgs", root / "schemas"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def check_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: object) -> tuple[int, dict[str, Any], str]:

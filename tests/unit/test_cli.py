@@ -8,8 +8,10 @@ from typing import cast
 import pytest
 
 import alertfilter
-from alertfilter.cli import build_parser, main
+from alertfilter.cli import build_parser
 from alertfilter.simulate import simulate, write_container
+
+from .cli_run import run
 
 SIM_ARGS = ["--visit-field", "diaSource.ccdVisitId", "--id-field", "alertId"]
 
@@ -26,16 +28,6 @@ def write(tmp_path, src, name="f.py"):
     f = tmp_path / name
     f.write_text(src)
     return f
-
-
-def run(capsys, *args):
-    """``main(args)`` in process: (exit code, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- check: errors are reported, not hidden by exit code 0 -------------------------------------------

@@ -14,10 +14,11 @@ import pytest
 from astropy.io import fits  # type: ignore[import-untyped]
 from PIL import Image
 
-from alertfilter.cli import main
 from alertfilter.codecs import read_container
 from alertfilter.simulate import simulate, write_container
 from alertfilter.surveys import survey_of
+
+from .cli_run import run
 
 
 def fits_stamp(side: int = 30, peak: float = 500.0) -> bytes:
@@ -44,15 +45,6 @@ def alerts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open(path, "wb") as fh:
         fastavro.writer(fh, fastavro.parse_schema(schema), records)
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def images(page: str, cls: str) -> list[tuple[Image.Image, int, int]]:
