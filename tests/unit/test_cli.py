@@ -152,7 +152,7 @@ def test_simulate_help_shows_defaults(capsys):
 def test_every_option_of_every_command_has_help():
     parser = build_parser()
     commands = cast(dict[str, argparse.ArgumentParser], next(a for a in parser._actions if a.dest == "command").choices)
-    assert set(commands) == {"run", "check", "produce", "consume", "simulate", "report"}
+    assert set(commands) == {"run", "check", "produce", "consume", "simulate", "report", "lean"}
     for name, sub in commands.items():
         assert sub.description, name
         for action in sub._actions:

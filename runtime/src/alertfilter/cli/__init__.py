@@ -1,4 +1,4 @@
-"""The ``alertfilter`` command line: run, check, produce, consume, simulate, report.
+"""The ``alertfilter`` command line: run, check, produce, consume, simulate, report, lean.
 
 :mod:`.args` defines the arguments (those of ``run`` from :data:`alertfilter.settings.OPTIONS`, each
 also an ``ALERTFILTER_<OPTION>`` variable, which is how the operator configures runner pods);
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from alertfilter.cli import commands, report
+from alertfilter.cli import commands, lean, report
 from alertfilter.cli.args import kafka_env, resolve_run_args
 from alertfilter.cli.commands import check_warnings, visit_cap
 from alertfilter.logs import JsonFormatter
@@ -35,6 +35,7 @@ COMMANDS = {
     "consume": commands.cmd_consume,
     "simulate": commands.cmd_simulate,
     "report": report.cmd_report,
+    "lean": lean.cmd_lean,
 }
 
 

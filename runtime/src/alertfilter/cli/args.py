@@ -121,7 +121,9 @@ def add_options(p: argparse.ArgumentParser, options: Sequence[Option], env: bool
         target.add_argument(f"--{opt.name}", **kw)
 
 
-def resolve_env(args: argparse.Namespace, prog: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def resolve_env(
+    args: argparse.Namespace, prog: str, environ: Mapping[str, str] | None = None, options: Sequence[Option] = OPTIONS
+) -> dict[str, str]:
     """Replace every :class:`EnvDefault` left in ``args`` (the option was not on the command line)
     by its variable's value, checked like a command-line value, or the built-in default.
 
@@ -133,7 +135,7 @@ def resolve_env(args: argparse.Namespace, prog: str, environ: Mapping[str, str] 
     """
     env = os.environ if environ is None else environ
     origin: dict[str, str] = {}
-    for opt in OPTIONS:
+    for opt in options:
         current = getattr(args, opt.dest, None)
         if not isinstance(current, EnvDefault):
             origin[opt.dest] = "cli"
@@ -292,6 +294,10 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "its light curve from its history. Needs the report extra: pip install 'alertfilter[report]'.",
     )
     add_report_arguments(rp)
+
+    from alertfilter.cli.lean import LEAN_DESCRIPTION, add_lean_arguments
+
+    add_lean_arguments(add("lean", "copy a pool's full stream to its lean topic, cutouts null", LEAN_DESCRIPTION))
 
     pr = add(
         "produce",
