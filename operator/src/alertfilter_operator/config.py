@@ -26,6 +26,10 @@ class OperatorConfig:
         ALERTFILTER_OPERATOR_HEALTH_PORT: port of the liveness endpoint ``/healthz`` (default 8081).
         ALERTFILTER_OPERATOR_RESYNC_SECONDS: how often each filter's children are re-applied and its
             status recomputed, s (default 300).
+        ALERTFILTER_OPERATOR_RUNNER_STATUS_SECONDS: how often each filter's runner pods are asked for
+            their status document (lag, last accepted alert, replays), s (default 30; 0: never).
+        ALERTFILTER_OPERATOR_RUNNER_STATUS_PORT: the runner pods' port of that document (default 8080,
+            their metrics port; tests point it elsewhere).
     """
 
     runner_image: str = "alertfilter-runner:0.1.0"
@@ -38,6 +42,8 @@ class OperatorConfig:
     webhook_service: str | None = None
     health_port: int = 8081
     resync_seconds: float = 300.0
+    runner_status_seconds: float = 30.0
+    runner_status_port: int = 8080
 
     @property
     def schema_registry_port(self) -> int | None:
@@ -80,4 +86,6 @@ class OperatorConfig:
             webhook_service=service,
             health_port=int(num("HEALTH_PORT", 8081)),
             resync_seconds=float(num("RESYNC_SECONDS", 300.0, float)),
+            runner_status_seconds=float(num("RUNNER_STATUS_SECONDS", 30.0, float)),
+            runner_status_port=int(num("RUNNER_STATUS_PORT", 8080)),
         )

@@ -218,6 +218,18 @@ def crds() -> dict[str, dict[str, Any]]:
                 "description": "Output topic of accepted alerts.",
             },
             {
+                "name": "Lag",
+                "type": "integer",
+                "jsonPath": ".status.lag",
+                "description": "Input messages the runners have not processed yet (as they last reported).",
+            },
+            {
+                "name": "Last Accepted",
+                "type": "date",
+                "jsonPath": ".status.lastAcceptedTime",
+                "description": "When the filter last forwarded an accepted alert.",
+            },
+            {
                 "name": "Reason",
                 "type": "string",
                 "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',

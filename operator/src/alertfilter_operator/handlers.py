@@ -24,7 +24,7 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, alertfilters, pools
+from . import GROUP, VERSION, alertfilters, observe, pools
 from .admission import validate_contract
 from .config import OperatorConfig
 from .kube import Kube
@@ -134,6 +134,23 @@ async def resync_alertfilter(
     while not await stopped.wait(state.config.resync_seconds):
         resync = functools.partial(alertfilters.resync, state, namespace, name, logger, placements)
         await loop.run_in_executor(state.executor, resync)
+
+
+@kopf.daemon(GROUP, VERSION, "alertfilters", id="runner-status", cancellation_timeout=10)
+async def observe_runners(
+    stopped: kopf.DaemonStopped, namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Every ``runnerStatusSeconds`` (configuration; 0: never) read the filter's runner pods' status
+    documents into its status (``observe.observe``: lag, last accepted alert, replays)."""
+    state: State = memo.state
+    assert namespace is not None  # AlertFilters are namespaced
+    interval = state.config.runner_status_seconds
+    if interval <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    while not await stopped.wait(interval):
+        read = functools.partial(observe.observe, state, namespace, name, logger)
+        await loop.run_in_executor(state.executor, read)
 
 
 @kopf.on.delete(GROUP, VERSION, "alertfilters")

@@ -286,3 +286,18 @@ class AlertFilterStatus(CrdModel):
     sourceError: Annotated[SourceError | None, Field(description="Where spec.source fails to load, when it does.")] = (
         None
     )
+    lag: Annotated[
+        int | None,
+        Field(
+            description="Consumer lag: input messages the runners have not processed yet, summed over the input's "
+            "partitions, as the runners last reported it (their status, read every runnerStatusSeconds); absent while "
+            "no runner answers."
+        ),
+    ] = None
+    lastAcceptedTime: Annotated[
+        str | None,
+        Field(
+            description="When a runner last had an accepted alert acknowledged by the output topic (RFC 3339); kept "
+            "across runner restarts."
+        ),
+    ] = None

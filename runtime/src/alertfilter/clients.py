@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from .metrics import Heartbeat, RunnerMetrics
+from .runstatus import RunnerStatus
 from .settings import RunnerSettings
 
 log = logging.getLogger("alertfilter.runner")
@@ -92,12 +93,14 @@ class ClientEvents:
     """Receives the clients' callbacks.
 
     Args:
-        metrics: where the consumer lag goes. stop: set on a fatal client error.
+        metrics: where the consumer lag goes (and ``status``, per assigned partition, when given).
+        stop: set on a fatal client error.
     """
 
-    def __init__(self, metrics: RunnerMetrics, stop: threading.Event) -> None:
+    def __init__(self, metrics: RunnerMetrics, stop: threading.Event, status: RunnerStatus | None = None) -> None:
         self.metrics = metrics
         self.stop = stop
+        self.status = status
         self._logged: dict[int, float] = {}
 
     def on_stats(self, stats_json: str) -> None:
@@ -108,6 +111,8 @@ class ClientEvents:
                 for part, ps in t.get("partitions", {}).items():
                     if part != "-1" and ps.get("consumer_lag", -1) >= 0:
                         self.metrics.lag.labels(topic, part).set(ps["consumer_lag"])
+                        if self.status is not None:
+                            self.status.update_partition(topic, int(part), lag=int(ps["consumer_lag"]))
         except (ValueError, AttributeError):
             log.debug("unreadable client statistics")
 

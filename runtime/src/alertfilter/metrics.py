@@ -6,10 +6,12 @@ Endpoints (one HTTP port, ``--metrics-port``):
 - ``/healthz``: 200 while the runner has processed a message or turned its poll loop within the
   liveness window (it beats once per message, so a slow but progressing batch stays healthy), else 503.
 - ``/readyz``: 200 while the consumer has partitions assigned, else 503.
+- ``/status``: the runner's status document for the operator, JSON (:mod:`alertfilter.runstatus`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .outcome import Reason
+from .runstatus import RunnerStatus
 
 
 class RunnerMetrics:
@@ -27,7 +30,9 @@ class RunnerMetrics:
     Metrics: ``alertfilter_alerts_consumed_total``, ``alertfilter_alerts_accepted_total``,
     ``alertfilter_alerts_rejected_total``, ``alertfilter_alerts_capped_total``,
     ``alertfilter_errors_total{reason}``, ``alertfilter_filter_seconds`` (histogram of one filter
-    call, s), ``alertfilter_consumer_lag{topic,partition}`` (messages), ``alertfilter_dead_letters_total``.
+    call, s), ``alertfilter_consumer_lag{topic,partition}`` (messages), ``alertfilter_dead_letters_total``,
+    ``alertfilter_last_accepted_timestamp_seconds`` (when an accepted alert was last acknowledged,
+    Unix time; 0 before the first).
     """
 
     def __init__(self) -> None:
@@ -61,6 +66,19 @@ class RunnerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.last_accepted = Gauge(
+            "alertfilter_last_accepted_timestamp_seconds",
+            "When the output topic last acknowledged an accepted alert, Unix time (0: none yet).",
+            registry=r,
+        )
+        #: The same time as ``last_accepted``, Unix s (0.0: none yet), for the status document.
+        self.last_accepted_at = 0.0
+
+    def accepted_now(self) -> None:
+        """An accepted alert was acknowledged just now: count it and note the time."""
+        self.accepted.inc()
+        self.last_accepted_at = time.time()
+        self.last_accepted.set(self.last_accepted_at)
 
 
 class HealthServer:
@@ -71,6 +89,7 @@ class HealthServer:
         metrics: the registry to expose.
         alive: returns True while the poll loop makes progress.
         ready: returns True while partitions are assigned.
+        status: the runner's status document, served on ``/status`` (None: 404 there).
     """
 
     def __init__(
@@ -80,6 +99,7 @@ class HealthServer:
         alive: Callable[[], bool],
         ready: Callable[[], bool],
         host: str = "0.0.0.0",
+        status: RunnerStatus | None = None,
     ) -> None:
         registry = metrics.registry
 
@@ -98,6 +118,9 @@ class HealthServer:
                         "text/plain",
                         200 if ok else 503,
                     )
+                elif path == "/status" and status is not None:
+                    doc = status.document(time.time())
+                    body, ctype, code = json.dumps(doc, separators=(",", ":")).encode(), "application/json", 200
                 else:
                     body, ctype, code = b"not found\n", "text/plain", 404
                 self.send_response(code)

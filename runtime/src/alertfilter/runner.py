@@ -45,6 +45,7 @@ from .ledger import InFlight, Ledger, merged_offsets
 from .metrics import HealthServer, Heartbeat, RunnerMetrics
 from .offsets import Offsets
 from .outcome import Filters, Kind, Outcome
+from .runstatus import RunnerStatus, rfc3339
 from .schemas import SchemaSourceError
 from .settings import SCHEMA_BACKOFF_MAX_S, RunnerSettings
 from .sink import H_FILTER, H_SHA, Sink
@@ -70,6 +71,7 @@ class Runner:
         stop: the stop flag (set by SIGTERM, :meth:`stop` and fatal client errors).
         visit_of: reads the visit id of a message value itself (None when it cannot), for the cap:
             the visit of an accepted alert is then never the filter process's word alone.
+        status: the status document served on ``/status`` (a fresh :class:`RunnerStatus` when None).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class Runner:
         metrics: RunnerMetrics | None = None,
         stop: threading.Event | None = None,
         visit_of: Callable[[bytes | None], Any] | None = None,
+        status: RunnerStatus | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = clients.consumer
@@ -91,6 +94,8 @@ class Runner:
         self.cap = cap
         self.visit_of = visit_of
         self.metrics = metrics or RunnerMetrics()
+        self.status = status or RunnerStatus()
+        self.status.provide("lastAcceptedTime", lambda: rfc3339(t) if (t := self.metrics.last_accepted_at) else None)
         self.heartbeat = Heartbeat(settings.liveness_window())
         self._stop = stop or threading.Event()
         self._assigned: set[tuple[str, int]] = set()
@@ -157,6 +162,8 @@ class Runner:
         self._settle_pending()
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         self.offsets.on_assign(partitions)
+        for tp in partitions:
+            self.status.assign(tp.topic, tp.partition)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -165,6 +172,7 @@ class Runner:
         for tp in partitions:
             self._assigned.discard((tp.topic, tp.partition))
             self._eof.discard((tp.topic, tp.partition))
+            self.status.revoke(tp.topic, tp.partition)
         log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def process_batch(self, batch: list[Any]) -> None:
@@ -369,7 +377,7 @@ class Runner:
             StartupError: the port is in use or cannot be served.
         """
         try:
-            self.health = HealthServer(port, self.metrics, self.heartbeat.alive, self.ready).start()
+            self.health = HealthServer(port, self.metrics, self.heartbeat.alive, self.ready, status=self.status).start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise StartupError(

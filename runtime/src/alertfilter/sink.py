@@ -179,7 +179,7 @@ class Sink:
             if batch is not None:
                 batch.outstanding -= 1
             if msg.topic() == s.output_topic:
-                self.metrics.accepted.inc()  # counted once acknowledged
+                self.metrics.accepted_now()  # counted once acknowledged
                 self.totals["accepted"] += 1
             elif msg.topic() == s.dead_letter_topic:
                 self.metrics.dead_letters.inc()

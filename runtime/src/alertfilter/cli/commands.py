@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from alertfilter.filterspec import FilterLoadError, FilterProcessError, FilterSpec
     from alertfilter.metrics import RunnerMetrics
     from alertfilter.runner import Runner
+    from alertfilter.runstatus import RunnerStatus
     from alertfilter.schemas import SchemaSourceError
     from alertfilter.supervisor import FilterProcess
 
@@ -128,13 +129,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = runner_settings(args, name, hard, kafka_config)
         try:
             settings.validate(args.filter_timeout)
-            metrics, stop = RunnerMetrics(), threading.Event()
-            clients = make_clients(settings, ClientEvents(metrics, stop))
+            metrics, stop, status = RunnerMetrics(), threading.Event(), RunnerStatus()
+            clients = make_clients(settings, ClientEvents(metrics, stop, status))
         except (ValueError, StartupError) as exc:
             fail(f"{prog}: {exc}")
         cap = VisitCap(visit_cap(args))
         visit_of = visit_reader(decoding, args.visit_field)  # read for accepted alerts only: they are few
-        runner = Runner(settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of)
+        runner = Runner(settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of, status)
         if args.create_topics:
             from alertfilter.kafkautil import ensure_topics
 

@@ -1,0 +1,52 @@
+"""Reading a filter's runners into its status: the consumer lag, the last accepted alert.
+
+The per-filter ``runner-status`` daemon (``handlers.py``) calls :func:`observe` every
+``runnerStatusSeconds``: it asks each runner pod for its status document (``runner_status.py``:
+``GET /status`` on the pod's metrics port, no Kafka credential needed), derives the status fields
+from the merged report (:func:`observed_fields`, pure) and merge-patches those fields alone when
+they changed (never the conditions or ``observedGeneration``, which belong to the reconcile).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .naming import FILTER_LABEL
+from .runner_status import RunnerReport, read_runners
+from .state import State
+
+
+def observed_fields(report: RunnerReport, old: dict[str, Any]) -> dict[str, Any]:
+    """The status fields the runners' ``report`` gives, from the filter's status ``old``:
+
+    - ``lag``: messages behind the input's end, summed over the partitions the runners report;
+      removed when no runner answered (the lag is then unknown);
+    - ``lastAcceptedTime``: the latest of the runners' and the one already recorded (a restarted
+      runner has not accepted anything yet).
+    """
+    fields: dict[str, Any] = {"lag": report.lag if report.answered else None}
+    times = [t for t in (old.get("lastAcceptedTime"), report.values.get("lastAcceptedTime")) if isinstance(t, str)]
+    if times:
+        fields["lastAcceptedTime"] = max(times)
+    return fields
+
+
+def observe(state: State, namespace: str, name: str, logger: kopf.Logger) -> dict[str, Any] | None:
+    """Read the filter's runner pods and write what they report into its status (when it changed);
+    returns the fields written, or None (nothing changed, or the filter is gone)."""
+    kube = state.kube
+    pods = kube.list("Pod", namespace, f"{FILTER_LABEL}={name}")
+    report = read_runners(pods, state.config.runner_status_port)  # outside the lock: pods may be slow to answer
+    with state.lock("AlertFilter", namespace, name):
+        body = kube.get("AlertFilter", name, namespace)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        old = body.get("status") or {}
+        fields = observed_fields(report, old)
+        changed = {k: v for k, v in fields.items() if old.get(k) != v}
+        if not changed:
+            return None
+        kube.patch_status("AlertFilter", name, namespace, changed)
+        return changed
