@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import stat
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ from .surveys import schema_full_name
 CONTAINER_MAGIC = b"Obj\x01"
 #: Bytes read to tell what a file is.
 SNIFF_BYTES = 512
+#: The largest file read as one Confluent-wire-format message, bytes. A Kafka record's value is
+#: bounded by the broker's ``message.max.bytes`` (1 MiB by default; Rubin's long-history alerts are
+#: a few MB); a larger file starting with a zero byte is something else (a zeroed or sparse file),
+#: and reading it whole would only exhaust memory.
+MAX_WIRE_BYTES = 64 * 1024 * 1024
 
 
 class AlertInputError(ValueError):
@@ -73,26 +79,74 @@ def _natural(p: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, words in (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+_PLURAL = {"directory": "directories", "broken link": "broken links", "other entry": "other entries"}
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what if n == 1 else _PLURAL[what]}"
+
+
+def _directory_files(p: Path) -> list[Path]:
+    """The regular, non-hidden files of directory ``p`` (natural order); what it holds besides is
+    said when there is none (subdirectories are not read: a link back to the directory is no loop)."""
+    files: list[Path] = []
+    skipped: dict[str, int] = {}
+    for f in p.iterdir():
+        if f.name.startswith("."):
+            continue
+        try:
+            mode = f.stat().st_mode  # follows links: a link to a file is that file
+        except OSError:  # a broken link, a link loop, a file gone since the listing
+            skipped["broken link"] = skipped.get("broken link", 0) + 1
+            continue
+        if stat.S_ISREG(mode):
+            files.append(f)
+        else:
+            what = "directory" if stat.S_ISDIR(mode) else "other entry"  # a pipe, device or socket
+            skipped[what] = skipped.get(what, 0) + 1
+    if not files:
+        holds = ", ".join(_count(n, what) for what, n in skipped.items())
+        extra = f" (it holds {holds}; directories are not read recursively)" if holds else ""
+        raise AlertInputError(f"directory {p} holds no file{extra}", str(p))
+    return sorted(files, key=_natural)
+
+
 def expand(paths: Iterable[str | Path]) -> list[Path]:
     """The files ``paths`` name, directories replaced by their regular, non-hidden files (natural order).
 
     Raises:
         FileNotFoundError: a path does not exist (every such path is named).
-        AlertInputError: a directory holds no file.
+        AlertInputError: a directory holds no file, or a path is a named pipe, device or socket.
     """
     out: list[Path] = []
     missing: list[str] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")), key=_natural)
-            if not files:
-                raise AlertInputError(f"directory {p} holds no file", str(p))
-            out.extend(files)
-        elif p.is_file():
+        try:
+            mode = p.stat().st_mode
+        except OSError:  # absent, a broken link or a link loop
+            missing.append(str(p))
+            continue
+        if stat.S_ISDIR(mode):
+            out.extend(_directory_files(p))
+        elif stat.S_ISREG(mode):
             out.append(p)
         else:
-            missing.append(str(p))
+            raise AlertInputError(f"{p} is {_kind(mode)}, not a file of alerts: give a file or a directory", str(p))
     if missing:
         raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
     return out
@@ -112,6 +166,8 @@ def describe(head: bytes, size: int) -> str:
         return "a zip archive: extract it first"
     if head[:1] == b"\x00" and size < 5:
         return f"too short for a Confluent-wire-format message ({size} bytes; the header alone is 5)"
+    if not head.strip(b"\x00"):
+        return f"{size:,} bytes whose first {len(head)} are all zero (a zeroed or sparse file, not alerts)"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:  # a character cut at the end of what was read is still text
@@ -133,7 +189,9 @@ def describe(head: bytes, size: int) -> str:
 def _container(path: Path, fh: Any) -> Iterator[FileAlert]:
     try:
         reader = fastavro.reader(fh)
-        text = reader.metadata["avro.schema"]
+        text = reader.metadata.get("avro.schema")
+        if text is None:
+            raise ValueError("no writer schema (avro.schema) in it")
         schema = json.loads(text)
     except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds on a bad header
         raise AlertInputError(
@@ -237,14 +295,31 @@ def read_alerts(paths: Iterable[str | Path], schemas: SchemaSource | None = None
             if head.startswith(CONTAINER_MAGIC):
                 fh.seek(0)
                 yield from _container(path, fh)
-            elif head[:1] == b"\x00" and size >= 5:
-                yield wire.decode(head + fh.read(), str(path), f"file {path}")
+            elif is_wire_header(head, size):
+                label = f"file {path}"
+                if size > MAX_WIRE_BYTES:
+                    raise AlertInputError(
+                        f"{label} starts like a Confluent-wire-format message (schema id "
+                        f"{int.from_bytes(head[1:5], 'big')}) but holds {size:,} bytes, more than any Kafka record's "
+                        f"value ({MAX_WIRE_BYTES:,} at most): it is not one message; its first bytes are "
+                        + head[:8].hex(" "),
+                        str(path),
+                    )
+                wire.schema(int.from_bytes(head[1:5], "big"), label)  # said before the body is read
+                yield wire.decode(head + fh.read(), str(path), label)
             else:
                 raise AlertInputError(
                     f"file {path} is not an Avro container file nor a Confluent-wire-format message: "
                     f"it is {describe(head, size)}",
                     str(path),
                 )
+
+
+def is_wire_header(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes that starts with ``head`` may be one Confluent-wire-format
+    message: byte 0 is 0, a body follows the 5-byte header, and the schema id is not 0 (no schema
+    registry gives id 0, and an all-zero file would otherwise pass)."""
+    return head[:1] == b"\x00" and size >= 5 and int.from_bytes(head[1:5], "big") != 0
 
 
 def first_schema_name(paths: Iterable[str | Path], schemas: SchemaSource | None = None) -> str | None:

@@ -76,8 +76,9 @@ class AlertFileError(ValueError):
 
 
 def missing_files(files: Iterable[str | Path]) -> list[str]:
-    """The paths among ``files`` that are neither regular files nor directories (checked before any alert is read)."""
-    return [str(f) for f in files if not (Path(f).is_file() or Path(f).is_dir())]
+    """The paths among ``files`` that do not exist (or are broken links), checked before any alert is read;
+    a path that exists but is no file of alerts (a pipe, a device) is said by the reading itself."""
+    return [str(f) for f in files if not Path(f).exists()]
 
 
 @dataclass
