@@ -6,13 +6,17 @@ Needs the ``report`` extra (astropy, numpy, Pillow): ``pip install 'alertfilter[
 
 from __future__ import annotations
 
-import gzip
 import io
 import warnings
+import zlib
 from typing import Any
 
-#: Side of a rendered cutout, px (the stamp is scaled up by whole pixels, nearest neighbour, to about this).
+#: Side of a rendered cutout, px: a small stamp is scaled up by whole pixels (nearest neighbour) to
+#: about this, a larger one scaled down (area average) to fit in it.
 CUTOUT_PX = 180
+#: The most a gzip-compressed cutout may expand to, bytes: a real stamp is tens of KB (ZTF's 63x63,
+#: Rubin's ~34 KB), and a gzip bomb in an alert must not take the report's memory.
+MAX_FITS_BYTES = 16 * 1024 * 1024
 
 
 class CutoutError(ValueError):
@@ -38,10 +42,7 @@ def fits_image(data: bytes) -> Any:
     from astropy.io import fits  # type: ignore[import-untyped]
 
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise CutoutError(f"gzip data that cannot be decompressed: {exc}") from None
+        data = _gunzip(data)
     if not data.startswith(b"SIMPLE"):
         raise CutoutError(f"not a FITS image (it starts with {data[:8]!r})")
     with warnings.catch_warnings():
@@ -56,8 +57,25 @@ def fits_image(data: bytes) -> Any:
     raise CutoutError("FITS without a 2-D image")
 
 
+def _gunzip(data: bytes) -> bytes:
+    """``data`` decompressed (one gzip member), at most :data:`MAX_FITS_BYTES`.
+
+    Raises:
+        CutoutError: not gzip data, or it expands past the bound.
+    """
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, MAX_FITS_BYTES)
+    except zlib.error as exc:
+        raise CutoutError(f"gzip data that cannot be decompressed: {exc}") from None
+    if d.unconsumed_tail:
+        raise CutoutError(f"gzip data that expands to more than {MAX_FITS_BYTES:,} bytes: not a cutout")
+    return out
+
+
 def render_png(image: Any, px: int = CUTOUT_PX) -> tuple[bytes, int, int]:
-    """``image`` (2-D array) as a grey PNG: zscale interval, asinh stretch, north (the last FITS row) up.
+    """``image`` (2-D array) as a grey PNG: zscale interval, asinh stretch, north (the last FITS row) up;
+    a stamp smaller than ``px`` scaled up by whole pixels, a larger one scaled down to fit ``px`` x ``px``.
 
     Returns:
         ``(png, width, height)``, sizes in px.
@@ -71,7 +89,7 @@ def render_png(image: Any, px: int = CUTOUT_PX) -> tuple[bytes, int, int]:
 
     finite = np.isfinite(image)
     if not finite.any():
-        raise CutoutError("every pixel is blank (NaN)")
+        raise CutoutError("no pixel has a finite value (all NaN or infinite)")
     filled = np.where(finite, image, np.nanmedian(image[finite]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zscale on a flat stamp warns and falls back to min/max
@@ -79,11 +97,15 @@ def render_png(image: Any, px: int = CUTOUT_PX) -> tuple[bytes, int, int]:
         scaled = np.clip(np.ma.filled(norm(filled), 0.0), 0.0, 1.0)
     grey = (scaled[::-1] * 255).round().astype(np.uint8)
     h, w = grey.shape
-    scale = max(1, round(px / max(h, w)))
-    img = Image.fromarray(grey, mode="L").resize((w * scale, h * scale), Image.Resampling.NEAREST)
+    if max(h, w) <= px:
+        scale = max(1, round(px / max(h, w)))
+        size, how = (w * scale, h * scale), Image.Resampling.NEAREST
+    else:
+        size, how = (max(1, round(w * px / max(h, w))), max(1, round(h * px / max(h, w)))), Image.Resampling.BOX
+    img = Image.fromarray(grey, mode="L").resize(size, how)
     out = io.BytesIO()
     img.save(out, format="PNG", optimize=True)
-    return out.getvalue(), w * scale, h * scale
+    return out.getvalue(), size[0], size[1]
 
 
 def cutout_png(value: Any, px: int = CUTOUT_PX) -> tuple[bytes, int, int]:

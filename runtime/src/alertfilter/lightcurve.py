@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ def points(alert: dict[str, Any], survey: Survey) -> list[Point]:
             return
         t, (flux, err) = survey.time(det), survey.flux(det)
         if t is not None and flux is not None:
+            err = err if err is not None and err >= 0 else None  # a negative error is no error bar
             out.append(Point(t, flux, err, survey.band(det) or "?", kind))
 
     for name in survey.history:
@@ -56,9 +58,31 @@ def points(alert: dict[str, Any], survey: Survey) -> list[Point]:
     return sorted(out, key=lambda p: p.time)
 
 
-def render_png(pts: list[Point], survey: Survey) -> bytes:
+def band_label(band: str) -> str:
+    """``band`` as a legend label: at most 12 characters, ``$`` escaped (matplotlib would parse it as
+    math text, and a stray one fails the drawing)."""
+    short = band if len(band) <= 12 else band[:11] + "…"
+    return short.replace("$", r"\$")
+
+
+def render_png(pts: list[Point], survey: Survey) -> tuple[bytes, str | None]:
     """The light curve of ``pts`` as a PNG of :data:`FIGSIZE` at :data:`DPI` (an empty plot says
-    "no measurements")."""
+    "no measurements").
+
+    Returns:
+        ``(png, problem)``: ``problem`` is None, or why the points could not be drawn (values
+        matplotlib cannot draw, such as fluxes near 1e308); the PNG is then an empty plot saying so.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tight_layout on a huge legend, overflows: the PNG says enough
+        try:
+            return _draw(pts, survey, "no measurements"), None
+        except Exception as exc:  # noqa: BLE001 - an alert's odd values must not take the page down
+            problem = f"cannot be drawn: {type(exc).__name__}"
+            return _draw([], survey, problem), problem
+
+
+def _draw(pts: list[Point], survey: Survey, empty: str) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -83,11 +107,11 @@ def render_png(pts: list[Point], survey: Survey) -> bytes:
                 ms=12 if kind == "alert" else 4,
                 elinewidth=0.8,
                 capsize=0,
-                label=None if labelled else band,
+                label=None if labelled else band_label(band),
             )
             labelled = True
     if not pts:
-        ax.text(0.5, 0.5, "no measurements", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
     else:
         ax.legend(loc="best", fontsize=8, title="band", title_fontsize=8)
     if pts and max(p.time for p in pts) - min(p.time for p in pts) < 1.0:

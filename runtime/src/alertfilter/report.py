@@ -27,6 +27,8 @@ _MJD0 = dt.datetime(1858, 11, 17, tzinfo=dt.UTC)
 _JD_MJD = 2400000.5
 #: At most this many alerts are drawn; the page says how many more there were.
 DEFAULT_MAX_ALERTS = 200
+#: Longest text of an alert shown in its table, characters.
+MAX_TEXT = 200
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 1180px; padding: 16px; color: #222; }
@@ -68,12 +70,35 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def _short(text: str) -> str:
+    """``text`` cut to :data:`MAX_TEXT` characters (an alert's strings can be of any length)."""
+    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}… ({len(text):,} characters)"
+
+
 def _when(t: float | None, survey: Survey) -> str:
+    """The time ``t`` (the survey's unit) and its calendar date: TAI for Rubin's ``midpointMjdTai``
+    (and the simulator's ``midPointTai``), UTC for ZTF's ``jd``."""
     if t is None:
         return "—"
     mjd = t - _JD_MJD if survey.time_unit == "JD" else t
-    stamp = (_MJD0 + dt.timedelta(days=mjd)).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{survey.time_unit} {t:.5f} ({stamp})"
+    try:
+        stamp = (_MJD0 + dt.timedelta(days=mjd)).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError):  # years outside 1-9999: no calendar date
+        return f"{survey.time_unit} {t:.5g}"
+    return f"{survey.time_unit} {t:.5f} ({stamp} {'UTC' if survey.is_ztf else 'TAI'})"
+
+
+def _object(rec: Any, det: Any, survey: Survey) -> str:
+    """The alert's object: ZTF's ``objectId``; Rubin's ``diaObjectId``, or for a solar-system source
+    (``diaObjectId`` 0 or null) its ``ssObjectId`` and designation."""
+    if survey.is_ztf:
+        return str(_value(rec, "objectId"))
+    obj = _value(rec, f"{survey.source}.diaObjectId")
+    ss = det.get("ssObjectId") if isinstance(det, dict) else None
+    if not obj and ss:
+        name = _value(rec, "ssSource.designation")
+        return f"solar system {ss}" + (f" ({name})" if name else "")
+    return str(obj)
 
 
 def facts(item: ReportItem, survey: Survey) -> list[tuple[str, str]]:
@@ -82,10 +107,9 @@ def facts(item: ReportItem, survey: Survey) -> list[tuple[str, str]]:
     det = _value(rec, survey.source) or {}
     flux, err = survey.flux(det) if isinstance(det, dict) else (None, None)
     ra, dec = (det.get("ra"), det.get("dec", det.get("decl"))) if isinstance(det, dict) else (None, None)
-    obj = _value(rec, "objectId") if survey.is_ztf else _value(rec, f"{survey.source}.diaObjectId")
     return [
         ("alert id", str(_value(rec, survey.id_field))),
-        ("object id", str(obj)),
+        ("object id", _object(rec, det, survey)),
         ("visit", str(_value(rec, survey.visit_field))),
         ("time", _when(survey.time(det), survey) if isinstance(det, dict) else "—"),
         ("band", (survey.band(det) if isinstance(det, dict) else None) or "—"),
@@ -103,7 +127,9 @@ def _img(png: bytes, cls: str, alt: str, width: int, height: int) -> str:
 
 def alert_section(item: ReportItem, survey: Survey) -> str:
     """The HTML of one alert: its table, three cutouts (or why one is missing) and its light curve."""
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts(item, survey))
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_short(v))}</td></tr>" for k, v in facts(item, survey)
+    )
     figs = []
     for label, path in survey.cutouts:
         try:
@@ -113,11 +139,13 @@ def alert_section(item: ReportItem, survey: Survey) -> str:
             inner = f'<div class="cutout-missing">no image: {html.escape(str(exc))}</div>'
         figs.append(f'<figure class="cutout" data-kind="{label}">{inner}<figcaption>{label}</figcaption></figure>')
     pts = lightcurve.points(item.record, survey) if isinstance(item.record, dict) else []
-    curve = lightcurve.render_png(pts, survey)
+    curve, problem = lightcurve.render_png(pts, survey)
     w, h = (round(v * lightcurve.DPI) for v in lightcurve.FIGSIZE)
     n_bands = len({p.band for p in pts})
     caption = f"light curve: {len(pts)} measurement{'s' if len(pts) != 1 else ''} in {n_bands} band{'s' if n_bands != 1 else ''}"
-    alert_id = html.escape(str(_value(item.record, survey.id_field)))
+    if problem:
+        caption += f" ({problem})"
+    alert_id = html.escape(_short(str(_value(item.record, survey.id_field))))
     return (
         f'<section class="alert" id="alert-{alert_id}"><h2>{alert_id}</h2><div class="body">'
         f'<table class="facts">{rows}</table><div class="cutouts">{"".join(figs)}</div>'
@@ -142,7 +170,13 @@ def render(items: Iterable[ReportItem], title: str, note: str = "", max_alerts: 
         survey = survey_of(item.schema_name) or survey_of("lsst.v10_0.alert")
         assert survey is not None
         surveys[survey.name] += 1
-        sections.append(alert_section(item, survey))
+        try:
+            sections.append(alert_section(item, survey))
+        except Exception as exc:  # noqa: BLE001 - one alert's odd values must not take the other alerts' page down
+            sections.append(
+                f'<section class="alert broken"><h2>{html.escape(item.where)}</h2><p>this alert cannot be drawn: '
+                f"{html.escape(_short(f'{type(exc).__name__}: {exc}'))}</p></section>"
+            )
     what = ", ".join(f"{n} {name}" for name, n in surveys.most_common()) or "none"
     summary = f"{total} alert{'s' if total != 1 else ''} ({what})"
     if total > len(sections):
