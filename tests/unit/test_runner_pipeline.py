@@ -94,7 +94,15 @@ def test_the_next_batch_is_filtered_before_the_previous_one_is_committed(loop_ru
     assert [d.value for d in r.producer.delivered] == [m.value() for m in msgs if m.offset() % 2 == 0]
     # each commit came after every output of the committed messages was acknowledged
     assert r.consumer.acked_at_commit == [2, 4, 5]
-    assert r.totals == {"consumed": 10, "accepted": 5, "rejected": 5, "capped": 0, "errors": 0, "dead_letters": 0}
+    assert r.totals == {
+        "consumed": 10,
+        "accepted": 5,
+        "rejected": 5,
+        "capped": 0,
+        "limited": 0,
+        "errors": 0,
+        "dead_letters": 0,
+    }
 
 
 def test_a_failed_commit_reads_that_batch_and_the_next_again(loop_runner):

@@ -11,6 +11,7 @@ Endpoints (one HTTP port, ``--metrics-port``):
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from .limits import LIMIT_NAMES, LimitGuard
 from .outcome import Reason
 from .runstatus import RunnerStatus
 
@@ -32,7 +34,12 @@ class RunnerMetrics:
     ``alertfilter_errors_total{reason}``, ``alertfilter_filter_seconds`` (histogram of one filter
     call, s), ``alertfilter_consumer_lag{topic,partition}`` (messages), ``alertfilter_dead_letters_total``,
     ``alertfilter_last_accepted_timestamp_seconds`` (when an accepted alert was last acknowledged,
-    Unix time; 0 before the first).
+    Unix time; 0 before the first);
+    the limits (``spec.limits``, :mod:`alertfilter.limits`): ``alertfilter_alerts_limited_total``,
+    ``alertfilter_limit_trips_total{limit}``, ``alertfilter_limited{limit}`` (1 while the limit stops
+    forwarding, else 0) and ``alertfilter_limit_tripped_timestamp_seconds{limit}`` (when it tripped,
+    Unix time; 0 while it does not stop forwarding), ``limit`` being maxAcceptedPerDay,
+    maxBytesPerDay or maxMatchRate.
     """
 
     def __init__(self) -> None:
@@ -73,12 +80,52 @@ class RunnerMetrics:
         )
         #: The same time as ``last_accepted``, Unix s (0.0: none yet), for the status document.
         self.last_accepted_at = 0.0
+        self.limited = Counter(
+            "alertfilter_alerts_limited",
+            "Alerts the filter accepted that were not forwarded because a limit (spec.limits) was passed.",
+            registry=r,
+        )
+        self.limit_trips = Counter(
+            "alertfilter_limit_trips", "Times a limit (spec.limits) tripped, by limit.", ["limit"], registry=r
+        )
+        self.limited_now = Gauge(
+            "alertfilter_limited",
+            "1 while a limit (spec.limits) stops forwarding, by limit; else 0.",
+            ["limit"],
+            registry=r,
+        )
+        self.limit_tripped_at = Gauge(
+            "alertfilter_limit_tripped_timestamp_seconds",
+            "When a limit that stops forwarding now tripped (Unix time); 0 while it does not.",
+            ["limit"],
+            registry=r,
+        )
+        for name in LIMIT_NAMES:
+            self.limit_trips.labels(name)
+            self.limited_now.labels(name)
+            self.limit_tripped_at.labels(name)
 
     def accepted_now(self) -> None:
         """An accepted alert was acknowledged just now: count it and note the time."""
         self.accepted.inc()
         self.last_accepted_at = time.time()
         self.last_accepted.set(self.last_accepted_at)
+
+    def watch_limits(self, guard: LimitGuard) -> None:
+        """Count ``guard``'s trips and limited alerts, and read its state at each scrape."""
+        for name in LIMIT_NAMES:
+            self.limited_now.labels(name).set_function(functools.partial(_flag, guard.limited_now, name))
+            self.limit_tripped_at.labels(name).set_function(functools.partial(_seconds, guard.tripped_at, name))
+        guard.on_trip = lambda name, _message: self.limit_trips.labels(name).inc()
+        guard.on_limited = lambda _name: self.limited.inc()
+
+
+def _flag(read: Callable[[str], bool], name: str) -> float:
+    return 1.0 if read(name) else 0.0
+
+
+def _seconds(read: Callable[[str], int | None], name: str) -> float:
+    return float(read(name) or 0)
 
 
 class HealthServer:

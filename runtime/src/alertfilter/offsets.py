@@ -8,31 +8,49 @@
 - Exactly-once: :meth:`Offsets.commit_transaction` adds the offsets to the batch's transaction;
   an abortable failure aborts it and rewinds the batch.
 
-The per-visit cap's recent counts travel with the committed offsets as offset metadata (compact
-JSON, :func:`encode_commit_metadata`), so a restarted runner keeps the cap exact for the visits in
-flight; :meth:`Offsets.on_assign` restores them.
+The per-visit cap's recent counts, and the state of the limits (:mod:`alertfilter.limits`), travel
+with the committed offsets as offset metadata (compact JSON, :func:`encode_commit_metadata`), so a
+restarted runner keeps the cap exact for the visits in flight and its limits' day and window;
+:meth:`Offsets.on_assign` restores them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from .cap import VisitCap
 from .clients import kafka_error
+from .limits import LimitGuard
 
 log = logging.getLogger("alertfilter.runner")
 
 
-def encode_commit_metadata(cap_snapshot: str | None) -> str | None:
+def encode_commit_metadata(cap_snapshot: str | None, limits: dict[str, Any] | None = None) -> str | None:
     """The offset metadata committed with a partition's offset: ``cap_snapshot``
-    (:meth:`VisitCap.snapshot`, ``[[visit, count], ...]``) as it is; None when there is none."""
-    return cap_snapshot or None
+    (:meth:`VisitCap.snapshot`, ``[[visit, count], ...]``) as it is, or, with the limits' state
+    (:meth:`LimitGuard.snapshot`), ``{"cap": [...], "limits": {...}}``; None when there is neither."""
+    if limits is None:
+        return cap_snapshot or None
+    return '{"cap":' + (cap_snapshot or "[]") + ',"limits":' + json.dumps(limits, separators=(",", ":")) + "}"
+
+
+def decode_limits_metadata(text: str | None) -> dict[str, Any] | None:
+    """The limits' state of committed offset metadata (``{"limits": {...}}``), or None."""
+    if not text or not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    limits = data.get("limits") if isinstance(data, dict) else None
+    return limits if isinstance(limits, dict) else None
 
 
 def decode_commit_metadata(text: str | None) -> list[Any] | None:
@@ -56,14 +74,25 @@ class Offsets:
         consumer, producer: the runner's clients (the producer for transactions).
         cap: the per-visit cap (its counts go with the offsets; rolled back on a rewind).
         assigned: the partitions currently assigned, ``{(topic, partition)}`` (shared with the runner).
+        limits: the limits (their state goes with the offsets; rolled back on a rewind).
     """
 
-    def __init__(self, consumer: Any, producer: Any, cap: VisitCap, assigned: set[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        consumer: Any,
+        producer: Any,
+        cap: VisitCap,
+        assigned: set[tuple[str, int]],
+        limits: LimitGuard | None = None,
+    ) -> None:
         self.consumer = consumer
         self.producer = producer
         self.cap = cap
         self.assigned = assigned
         self._checkpoint = cap.checkpoint()
+        self.limits = limits or LimitGuard()
+        #: The limits' state as last committed (what a rewind returns to).
+        self._limits_checkpoint = self.limits.snapshot()
         #: Partitions :meth:`rewind` sent back, ``{(topic, partition)}`` (the runner clears it).
         self.rewound: set[tuple[str, int]] = set()
 
@@ -80,6 +109,23 @@ class Offsets:
         if caps and self.cap.max_per_visit is not None:
             self.cap.restore(caps)
             self._checkpoint = self.cap.checkpoint()
+        if self.limits.active:
+            self.limits.restore(decode_limits_metadata(tp.metadata) for tp in committed)
+            self._limits_checkpoint = self.limits.snapshot()
+
+    @contextlib.contextmanager
+    def aborting(self, exactly_once: bool) -> Iterator[None]:
+        """With ``exactly_once``, abort the open transaction when the block raises (and re-raise)."""
+        try:
+            yield
+        except Exception:
+            if exactly_once:
+                log.exception("transaction failed; aborting it (no output of this batch becomes visible)")
+                try:
+                    self.producer.abort_transaction(30)
+                except KafkaException as exc:
+                    log.error("abort failed: %s", exc)
+            raise
 
     def offsets(self, done: list[Any]) -> list[TopicPartition]:
         """The offsets to commit after the messages ``done``: one past the last of each partition."""
@@ -87,20 +133,28 @@ class Offsets:
         for m in done:
             k = (m.topic(), m.partition())
             last[k] = max(last.get(k, -1), m.offset())
-        meta = encode_commit_metadata(self.cap.snapshot() if self.cap.max_per_visit is not None else None)
+        cap = self.cap.snapshot() if self.cap.max_per_visit is not None else None
+        meta = encode_commit_metadata(cap, self.limits.snapshot())
         return [
             TopicPartition(t, p, o + 1, meta) if meta else TopicPartition(t, p, o + 1) for (t, p), o in last.items()
         ]
 
-    def committed(self, checkpoint: OrderedDict[Hashable, int] | None = None) -> None:
+    def committed(
+        self, checkpoint: OrderedDict[Hashable, int] | None = None, offsets: list[TopicPartition] | None = None
+    ) -> None:
         """Bookkeeping after a successful commit: the cap's checkpoint (``checkpoint``, the counts
-        after the committed messages; the current counts when None)."""
+        after the committed messages; the current counts when None), and the limits' state the
+        committed ``offsets`` carry (the current state when they carry none)."""
         self._checkpoint = checkpoint if checkpoint is not None else self.cap.checkpoint()
+        if self.limits.active:
+            carried = next((decode_limits_metadata(tp.metadata) for tp in offsets or [] if tp.metadata), None)
+            self._limits_checkpoint = carried if carried is not None else self.limits.snapshot()
 
     def rewind(self, part: list[Any]) -> None:
         """After a failed commit or an aborted transaction: process ``part`` again (seek back to its
         first offset on each partition still assigned) and forget its cap counts."""
         self.cap.rollback(self._checkpoint)
+        self.limits.rollback(self._limits_checkpoint)
         first: dict[tuple[str, int], int] = {}
         for m in part:
             first.setdefault((m.topic(), m.partition()), m.offset())
@@ -131,7 +185,7 @@ class Offsets:
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
-                self.committed(checkpoint)
+                self.committed(checkpoint, offsets)
                 return True
             result = self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
@@ -163,7 +217,7 @@ class Offsets:
             )
             self.rewind([m for m in part if any(m.partition() == tp.partition and m.topic() == tp.topic for tp in bad)])
             return False
-        self.committed(checkpoint)
+        self.committed(checkpoint, offsets)
         return True
 
     def commit_transaction(self, part: list[Any], done: list[Any]) -> None:
@@ -196,4 +250,4 @@ class Offsets:
                 self.rewind(part)
                 return
             raise
-        self.committed()
+        self.committed(None, offsets)

@@ -27,14 +27,13 @@ ends the filter process, becomes a dead letter and a new filter process.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -42,6 +41,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from .cap import VisitCap, checked_visit
 from .clients import KafkaClients, StartupError, group_done, wait_for_topics
 from .ledger import InFlight, Ledger, merged_offsets
+from .limits import LimitGuard
 from .metrics import HealthServer, Heartbeat, RunnerMetrics
 from .offsets import Offsets
 from .outcome import Filters, Kind, Outcome
@@ -72,6 +72,7 @@ class Runner:
         visit_of: reads the visit id of a message value itself (None when it cannot), for the cap:
             the visit of an accepted alert is then never the filter process's word alone.
         status: the status document served on ``/status`` (a fresh :class:`RunnerStatus` when None).
+        limits: what may be forwarded a day or a window (``spec.limits``); None for no limit.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class Runner:
         stop: threading.Event | None = None,
         visit_of: Callable[[bytes | None], Any] | None = None,
         status: RunnerStatus | None = None,
+        limits: LimitGuard | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = clients.consumer
@@ -94,8 +96,11 @@ class Runner:
         self.cap = cap
         self.visit_of = visit_of
         self.metrics = metrics or RunnerMetrics()
+        self.limits = limits or LimitGuard()
+        self.metrics.watch_limits(self.limits)
         self.status = status or RunnerStatus()
         self.status.provide("lastAcceptedTime", lambda: rfc3339(t) if (t := self.metrics.last_accepted_at) else None)
+        self.status.provide("limits", lambda: self.limits.status() or None)  # the operator's Limited condition
         self.heartbeat = Heartbeat(settings.liveness_window())
         self._stop = stop or threading.Event()
         self._assigned: set[tuple[str, int]] = set()
@@ -103,15 +108,15 @@ class Runner:
         #: The batches produced whose offsets are not committed yet, oldest first.
         self._inflight = Ledger()
         self.health: HealthServer | None = None
-        #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, errors, dead_letters.
+        #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, limited, errors, dead_letters.
         self.totals: dict[str, int] = dict.fromkeys(
-            ("consumed", "accepted", "rejected", "capped", "errors", "dead_letters"), 0
+            ("consumed", "accepted", "rejected", "capped", "limited", "errors", "dead_letters"), 0
         )
         base = [(H_FILTER, name.encode()), (H_SHA, source_sha256.encode())]
         self.sink = Sink(
             self.producer, settings, list(base), self.metrics, self.totals, self.heartbeat, self._stop.is_set
         )
-        self.offsets = Offsets(self.consumer, self.producer, cap, self._assigned)
+        self.offsets = Offsets(self.consumer, self.producer, cap, self._assigned, self.limits)
 
     # --- public ------------------------------------------------------------------------------
     def stop(self, *_: object) -> None:
@@ -282,7 +287,7 @@ class Runner:
         self.sink.batch = batch
         if self.settings.exactly_once:
             self.producer.begin_transaction()
-        with self._aborting():
+        with self.offsets.aborting(self.settings.exactly_once):
             try:
                 for m, oc in zip(part, verdicts, strict=False):  # fewer verdicts: stopped early
                     self._handle(m, oc)
@@ -306,7 +311,7 @@ class Runner:
         if self.settings.exactly_once:
             self._settle_pending()
             return
-        with self._aborting():
+        with self.offsets.aborting(self.settings.exactly_once):
             self.sink.serve()
         done = self._inflight.acknowledged()
         offsets = merged_offsets(done)
@@ -320,7 +325,7 @@ class Runner:
         synchronously (or the batch's transaction)."""
         if not len(self._inflight):
             return
-        with self._aborting():
+        with self.offsets.aborting(self.settings.exactly_once):
             self.sink.settle()
             batches = self._inflight.drain()
             if self.settings.exactly_once:
@@ -331,36 +336,25 @@ class Runner:
             if offsets:
                 self.offsets.commit([m for b in batches for m in b.part], offsets, batches[-1].checkpoint)
 
-    @contextlib.contextmanager
-    def _aborting(self) -> Iterator[None]:
-        """With exactly-once, abort the open transaction when the block raises."""
-        try:
-            yield
-        except Exception:
-            if self.settings.exactly_once:
-                log.exception("transaction failed; aborting it (no output of this batch becomes visible)")
-                try:
-                    self.producer.abort_transaction(30)
-                except KafkaException as exc:
-                    log.error("abort failed: %s", exc)
-            raise
-
     def _handle(self, m: Any, oc: Outcome) -> None:
-        """Act on the filter's verdict ``oc`` on message ``m``: cap, then forward or dead-letter."""
+        """Act on the filter's verdict ``oc`` on message ``m``: cap and limits, then forward or dead-letter."""
         mt, totals = self.metrics, self.totals
         self.heartbeat.last = time.monotonic()
         mt.consumed.inc()
         totals["consumed"] += 1
+        self.limits.count(oc.kind == Kind.ACCEPTED)  # the match-rate window counts every alert
         if oc.filter_seconds:
             mt.filter_seconds.observe(oc.filter_seconds)
         if oc.kind == Kind.ACCEPTED:
             if self.visit_of is not None:  # never the filter process's word alone (the cap, the visit header)
                 oc.visit = checked_visit(self.visit_of(m.value()), oc.visit, _where(m))
-            if self.cap.admit(oc.visit):
-                self.sink.forward(m, oc)
-            else:
+            if not self.cap.admit(oc.visit):
                 mt.capped.inc()
                 totals["capped"] += 1
+            elif self.limits.admit(len(m.value() or b"")):
+                self.sink.forward(m, oc)
+            else:  # a limit was passed: counted, committed, never forwarded (alertfilter.limits)
+                totals["limited"] += 1
         elif oc.kind == Kind.REJECTED:
             mt.rejected.inc()
             totals["rejected"] += 1

@@ -19,6 +19,7 @@ from .cap import DEFAULT_MAX_ALERTS_PER_VISIT
 from .codecs import BACKENDS, FORMATS
 from .convert import SettingError, field_path, int_in, lower, parse_bool, seconds
 from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
+from .limits import LIMIT_OPTIONS
 
 #: The default largest record the runner produces, bytes. Rubin alerts are 50-250 KB (DMTN-102);
 #: the operator sets the output topic's ``max.message.bytes`` to the same figure.
@@ -268,6 +269,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("log-format", "log lines as text or as one JSON object each", "text", choices=("text", "json")),
     Option("log-level", "debug, info, warning or error", "info", lower, ("debug", "info", "warning", "error")),
+    *(Option(name, text, default, convert) for name, text, default, convert in LIMIT_OPTIONS),  # spec.limits
     # the filter's rules, also options of check
     Option(
         "entrypoint",

@@ -17,6 +17,7 @@ from typing import Any
 from alertfilter.cap import VisitCap
 from alertfilter.cli.args import echo, fail, kafka_env, key_values, resolve_run_args
 from alertfilter.decoding import DecodingSpec, visit_reader
+from alertfilter.limits import LimitGuard, Limits
 from alertfilter.logs import setup_logging
 from alertfilter.settings import RunnerSettings, hard_timeout
 
@@ -46,6 +47,11 @@ def visit_cap(args: argparse.Namespace) -> int | None:
         return None
     cap: int = args.max_alerts_per_visit
     return cap
+
+
+def run_limits(args: argparse.Namespace) -> Limits:
+    """The limits of resolved ``run`` arguments (``--max-accepted-per-day`` ...; ``spec.limits``)."""
+    return Limits(args.max_accepted_per_day, args.max_bytes_per_day, args.max_match_rate, args.match_rate_window)
 
 
 def runner_settings(args: argparse.Namespace, name: str, hard: float, kafka_config: dict[str, str]) -> RunnerSettings:
@@ -135,7 +141,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             fail(f"{prog}: {exc}")
         cap = VisitCap(visit_cap(args))
         visit_of = visit_reader(decoding, args.visit_field)  # read for accepted alerts only: they are few
-        runner = Runner(settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of, status)
+        limits = LimitGuard(run_limits(args))
+        runner = Runner(
+            settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of, status, limits
+        )
         if args.create_topics:
             from alertfilter.kafkautil import ensure_topics
 
