@@ -21,7 +21,10 @@ produced once; every mode then reads all of it from the start with a fresh group
 - filters: ``diasource`` (reads ``diaSource`` only), ``lightcurve`` (three fields of every
   ``prvDiaSources`` record, in comprehensions), ``columns`` (the same through ``alert.history``, new
   only), ``whole`` (``len(alert)``: the whole alert is decoded); each accepts every alert, so every
-  input becomes an output;
+  input becomes an output (the worst case: the runner writes back all it reads);
+- ``<side>-<filter>-sparse``: the same filters accepting one alert in 100, as a science filter does
+  (a few per visit): the runner's cost is reading and filtering; progress is then the runner's
+  committed offsets (read as its consumer group, never joining it), not its outputs;
 - ``new-diasource-eos``: the new runner with ``--exactly-once`` (one transaction per batch);
 - ``new-diasource-untuned``: the new loop with librdkafka's defaults for what the runner tunes.
 
@@ -52,7 +55,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput as tp  # noqa: E402  (the shared measurement helpers)
-from confluent_kafka import Consumer, KafkaError, KafkaException  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition  # noqa: E402
 
 ROOT, BENCH = tp.ROOT, tp.BENCH
 from alertfilter.clients import CONSUMER_TUNING  # noqa: E402
@@ -80,6 +83,16 @@ FILTERS = {
     ),
     "whole": "def whole(alert):\n    return len(alert) > 0\n",
 }
+#: The same filters accepting one alert in ``SPARSE_EVERY`` (``<side>-<filter>-sparse``): as a science
+#: filter does (a few per visit), so the runner's cost is reading and filtering, not producing
+#: every input again. Progress is then the runner's committed offsets, not its outputs.
+SPARSE_EVERY = 100
+FILTERS.update({
+    f"{name}-sparse": src.replace("def ", "_seen = 0\n\n\ndef ", 1).replace(
+        "    return ", "    global _seen\n    _seen += 1\n    return _seen % SPARSE == 0 and (", 1
+    ).replace("SPARSE", str(SPARSE_EVERY)).rstrip("\n").split("  #")[0] + ")\n"
+    for name, src in list(FILTERS.items()) if name != "whole"
+})
 
 
 def mode_consume(bs: str, inp: str, ds: tp.Dataset, mode: str, conf: dict[str, Any], budget: float) -> tp.ModeResult:
@@ -160,8 +173,19 @@ def mode_runner(bs: str, inp: str, out: str, ds: tp.Dataset, work: Path, budget:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTFILTER_")}
     if runtime_src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(runtime_src), *filter(None, [env.get("PYTHONPATH")])])
-    watcher = Consumer({"bootstrap.servers": bs, "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
+    sparse = filt.endswith("-sparse")
+    group = f"bench-{mode}-{uuid.uuid4().hex[:8]}"
+    args[args.index("--group") + 1] = group
+    # A sparse filter's progress is its group's committed offsets (read as that group, never joining it).
+    watcher = Consumer({"bootstrap.servers": bs, "group.id": group if sparse else f"bench-watch-{uuid.uuid4().hex[:8]}",
                         "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
+    parts = [TopicPartition(inp, p) for p in watcher.list_topics(inp, timeout=10).topics[inp].partitions]
+
+    def progress(retry_s: float = 5.0) -> int:
+        if not sparse:
+            return tp.high_watermark(watcher, out, retry_s=retry_s)
+        return sum(max(t.offset, 0) for t in watcher.committed(parts, timeout=max(retry_s, 1.0)))
+
     samples: list[tp.Sample] = []
     t_term: float | None = None
     with open(log_path, "wb") as log:
@@ -174,7 +198,7 @@ def mode_runner(bs: str, inp: str, out: str, ds: tp.Dataset, work: Path, budget:
             if hw < ds.n:
                 s = tp.sample(0, proc.pid, tree=True)
                 try:
-                    hw = tp.high_watermark(watcher, out, retry_s=0)
+                    hw = progress(retry_s=0)
                 except KafkaException:
                     hw = samples[-1].count if samples else 0
                 s.count, s.t = hw, time.monotonic()
@@ -190,7 +214,7 @@ def mode_runner(bs: str, inp: str, out: str, ds: tp.Dataset, work: Path, budget:
             elif t_term is not None and now - t_term > 60:
                 proc.kill()
             time.sleep(0.05)
-        final = tp.high_watermark(watcher, out)
+        final = progress()
         dead = tp.high_watermark(watcher, f"{out}.deadletter")
     finally:
         if proc.returncode is None:
@@ -207,7 +231,8 @@ def mode_runner(bs: str, inp: str, out: str, ds: tp.Dataset, work: Path, budget:
     res.startup_s = first.t - t_start if first else None
     res.output_count, res.dead_letters = final, dead
     totals = tp._runner_totals(log_path)
-    if proc.returncode != 0 or dead or (totals and totals.get("accepted") != ds.n and t_term is None):
+    expect = ("consumed", ds.n) if sparse else ("accepted", ds.n)
+    if proc.returncode != 0 or dead or (totals and totals.get(expect[0]) != expect[1] and t_term is None):
         res.ok = False
         res.note = f"exit {proc.returncode}, dead letters {dead}, totals {totals}; log {log_path}"
         print("\n".join(log_path.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
@@ -337,9 +362,10 @@ def main(argv: list[str] | None = None) -> int:
                 ("kafka-perf", lambda out: mode_kafka_perf(bs, inp, ds, "kafka-perf", False, work)),
                 ("kafka-perf-tuned", lambda out: mode_kafka_perf(bs, inp, ds, "kafka-perf-tuned", True, work)),
             ]
-            for filt in ("diasource", "lightcurve", "columns", "whole"):
+            for filt in ("diasource", "lightcurve", "columns", "whole", "diasource-sparse", "lightcurve-sparse",
+                         "columns-sparse"):
                 for side, src in (("old", old_src), ("new", None)):
-                    if filt == "columns" and side == "old":
+                    if filt.startswith("columns") and side == "old":
                         continue  # alert.history is new
                     mode = f"{side}-{filt}"
                     plan.append((mode, (lambda mode, filt, src: lambda out: mode_runner(
