@@ -28,6 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from .cap import VisitCap
 from .clients import kafka_error
 from .limits import LimitGuard
+from .positions import Positions
 
 log = logging.getLogger("alertfilter.runner")
 
@@ -95,6 +96,8 @@ class Offsets:
         self._limits_checkpoint = self.limits.snapshot()
         #: Partitions :meth:`rewind` sent back, ``{(topic, partition)}`` (the runner clears it).
         self.rewound: set[tuple[str, int]] = set()
+        #: Adds each partition's replay mark to the offsets committed (:meth:`Positions.stamped`); None: no marks.
+        self.positions: Positions | None = None
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
         """Restore the cap's counts from the newly assigned partitions' committed metadata."""
@@ -182,6 +185,7 @@ class Offsets:
         Raises:
             KafkaException: a fatal error.
         """
+        offsets = self.positions.stamped(offsets) if self.positions else offsets
         try:
             if asynchronous:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
@@ -228,6 +232,7 @@ class Offsets:
             KafkaException: a fatal error (the producer was fenced...) or retries exhausted.
         """
         offsets = self.offsets(done) if done else []
+        offsets = self.positions.stamped(offsets) if self.positions else offsets
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)

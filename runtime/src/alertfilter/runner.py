@@ -117,6 +117,7 @@ class Runner:
             self.producer, settings, list(base), self.metrics, self.totals, self.heartbeat, self._stop.is_set
         )
         self.offsets = Offsets(self.consumer, self.producer, cap, self._assigned, self.limits)
+        self.offsets.positions = self.positions = settings.positions(self.consumer, self.status)
 
     # --- public ------------------------------------------------------------------------------
     def stop(self, *_: object) -> None:
@@ -163,12 +164,11 @@ class Runner:
         return 0
 
     def on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Rebalance callback: partitions assigned; the cap's counts restored from their metadata."""
+        """Rebalance callback: partitions assigned; start positions and replays, then the cap's counts (metadata)."""
         self._settle_pending()
+        self.positions.on_assign(partitions)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         self.offsets.on_assign(partitions)
-        for tp in partitions:
-            self.status.assign(tp.topic, tp.partition)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -177,7 +177,7 @@ class Runner:
         for tp in partitions:
             self._assigned.discard((tp.topic, tp.partition))
             self._eof.discard((tp.topic, tp.partition))
-            self.status.revoke(tp.topic, tp.partition)
+        self.positions.on_revoke(partitions)
         log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
     def process_batch(self, batch: list[Any]) -> None:

@@ -20,6 +20,8 @@ from .codecs import BACKENDS, FORMATS
 from .convert import SettingError, field_path, int_in, lower, parse_bool, seconds
 from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
 from .limits import LIMIT_OPTIONS
+from .positions import EARLIEST, POSITION_OPTIONS, Positions
+from .runstatus import RunnerStatus
 
 #: The default largest record the runner produces, bytes. Rubin alerts are 50-250 KB (DMTN-102);
 #: the operator sets the output topic's ``max.message.bytes`` to the same figure.
@@ -141,6 +143,9 @@ class RunnerSettings:
         topic_wait_s: how long to wait at start for the input, output and dead-letter topics to
             exist (the operator creates them as Strimzi KafkaTopics), s.
         kafka_config: extra librdkafka settings for both clients (security, timeouts...).
+        start_from: where the group starts a partition it has no committed offset for: ``latest``,
+            ``earliest`` or an RFC 3339 time (:mod:`alertfilter.positions`).
+        replay_from, replay_id: a replay request (an RFC 3339 time, its number), or None.
     """
 
     bootstrap_servers: str
@@ -161,6 +166,9 @@ class RunnerSettings:
     schema_retries: int = DEFAULT_SCHEMA_RETRIES
     topic_wait_s: float = 120.0
     kafka_config: dict[str, str] = field(default_factory=dict)
+    start_from: str = EARLIEST
+    replay_from: str | None = None
+    replay_id: int | None = None
 
     def liveness_window(self) -> float:
         """``liveness_window_s``, or its default ``max(60, 3 x hard_timeout_s)``, s."""
@@ -172,12 +180,18 @@ class RunnerSettings:
         """The producer's transactional id (``--transactional-id``, default ``alertfilter-<group>-<hostname>``)."""
         return self.transactional_id or f"alertfilter-{self.group_id}-{socket.gethostname()}"
 
+    def positions(self, consumer: Any, status: RunnerStatus) -> Positions:
+        """The start positions and replays these settings ask for, on ``consumer`` (:mod:`alertfilter.positions`)."""
+        return Positions(consumer, self.start_from, self.replay_from, self.replay_id, status)
+
     def validate(self, filter_timeout_s: float) -> None:
         """Raises ValueError when the settings cannot work together."""
         if not 1 <= self.batch_size <= 100_000:
             raise ValueError(f"batch size must be between 1 and 100000, got {self.batch_size}")
         if self.input_topic in (self.output_topic, self.dead_letter_topic):
             raise ValueError(f"the input topic {self.input_topic!r} cannot also be the output or dead-letter topic")
+        if (self.replay_from is None) != (self.replay_id is None):
+            raise ValueError("--replay-from and --replay-id go together: a replay is a time and its request number")
         if self.hard_timeout_s and filter_timeout_s and self.hard_timeout_s <= filter_timeout_s:
             raise ValueError(
                 f"the filter hard timeout ({self.hard_timeout_s:g} s) must be longer than the filter "
@@ -270,6 +284,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("log-format", "log lines as text or as one JSON object each", "text", choices=("text", "json")),
     Option("log-level", "debug, info, warning or error", "info", lower, ("debug", "info", "warning", "error")),
     *(Option(name, text, default, convert) for name, text, default, convert in LIMIT_OPTIONS),  # spec.limits
+    *(Option(name, text, default, convert) for name, text, default, convert in POSITION_OPTIONS),  # startFrom, replay
     # the filter's rules, also options of check
     Option(
         "entrypoint",

@@ -1,0 +1,148 @@
+"""Start positions and replay marks (positions.py) against a small stand-in consumer: which offset a
+partition starts at, what is committed at once, what a restart finds, and the options' checks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from alertfilter.cap import VisitCap
+from alertfilter.convert import SettingError
+from alertfilter.offsets import Offsets, decode_commit_metadata
+from alertfilter.positions import Mark, Positions, read_mark, stamp, start_position, time_ms
+from alertfilter.runstatus import RunnerStatus
+from alertfilter.settings import RunnerSettings, from_env
+
+T = "2026-01-01T00:00:00Z"
+
+
+class Broker:
+    """One topic's partitions: timestamps by offset, and a group's committed offsets with metadata."""
+
+    def __init__(self, stamps: dict[int, list[int]]) -> None:
+        self.stamps = stamps
+        self.committed_at: dict[int, tuple[int, str | None]] = {}
+        self.commits: list[list[TopicPartition]] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
+        out = []
+        for tp in partitions:
+            offset, meta = self.committed_at.get(tp.partition, (-1001, None))
+            out.append(
+                TopicPartition(tp.topic, tp.partition, offset, meta)
+                if meta
+                else TopicPartition(tp.topic, tp.partition, offset)
+            )
+        return out
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> list[TopicPartition]:
+        self.commits.append(offsets)
+        for tp in offsets:
+            self.committed_at[tp.partition] = (tp.offset, tp.metadata)
+        return offsets
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float = 0) -> tuple[int, int]:
+        return 0, len(self.stamps[tp.partition])
+
+    def offsets_for_times(self, tps: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
+        out = []
+        for tp in tps:
+            at = next((o for o, ms in enumerate(self.stamps[tp.partition]) if ms >= tp.offset), -1)
+            out.append(TopicPartition(tp.topic, tp.partition, at))
+        return out
+
+    def list_topics(self, topic: str, timeout: float = 0) -> Any:
+        md = SimpleNamespace(partitions=dict.fromkeys(self.stamps), error=None)
+        return SimpleNamespace(topics={topic: md})
+
+
+MIN = 60_000
+STAMPS = {0: [time_ms(T) + i * MIN for i in range(10)], 1: [time_ms(T) + i * MIN for i in range(4)]}
+PARTS = [TopicPartition("alerts", 0), TopicPartition("alerts", 1)]
+
+
+def assign(broker: Broker, **kw: Any) -> Positions:
+    status = RunnerStatus()
+    p = Positions(broker, kw.pop("start_from", "earliest"), status=status, **kw)
+    p.on_assign(PARTS)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("start", "offsets"),
+    [
+        ("earliest", [0, 0]),
+        ("latest", [10, 4]),
+        ("2026-01-01T00:03:00Z", [3, 3]),
+        ("2026-01-01T00:05:00+00:00", [5, 4]),
+        ("2030-01-01T00:00:00Z", [10, 4]),
+    ],
+)
+def test_the_groups_first_run_starts_where_start_from_says_and_commits_it_at_once(
+    start: str, offsets: list[int]
+) -> None:
+    broker = Broker(STAMPS)
+    assign(broker, start_from=start)
+    assert [(tp.partition, tp.offset, tp.metadata) for tp in broker.commits[0]] == [
+        (0, offsets[0], None),
+        (1, offsets[1], None),
+    ]
+    assign(broker, start_from="latest")  # a restart: the committed offsets win, nothing is committed
+    assert len(broker.commits) == 1
+
+
+def test_a_replay_rewinds_each_partition_once_and_its_mark_goes_with_every_commit() -> None:
+    broker = Broker(STAMPS)
+    broker.committed_at = {0: (9, "[[7,3]]"), 1: (4, None)}
+    p = assign(broker, replay_from="2026-01-01T00:02:00Z", replay_id=3)
+    assert [(tp.offset, read_mark(tp.metadata)) for tp in broker.commits[0]] == [(2, Mark(3, 2)), (2, Mark(3, 2))]
+    assert decode_commit_metadata(broker.committed_at[0][1]) in (None, [])  # the cap's counts are not carried over
+    assert p.status.document(0)["partitions"][0] == {"topic": "alerts", "partition": 0, "replay": 3, "replayOffset": 2}
+    assert p.status.get("inputPartitions") == 2 and p.status.get("replayRequest") == 3
+    # every later commit carries the mark, beside the cap's counts
+    offsets = Offsets(broker, None, VisitCap(5), {("alerts", 0), ("alerts", 1)})
+    offsets.positions = p
+    offsets.commit([], [TopicPartition("alerts", 0, 6, "[[7,1]]"), TopicPartition("alerts", 1, 3)])
+    assert read_mark(broker.committed_at[0][1]) == Mark(3, 2) and decode_commit_metadata(broker.committed_at[0][1]) == [
+        [7, 1]
+    ]
+    assert read_mark(broker.committed_at[1][1]) == Mark(3, 2)
+    # restarts with the same request, or an earlier one: nothing rewound, the mark kept
+    n = len(broker.commits)
+    assign(broker, replay_from="2026-01-01T00:02:00Z", replay_id=3)
+    q = assign(broker, replay_from="2026-01-01T00:00:00Z", replay_id=2)
+    assert len(broker.commits) == n and q.marks[("alerts", 0)] == Mark(3, 2)
+    # a later request rewinds again
+    assign(broker, replay_from="2026-01-01T00:01:00Z", replay_id=4)
+    assert [read_mark(tp.metadata) for tp in broker.commits[-1]] == [Mark(4, 1), Mark(4, 1)]
+
+
+def test_stamp_keeps_what_the_metadata_holds() -> None:
+    assert stamp(None, None) is None and stamp("[[1,2]]", None) == "[[1,2]]"
+    assert stamp("[[1,2]]", Mark(5, 9)) == '{"cap":[[1,2]],"replay":[5,9]}'
+    assert (
+        stamp('{"cap":[],"limits":{"d":1},"replay":[1,1]}', Mark(5, 9)) == '{"cap":[],"limits":{"d":1},"replay":[5,9]}'
+    )
+    assert read_mark("[[1,2]]") is None and read_mark('{"replay":[true,1]}') is None and read_mark("{bad") is None
+
+
+@pytest.mark.parametrize("bad", ["now", "2026-02-30T00:00:00Z", "2026-01-02 03:04:05Z", "2026-01-02T03:04:05", ""])
+def test_a_start_position_that_is_not_one_is_refused_with_what_is_expected(bad: str) -> None:
+    with pytest.raises(SettingError, match="expected latest, earliest or an RFC 3339 time"):
+        start_position(bad)
+    with pytest.raises(SettingError, match="ALERTFILTER_START_FROM"):
+        from_env({"ALERTFILTER_START_FROM": bad or " "})
+
+
+def test_a_replay_needs_its_time_and_its_request_number() -> None:
+    assert from_env({"ALERTFILTER_START_FROM": "Latest", "ALERTFILTER_REPLAY_ID": "2"}) == {
+        "start_from": "latest",
+        "replay_id": 2,
+    }
+    with pytest.raises(ValueError, match="go together"):
+        RunnerSettings("b:9092", "in", "out", "out.dl", "g", replay_from=T).validate(1.0)
+    with pytest.raises(SettingError):
+        from_env({"ALERTFILTER_REPLAY_ID": "0"})
