@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -111,36 +112,84 @@ def scrapes(kafka, alerts_dir, tmp_path_factory) -> tuple[str, str]:
         r.wait(30)
 
 
-def series(text: str) -> dict[str, float]:
+@pytest.fixture(scope="module")
+def lean_scrape(kafka, alerts_dir, tmp_path_factory) -> str:
+    """``/metrics`` of a real ``alertfilter lean`` after it copied 20 real alerts and 2 values it
+    cannot splice (forwarded whole) to its lean topic."""
+    from alertfilter_devstack.procs import free_port
+
+    tmp = tmp_path_factory.mktemp("lean")
+    _, values = encode_files([alerts_dir / "rubin-v10_0-real-20.avro"], tmp / "schemas")
+    inp = f"mon-lean-{time.time_ns()}"
+    produce_values(kafka.bootstrap, inp, [*values, b"junk", b"\x00\x00\x00\x03\xe8garbage"])
+    port = free_port()
+    cmd = [sys.executable, "-m", "alertfilter", "lean", "--bootstrap-servers", kafka.bootstrap, "--input", inp]
+    cmd += ["--create-topics", "--metrics-port", str(port), "--schema-dir", str(tmp / "schemas")]
+    with open(tmp / "lean.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, text = time.monotonic() + 90, ""
+        while time.monotonic() < deadline and not (
+            "alertfilter_lean_alerts_out_total 22.0" in text and "alertfilter_lean_consumer_lag{" in text
+        ):
+            time.sleep(0.5)
+            try:
+                text = scrape(port)
+            except OSError:
+                continue
+        assert "alertfilter_lean_alerts_out_total 22.0" in text, (tmp / "lean.log").read_text()[-3000:]
+        return text
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def series(text: str, target: dict[str, str] = TARGET) -> dict[str, float]:
     """``{'name{labels}': value}`` of an exposition, with the PodMonitor's target labels added."""
     out = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             if s.name.endswith("_created"):
                 continue
-            labels = {**s.labels, **TARGET}
+            labels = {**s.labels, **target}
             body = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
             out[f"{s.name}{{{body}}}"] = s.value
     return out
 
 
-def input_series(before: str, after: str, minutes: int = 30) -> list[dict[str, str]]:
-    """promtool input series, one sample a minute: ``before`` at 0, ``after`` from 1m on; ``up`` is 1."""
+#: A lean producer pod's target labels (the PodMonitor names the job after app.kubernetes.io/name).
+LEAN_TARGET = {"job": "alertfilter-lean", "namespace": "kafka-pool-a", "pod": "pool-a-lean-7c9-q2w", "pool": "pool-a"}
+LEAN_TARGET |= {"instance": "10.244.1.9:8080"}
+#: MirrorMaker 2's series, named and labelled as Strimzi's JMX exporter example
+#: (packaging/examples/metrics/kafka-mirror-maker-2-metrics.yaml) exposes them, with the mirror
+#: PodMonitor's pool label; Kafka Connect's own consumer of its internal topics must not count as lag.
+MIRROR = {"job": "alertfilter-mirror", "namespace": "kafka-pool-a", "pool": "pool-a"}
+MIRROR_SERIES = [
+    (
+        "kafka_connect_mirror_mirrorsourceconnector_replication_latency_ms_max",
+        {"target": "pool-a", "partition": "0"},
+        250,
+    ),
+    ("kafka_consumer_fetch_manager_records_lag", {"clientid": "consumer-null-1", "partition": "0"}, 12),
+    (
+        "kafka_consumer_fetch_manager_records_lag",
+        {"clientid": "consumer-mirrormaker2-cluster-1", "partition": "0"},
+        1000,
+    ),
+]
+
+
+def input_series(before: str, after: str, minutes: int = 30, lean: str = "") -> list[dict[str, str]]:
+    """promtool input series, one sample a minute: ``before`` at 0, ``after`` (and ``lean``, a lean
+    producer's exposition) from 1m on; ``up`` is 1; the mirror's series (no real MirrorMaker 2 here)."""
     b, a = series(before), series(after)
     out = [{"series": name, "values": f"{b.get(name, 0):g} {v:g}x{minutes}"} for name, v in a.items()]
+    out += [{"series": name, "values": f"0 {v:g}x{minutes}"} for name, v in series(lean, LEAN_TARGET).items()]
     up = ",".join(f'{k}="{v}"' for k, v in sorted(TARGET.items()))
     out.append({"series": f"up{{{up}}}", "values": f"1x{minutes}"})
-    # The mirror's series, named as Strimzi's MirrorMaker 2 example metrics expose them (no real
-    # MirrorMaker 2 here): the dashboard's mirror panel must read them per pool.
-    out.append(
-        {
-            "series": 'kafka_connect_mirror_source_connector_replication_latency_ms_max{pool="pool-a"}',
-            "values": f"250x{minutes}",
-        }
-    )
-    out.append(
-        {"series": 'kafka_consumer_fetch_manager_records_lag{pool="pool-a",topic="alerts"}', "values": f"12x{minutes}"}
-    )
+    for name, labels, value in MIRROR_SERIES:
+        body = ",".join(f'{k}="{v}"' for k, v in sorted({**MIRROR, **labels, "topic": "alerts"}.items()))
+        out.append({"series": f"{name}{{{body}}}", "values": f"{value}x{minutes}"})
     return out
 
 
@@ -172,13 +221,18 @@ def test_the_runners_metrics_pass_promtools_lint(promtool, scrapes, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_every_dashboard_query_returns_data_on_the_runners_metrics(promtool, scrapes, tmp_path):
+def test_the_lean_producers_metrics_pass_promtools_lint(promtool, lean_scrape):
+    r = subprocess.run([promtool, "check", "metrics"], input=lean_scrape, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_dashboard_query_returns_data_on_the_runners_metrics(promtool, scrapes, lean_scrape, tmp_path):
     queries = dashboard_queries()
-    assert len(queries) >= 14
+    assert len(queries) >= 24
     tests = [
         {
             "interval": "1m",
-            "input_series": input_series(*scrapes),
+            "input_series": input_series(scrapes[0], scrapes[1], lean=lean_scrape),
             "promql_expr_test": [
                 {"expr": f"count({expr}) > bool 0", "eval_time": "4m", "exp_samples": [{"labels": "{}", "value": 1}]}
                 for _, expr in queries
@@ -192,6 +246,25 @@ def test_every_dashboard_query_returns_data_on_the_runners_metrics(promtool, scr
         said = (r.stdout + r.stderr).replace('\\"', '"')
         empty = [t for t, e in queries if f"count({e}) > bool 0" in said]
         pytest.fail(f"queries without data: {empty}\n{r.stdout[-4000:]}{r.stderr[-2000:]}")
+
+
+def test_the_mirror_panels_read_the_source_connector_per_pool(promtool, tmp_path):
+    mirror = {t: e for t, e in dashboard_queries() if t.startswith("Mirror")}
+    assert len(mirror) == 2
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": input_series("", "", 10)[1:],  # up and the mirror's series
+            "promql_expr_test": [
+                {"expr": e, "eval_time": "5m", "exp_samples": [{"labels": '{pool="pool-a"}', "value": v}]}
+                for e, v in zip(mirror.values(), (250, 12), strict=True)  # not Connect's own consumer's 1000
+            ],
+        }
+    ]
+    (tmp_path / "empty.yaml").write_text("groups: []\n")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"rule_files": ["empty.yaml"], "tests": tests}))
+    r = run_promtool(promtool, tmp_path, "test", "rules", "t.yaml")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]
 
 
 def test_the_rules_pass_promtool_check(promtool, rules, tmp_path):
