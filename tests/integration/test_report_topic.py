@@ -35,3 +35,15 @@ def test_report_of_a_topic_without_schemas_says_what_to_give(kafka, alerts_dir, 
     r = subprocess.run([*cmd, "--idle-timeout", "3", "--out", str(out)], capture_output=True, text=True, check=False)
     assert r.returncode == 1 and not out.exists()
     assert f"{topic}/0@0 holds a Confluent-wire-format message with schema id 1000" in r.stderr
+
+
+def test_report_of_a_topic_names_a_record_that_is_not_an_alert(kafka, alerts_dir, tmp_path):
+    _, values = encode_files([alerts_dir / "rubin-v10_0-history-4.avro"], tmp_path / "schemas")
+    topic = f"report-{time.time_ns()}"
+    produce_values(kafka.bootstrap, topic, [values[0], b"<script>alert(1)</script> not an alert"])
+    out = tmp_path / "topic.html"
+    cmd = [sys.executable, "-m", "alertfilter", "report", topic, "--bootstrap-servers", kafka.bootstrap]
+    cmd += ["--schema-dir", str(tmp_path / "schemas"), "--idle-timeout", "3", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=180)
+    assert r.returncode == 1 and not out.exists() and "Traceback" not in r.stderr
+    assert f"{topic}/0@1 is not an alert: it holds a text file (it starts '<script>alert(1)</script>" in r.stderr

@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alertfilter.alertfiles import AlertInputError, WireDecoder, first_schema_name, read_alerts
+from alertfilter.alertfiles import (
+    SNIFF_BYTES,
+    AlertInputError,
+    WireDecoder,
+    describe,
+    first_schema_name,
+    is_wire_header,
+    read_alerts,
+)
 from alertfilter.cli.args import echo, fail, key_values
 from alertfilter.schemas import DirectorySchemaSource, RegistrySchemaSource, SchemaSource
 from alertfilter.surveys import field_defaults, schema_full_name, survey_of
@@ -121,6 +129,9 @@ def _topic_items(args: argparse.Namespace, schemas: SchemaSource | None) -> Iter
                     name = schema_full_name(reader.writer_schema)
                     for rec in reader:
                         yield ReportItem(rec, name, where)
+                elif not is_wire_header(value, len(value)):  # a tombstone, text, another producer's bytes
+                    what = "no value (a tombstone)" if m.value() is None else describe(value[:SNIFF_BYTES], len(value))
+                    raise AlertInputError(f"{where} is not an alert: it holds {what}", where)
                 else:
                     fa = wire.decode(value, where)
                     yield ReportItem(fa.record, schema_full_name(fa.schema), where)
