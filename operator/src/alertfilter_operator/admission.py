@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from .contract import claims_of, name_prefix, output_topic_problem, pool_change_problem
+from .images import image_allowed, image_problem
 from .kube import Kube
 from .state import State
 
@@ -64,3 +65,53 @@ def validate_contract(
         problem = pool_change_problem(old_pool, spec.get("pool"), (old.get("status") or {}).get("pool"))
     if problem:
         raise kopf.AdmissionError(problem, code=422)
+
+
+def _allowed_images(pool: Mapping[str, Any] | None) -> list[str] | None:
+    """A FilterPool's ``spec.allowedImages`` (None: unset, any image)."""
+    allowed = ((pool or {}).get("spec") or {}).get("allowedImages")
+    return None if allowed is None else [str(a) for a in allowed]
+
+
+def validate_image(
+    spec: kopf.Spec,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    old: kopf.Body | None = None,
+    **_: Any,
+) -> None:
+    """Refuse an AlertFilter whose ``spec.image`` its FilterPool does not allow (``spec.allowedImages``).
+
+    Checked when the image or the pool is set or changes: the pool named in ``spec.pool``, else the
+    one the filter runs in (``status.pool``); a filter not placed yet needs one pool that allows it
+    (the operator places it in such a pool).
+
+    Raises:
+        kopf.AdmissionError: ``spec.image: ...`` (HTTP 422).
+    """
+    state: State | None = memo.get("state")
+    image = spec.get("image")
+    if state is None or not namespace or not name or not image:
+        return
+    old_spec: Mapping[str, Any] = (old.get("spec") or {}) if old is not None else {}
+    if old is not None and old_spec.get("image") == image and old_spec.get("pool") == spec.get("pool"):
+        return  # every other update (a finalizer, the source...) is let through, as in validate_contract
+    runner_image = state.config.runner_image
+    pool_name = spec.get("pool") or ((old.get("status") or {}).get("pool") if old is not None else None)
+    if pool_name:
+        pool = state.kube.get("FilterPool", pool_name)
+        if pool is None:
+            return  # the reconciler says PoolNotFound
+        problem = image_problem(image, pool_name, _allowed_images(pool), runner_image)
+        if problem:
+            raise kopf.AdmissionError(problem, code=422)
+        return
+    pools = state.kube.list("FilterPool")
+    if pools and not any(image_allowed(image, _allowed_images(p), runner_image) for p in pools):
+        names = ", ".join(sorted(p["metadata"]["name"] for p in pools))
+        raise kopf.AdmissionError(
+            f"spec.image: {image!r} is allowed in no FilterPool ({names}: see their spec.allowedImages); use an "
+            "allowed image (built FROM the runner image), leave spec.image out, or ask the pools' operators to allow it",
+            code=422,
+        )

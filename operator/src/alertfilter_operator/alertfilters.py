@@ -29,6 +29,7 @@ from .builders import (
 )
 from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, runner_pod_problem, strimzi_ready
 from .contract import Claims, claims_of, output_topic_problem, pool_change_problem
+from .images import image_allowed, image_problem, runner_image_of
 from .kube import owner_reference
 from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
 from .naming import (
@@ -79,9 +80,26 @@ def _place(
         elif current and spec.pool in (None, current):
             pool = current
         else:
-            pool = choose_pool(pool_loads(state.kube.list("FilterPool"), book, exclude=key), weight, spec.pool)
+            pools = state.kube.list("FilterPool")
+            if spec.image and not spec.pool:  # only pools that allow its image (FilterPool spec.allowedImages)
+                runner_image = state.config.runner_image
+                pools = [p for p in pools if image_allowed(spec.image, _allowed_images(p), runner_image)]
+            pool = choose_pool(pool_loads(pools, book, exclude=key), weight, spec.pool)
         state.pending[key] = (pool, weight)
         return pool
+
+
+def _allowed_images(pool: dict[str, Any]) -> list[str] | None:
+    """A FilterPool body's ``spec.allowedImages`` (None: any image)."""
+    allowed = (pool.get("spec") or {}).get("allowedImages")
+    return None if allowed is None else [str(a) for a in allowed]
+
+
+def _image_refused(state: State, image: str | None, pool_name: str) -> str | None:
+    """Why FilterPool ``pool_name`` may not run ``spec.image`` (its ``spec.allowedImages``); None when
+    it may, when the filter names no image, or when the pool does not exist (PoolNotFound says so)."""
+    body = state.kube.get("FilterPool", pool_name) if image else None
+    return image_problem(image, pool_name, _allowed_images(body), state.config.runner_image) if body else None
 
 
 def refresh_status(state: State, namespace: str, name: str) -> None:
@@ -193,9 +211,8 @@ def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: Po
         else:
             waiting_for_credentials = True
     apply_owned(kube, own(build_network_policy(ref, pool, cfg.schema_registry_port)), uid)
-    deployment = build_deployment(
-        ref, pool, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir
-    )
+    image = runner_image_of(ref.spec.image, cfg.runner_image)
+    deployment = build_deployment(ref, pool, image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir)
     apply_owned(kube, own(deployment), uid)
     return waiting_for_credentials
 
@@ -275,6 +292,12 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             st.set("Ready", FALSE, "Unschedulable", str(exc))
             st.write()
             raise kopf.TemporaryError(f"unschedulable: {exc}", delay=RETRY_UNPLACED_S) from None
+        refused = _image_refused(state, spec.image, pool_name)
+        if refused:  # the webhook refuses it at apply; here: admitted without it, or the pool's list changed since
+            if delete_owned(kube, "Deployment", runner_name(name), ns, uid):
+                logger.info("deleted the runner: its image is not allowed in FilterPool %s", pool_name)
+            _refuse(st, "ImageNotAllowed", refused, topic=False)
+            raise kopf.TemporaryError(refused, delay=RETRY_CONFLICT_S)
         try:
             pool = _pool_info(state, pool_name)
         except LookupError:
@@ -295,6 +318,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             deadLetterTopic=ref.dead_letter_topic,
             bootstrapServers=pool.bootstrap,
             kafkaNamespace=pool.kafka_namespace,
+            image=runner_image_of(spec.image, state.config.runner_image),
         )
         _child_conditions(state, {**body, "status": {**(body.get("status") or {}), **st.fields}}, st)
         if waiting_for_credentials:

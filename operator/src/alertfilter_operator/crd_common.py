@@ -28,6 +28,9 @@ OUTPUT_TOPIC_MAX = KAFKA_TOPIC_MAX - len(".deadletter")
 FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 PY_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|E|Ei|P|Pi)?$"
+#: A container image reference (``[registry/]repository[:tag][@digest]``), or a prefix of one.
+IMAGE_REF = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+IMAGE_REF_MAX = 512
 #: Largest filter source, bytes of UTF-8. ``kubectl apply`` keeps a copy of the whole object in an
 #: annotation, and all annotations together may hold 256 KiB: half of that leaves room for the
 #: copy's JSON escapes and the rest of the object. (kopf's own record of the spec keeps only the

@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from . import GROUP, VERSION, alertfilters, observe, pools
-from .admission import validate_contract
+from .admission import validate_contract, validate_image
 from .config import OperatorConfig
 from .kube import Kube
 from .naming import FILTER_LABEL, MANAGED_BY, OWNER_KIND, OWNER_NAME, OWNER_NAMESPACE
@@ -165,6 +165,8 @@ def delete_alertfilter(
 # and so is a filter that would take a topic or leave a pool it may not (admission.py).
 kopf.on.validate(GROUP, VERSION, "alertfilters", id="source", operations=["CREATE", "UPDATE"])(validate_source)
 kopf.on.validate(GROUP, VERSION, "alertfilters", id="contract", operations=["CREATE", "UPDATE"])(validate_contract)
+# A spec.image that the filter's FilterPool does not allow (its spec.allowedImages) is refused too.
+kopf.on.validate(GROUP, VERSION, "alertfilters", id="image", operations=["CREATE", "UPDATE"])(validate_image)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=RUNNER_LABELS)

@@ -19,6 +19,8 @@ from .crd_common import (
     DNS_LABEL,
     FIELD_PATH,
     FILTER_NAME_MAX,
+    IMAGE_REF,
+    IMAGE_REF_MAX,
     KAFKA_TOPIC_MAX,
     MAX_RETENTION_MS,
     MAX_SOURCE_BYTES,
@@ -167,6 +169,20 @@ class AlertFilterSpec(CrdModel):
             max_length=200,
         ),
     ] = None
+    image: Annotated[
+        str | None,
+        Field(
+            description="Container image of the filter's runner pods, for a filter that imports packages the runner "
+            "image lacks: an image built FROM the runner image (alertfilter-runner) that adds them, as in "
+            "examples/custom-image/Dockerfile. Default: the operator's runner image. Its code runs in the runner's "
+            "process with this filter's own Kafka credentials only (its KafkaUser's ACLs: read the pool's input, "
+            "write its own topics); the FilterPool's spec.allowedImages says which images its filters may name. "
+            "With an image set, the admission webhook no longer refuses imports the runner image lacks: the image "
+            "decides (a missing module fails the runner's start, RunnerReady says why). Recorded in status.image.",
+            pattern=IMAGE_REF,
+            max_length=IMAGE_REF_MAX,
+        ),
+    ] = None
     pool: Annotated[
         str | None,
         Field(
@@ -283,6 +299,10 @@ class AlertFilterStatus(CrdModel):
         ),
     ] = None
     sourceHash: Annotated[str | None, Field(description="sha256 of spec.source (hex).")] = None
+    image: Annotated[
+        str | None,
+        Field(description="The image the runner pods run: spec.image, or the operator's runner image."),
+    ] = None
     sourceError: Annotated[SourceError | None, Field(description="Where spec.source fails to load, when it does.")] = (
         None
     )

@@ -10,6 +10,8 @@ from pydantic import ConfigDict, Field
 from .crd_common import (
     DEFAULT_FILTERS_PER_NODE,
     DNS_LABEL,
+    IMAGE_REF,
+    IMAGE_REF_MAX,
     KAFKA_TOPIC_MAX,
     QUANTITY,
     TOPIC_NAME,
@@ -118,6 +120,24 @@ class FilterPoolSpec(CrdModel):
         Capacity,
         Field(description="How many filters the pool takes: nodes x filtersPerNode.", default_factory=Capacity),
     ]
+    allowedImages: Annotated[
+        list[
+            Annotated[
+                str,
+                Field(description="A prefix of allowed image references.", pattern=IMAGE_REF, max_length=IMAGE_REF_MAX),
+            ]
+        ]
+        | None,
+        Field(
+            description="Which images the pool's filters may name in spec.image, as prefixes of the image reference "
+            "(end one with '/' or ':' to bound it: 'registry.example.org/broker-images/' allows every image under "
+            "that path, 'registry.example.org/ztf/lc-filter:' every tag of one repository). A filter naming another "
+            "image is refused at apply (and, placed here before the list changed, has no runner). Unset: any image; "
+            "[]: none (only the operator's runner image). A custom image is code the pool runs with that filter's "
+            "Kafka credentials: list only images you trust.",
+            max_length=100,
+        ),
+    ] = None
     kafka: Annotated[PoolKafka, Field(description="The pool-local Kafka cluster.", default_factory=PoolKafka)]
     mirror: Annotated[
         Mirror, Field(description="The MirrorMaker 2 mirror of the full alert stream from the central Kafka.")

@@ -10,24 +10,42 @@ from typing import Any
 
 import kopf
 
-from alertfilter.api import FilterSourceError, check_source
+from alertfilter.api import FilterSourceError, check_source, describe_missing, missing_imports, parse_source
 
 from .certs import make_webhook_certs
 
 
-def validate_source(spec: kopf.Spec, **_: Any) -> None:
-    """Reject an AlertFilter whose ``spec.source`` fails :func:`alertfilter.check_source`.
+def validate_source(spec: kopf.Spec, old: kopf.Body | None = None, **_: Any) -> None:
+    """Reject an AlertFilter whose ``spec.source`` fails :func:`alertfilter.check_source`, or, when
+    it names no ``spec.image``, imports a module the runner image does not provide
+    (:func:`alertfilter.api.missing_imports`: the image's module list ships with the runtime).
 
     The source is checked statically (compiled, never run), so no filter code runs in the operator.
+    The imports are checked only when the source or the image changes: an update that touches
+    neither (the operator's finalizer, a deletion) is never held by a module list that changed since.
 
     Raises:
         kopf.AdmissionError: ``spec.source: line L, column C: message`` (HTTP 422).
     """
+    source = spec.get("source") or ""
     try:
-        check_source(spec.get("source") or "", spec.get("entrypoint"))
+        check_source(source, spec.get("entrypoint"))
     except FilterSourceError as exc:
         message = exc.message.replace("name one as the entrypoint", "name one in spec.entrypoint")
         raise kopf.AdmissionError(f"spec.source: line {exc.line}, column {exc.column}: {message}", code=422) from None
+    old_spec = (old.get("spec") or {}) if old is not None else {}
+    changed = old is None or old_spec.get("source") != source or old_spec.get("image") != spec.get("image")
+    if spec.get("image") or not changed:
+        return  # a custom image decides what it provides
+    missing = missing_imports(parse_source(source.removeprefix("\ufeff")))
+    if missing:
+        ref = missing[0]
+        more = f" (and {len(missing) - 1} more import(s) it lacks)" if len(missing) > 1 else ""
+        raise kopf.AdmissionError(
+            f"spec.source: line {ref.line}, column {ref.column}: {describe_missing(ref)}{more}; "
+            "name an image built FROM the runner image that has it in spec.image",
+            code=422,
+        )
 
 
 def local_webhook_server(port: int, cert_dir: Path) -> kopf.WebhookServer:

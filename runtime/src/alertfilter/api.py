@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .bindings import CLASS, FILTER_CLASS, FUNCTION, OTHER, Kind, read_bindings
+from .imports import ImportRef, describe_missing, missing_imports, read_imports, runner_modules
 from .results import NonBoolResult, check_result
 from .source import (
     FILTER_FILENAME,
@@ -39,6 +40,7 @@ __all__ = [
     "FILTER_FILENAME",
     "AlertFilter",
     "FilterSourceError",
+    "ImportRef",
     "LoadedFilter",
     "NonBoolResult",
     "SourceCheck",
@@ -46,7 +48,12 @@ __all__ = [
     "check_result",
     "check_source",
     "describe_exception",
+    "describe_missing",
     "load_filter",
+    "missing_imports",
+    "parse_source",
+    "read_imports",
+    "runner_modules",
     "safe_repr",
     "safe_str",
     "source_sha256",

@@ -17,9 +17,11 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -47,8 +49,23 @@ PIPE_BYTES = 1 << 20
 #: 50-250 KB); memory is taken only as it is written, and larger values go through the pipe.
 REGION_BYTES = 64 << 20
 #: Variables the filter process keeps from the runner's environment; every other one (Kafka
-#: settings and credentials above all) is left out.
-KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONHASHSEED")
+#: settings and credentials above all) is left out. The XDG folders hold the science packages'
+#: settings (the runner image's astropy.cfg); the thread counts bound numeric libraries' pools.
+KEPT_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONHASHSEED",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
 _F_SETPIPE_SZ = 1031
 _PR_SET_DUMPABLE = 4
 
@@ -58,6 +75,16 @@ def protect_runner() -> None:
     (the filter process) cannot read its memory or environment through ``/proc`` (Linux only)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def filter_home(env: dict[str, str]) -> str | None:
+    """A HOME of the filter process's own when the runner's is not a folder it can write (the
+    runner image's user has ``/nonexistent``): a new private folder under the temporary directory
+    (the pod's ``/tmp``), where packages such as astropy may keep their caches; None when HOME will do."""
+    home = env.get("HOME")
+    if home and os.path.isdir(home) and os.access(home, os.W_OK | os.X_OK):
+        return None
+    return tempfile.mkdtemp(prefix="alertfilter-home-")
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -115,6 +142,7 @@ class FilterProcess:
         self._got = 0  # verdicts received for it
         self._progress: tuple[int, int] = (0, p.ProgressPage.IDLE)
         self._since = 0.0  # when the runner first saw that progress (or began waiting)
+        self._home: str | None = None  # the filter process's own HOME, removed with it
         self._left: float | None = None  # when the last frame was handed to the runner (None: waiting since _since)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -134,6 +162,9 @@ class FilterProcess:
         self._page = p.ProgressPage()
         self._region = p.DataRegion(self.region_bytes)
         env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith("LC_")}
+        self._home = filter_home(env)
+        if self._home is not None:
+            env["HOME"] = self._home
         fds = (req_r, rep_w, self._page.fd, self._region.fd)
         args = [
             sys.executable,
@@ -206,6 +237,9 @@ class FilterProcess:
         if self._region is not None:
             self._region.close()
             self._region = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
 
     # --- batches ----------------------------------------------------------------------------
     def verdicts(

@@ -282,6 +282,14 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
             a.help = re.sub(r"\(default: [^)]*\)", "(default: the survey's, told by the alerts' schema)", a.help or "")
     add_input_arguments(c)
     c.add_argument(
+        "--modules",
+        choices=("runner", "local"),
+        default="runner",
+        help="which modules the filter may import, for the warnings on its imports: runner (default: those of the "
+        "runner image, whose list ships with alertfilter) or local (those this Python can import: in a group's own "
+        "image built FROM the runner image, for an AlertFilter with spec.image)",
+    )
+    c.add_argument(
         "--html", metavar="FILE", help="also write an HTML report of the accepted alerts (alertfilter report)"
     )
     c.add_argument("--max-report-alerts", type=int, default=200, help="with --html: draw at most this many alerts")

@@ -198,12 +198,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     that cannot start (nothing is counted then)."""
     from alertfilter.cli.report import resolve_fields, schema_source, write_check_report
     from alertfilter.filterspec import FilterLoadError, FilterProcessError
+    from alertfilter.imports import import_warnings_of
     from alertfilter.tools import AlertFileError, check, jsonable, missing_files
 
     source = _read_filter_file(args.filter)
     missing = missing_files(args.alerts)
     if missing:  # said before any alert is counted, rather than after the counts of the files before it
         fail(f"alertfilter check: cannot read alerts: no such file: {', '.join(missing)}")
+    not_provided = import_warnings_of(source, local=getattr(args, "modules", "runner") == "local")
+    for ref, message in not_provided:
+        echo(f"{args.filter}:{ref.line}:{ref.column}: warning: {message}", file=sys.stderr)
+    import_warnings = [
+        {"line": ref.line, "column": ref.column, "module": ref.top, "message": message} for ref, message in not_provided
+    ]
     schemas = schema_source(args, "alertfilter check")
     resolve_fields(args, args.alerts, schemas)  # --visit-field, --id-field: the survey's unless given
     file_error: AlertFileError | None = None
@@ -223,7 +230,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             fail(f"alertfilter check: the filter cannot be loaded: {exc.message}")
         echo(f"{args.filter}:{exc.line}:{exc.column}: {exc.message}", file=sys.stderr)
         if args.json:
-            echo(json.dumps({"error": {"line": exc.line, "column": exc.column, "message": exc.message}}), flush=True)
+            error = {"error": {"line": exc.line, "column": exc.column, "message": exc.message}}
+            echo(json.dumps({**error, "import_warnings": import_warnings} if import_warnings else error), flush=True)
         return 2
     except FilterProcessError as exc:
         fail(f"alertfilter check: {exc}")
@@ -233,6 +241,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         fail(f"alertfilter check: cannot read alerts: {exc}")
     if args.json:
         out = jsonable(res.as_dict())
+        if import_warnings:
+            out["import_warnings"] = import_warnings
         if file_error is not None:
             out["file_error"] = str(file_error)
         echo(json.dumps(out))
