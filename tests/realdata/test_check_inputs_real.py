@@ -59,3 +59,34 @@ def test_ztf_alerts_are_checked_with_ztfs_id_and_visit_without_options(alerts_di
     res = json.loads(r.stdout)
     assert res["errors"] == 0  # the visit is ZTF's candidate.pid, not Rubin's diaSource.visit
     assert res["accepted_ids"] == [1060135832015015002, 1079453312715015005]  # candid
+
+
+def test_rubin_v11_records_are_checked_with_rubins_fields_without_options(alerts_dir, tmp_path):
+    # The real v10.0 alerts under a v11.1 schema name (Rubin's ids and visits stay where they were),
+    # as dumped Kafka records of schema id 1101: the fields come from the schema's name alone.
+    src = alerts_dir / "rubin-v10_0-real-20.avro"
+    with open(src, "rb") as fh:
+        reader = fastavro.reader(fh)
+        text = json.dumps(reader.writer_schema).replace("lsst.v10_0", "lsst.v11_1")
+        records = list(reader)
+    schema = json.loads(text)
+    msgs, schemas = tmp_path / "records", tmp_path / "schemas"
+    msgs.mkdir()
+    schemas.mkdir()
+    parsed = fastavro.parse_schema(schema)
+    for offset, rec in enumerate(records):
+        assert isinstance(rec, dict)
+        (msgs / f"alerts-0-{offset}.bin").write_bytes(encode_confluent(rec, parsed, 1101))
+    (schemas / "lsst.v11_1.alert.avsc").write_text(text)
+    v11 = check(tmp_path, BRIGHT, "--alerts", msgs, "--schema-dir", schemas)
+    v10 = check(tmp_path, BRIGHT, "--alerts", src)
+    assert v11.returncode == 0, v11.stderr
+    res = json.loads(v11.stdout)
+    assert res["errors"] == 0 and res["alerts"] == 20  # visits read at diaSource.visit
+    assert res["accepted_ids"] == json.loads(v10.stdout)["accepted_ids"]  # ids at diaSourceId
+    assert all(isinstance(i, int) and i > 10**17 for i in res["accepted_ids"])
+    out = tmp_path / "v11.html"
+    cmd = [sys.executable, "-m", "alertfilter", "report", str(msgs), "--schema-dir", str(schemas), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "20 alerts (20 Rubin v11.1)" in out.read_text()
