@@ -42,7 +42,10 @@ FILTERS = [
                "a per-band filter; placed by the operator (no spec.pool)"),
     DemoFilter("known-objects", "known_objects.py", "alertfilter-known-objects.yaml",
                "raises TypeError on alerts without a diaObject: those go to known-objects' dead-letter topic"),
+    DemoFilter("with-cutout", "with_cutout.py", "alertfilter-with-cutout.yaml",
+               "reads cutoutDifference: runs on the full stream; the others read no cutout: the lean stream"),
 ]
+LEAN_TOPIC = f"{stack.INPUT_TOPIC}.lean"  # the FilterPool's lean stream (spec.lean, default topic)
 INVALID = "alertfilter-broken-syntax.yaml"
 
 
@@ -96,13 +99,15 @@ def main() -> int:
     say("== kubectl apply: the FilterPool and the example AlertFilters")
     say("   " + cp.kubectl("apply", "-f", st["filterpool"]).stdout.strip())
     for f in FILTERS:
-        # a fresh start: the demo's filters read the stream from the beginning
+        # a fresh start: new consumer groups, which start at the stream's end (spec.startFrom: latest)
         cp.kubectl("delete", "alertfilter", f.name, "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=60s",
                    check=False)
-    # A filter created again starts afresh from the mirrored topic's beginning (a new consumer group):
-    # the alerts earlier demos and `make test` left there are dropped first, so the runners and the
-    # independent run below see exactly the alerts this demo produces.
+    # A filter created again is a new consumer group: it starts where the mirrored topic ends when it is
+    # Ready (spec.startFrom: latest, the default), so it sees exactly the alerts this demo produces after
+    # that. The alerts earlier demos and `make test` left there are dropped all the same, so that a
+    # reader of the topic (or a filter with startFrom: earliest) finds only this demo's.
     _truncate(pool_bootstrap, stack.INPUT_TOPIC, auth)
+    _truncate(pool_bootstrap, LEAN_TOPIC, auth)  # the lean copies of those alerts go too
     for f in FILTERS:
         say("   " + cp.kubectl("apply", "-n", NS, "-f", str(root / "examples" / f.manifest)).stdout.strip())
     r = cp.kubectl("apply", "-n", NS, "-f", str(root / "examples" / INVALID), check=False)
@@ -122,6 +127,10 @@ def main() -> int:
         say(f"demo: the filters did not become ready; see {st['dir']}/*.log")
         return 1
     say("   " + ", ".join(f.name for f in FILTERS) + ": Ready")
+    reads = {a["metadata"]["name"]: (a.get("status") or {}) for a in out}
+    for f in FILTERS:
+        st_f = reads.get(f.name, {})
+        say(f"   {f.name} reads {st_f.get('inputTopic')} ({st_f.get('inputStream')})")
 
     say(f"== producing {24 * COPIES} real Rubin alerts to the central Kafka ({central}), topic '{stack.INPUT_TOPIC}': "
         f"{ALERTS_PER_VISIT} per visit, a visit every {CADENCE_S:g} s")
@@ -183,14 +192,18 @@ def main() -> int:
         rows.append((f, got, out.ids[:3]))
 
     say()
-    say(f"{'filter':<20} {'seen':>6} {'accepted':>9} {'capped':>7} {'errors':>7}  first accepted ids (renumbered copies)")
+    say(f"{'filter':<20} {'reads':<12} {'seen':>6} {'accepted':>9} {'capped':>7} {'errors':>7}  "
+        "first accepted ids (renumbered copies)")
     for f, got, first in rows:
-        say(f"{f.name:<20} {got['seen']:>6} {got['accepted']:>9} {got['capped']:>7} {got['errors']:>7}  "
+        topic = str(reads.get(f.name, {}).get("inputTopic"))
+        say(f"{f.name:<20} {topic:<12} {got['seen']:>6} {got['accepted']:>9} {got['capped']:>7} {got['errors']:>7}  "
             + ", ".join(map(str, first)))
     say(f"{'broken-syntax':<20} rejected by the webhook at kubectl apply (line 6, column 17)")
     say()
     for f in FILTERS:
         say(f"  {f.name}: {f.note}")
+    say(f"  reads: {LEAN_TOPIC} is the pool's lean stream (cutouts null, made by its alertfilter lean pod); an "
+        "accepted alert is still forwarded whole, read back from the full stream")
     say("  ids: the 24 real alerts are sent 125 times; each copy gets a new sequential diaSourceId "
         "(and each 300-alert group a new visit id) so that every alert stays distinct")
     say()

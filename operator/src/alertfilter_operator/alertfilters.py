@@ -14,6 +14,7 @@ import kopf
 from pydantic import ValidationError
 
 from alertfilter.api import FilterSourceError, check_source, source_sha256
+from alertfilter.routing import route
 
 from .admission import prefix_namespace
 from .builders import (
@@ -304,7 +305,10 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
             st.set("Ready", FALSE, "PoolNotFound", f"FilterPool {pool_name!r} does not exist")
             st.write()
             raise kopf.TemporaryError(f"FilterPool {pool_name} not found", delay=RETRY_UNPLACED_S) from None
-        ref = FilterRef(ns, name, uid, spec, digest)
+        # the lean stream when the fields it reads hold no cutout and the pool has one (alertfilter.routing)
+        routed = route(spec.source, found.name, spec.visitField, spec.idField, forced_full=spec.stream == "full")
+        lean = routed.lean and pool.lean_topic is not None
+        ref = FilterRef(ns, name, uid, spec, digest, lean=lean)
         try:
             waiting_for_credentials = _apply_children(state, body, ref, pool)
         except NameConflict as exc:
@@ -313,7 +317,9 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
         st.fields.update(
             names=ref.owned_names(),
             pool=pool_name,
-            inputTopic=pool.input_topic,
+            inputTopic=ref.input_topic(pool),
+            inputStream=("lean: " if lean else "full: ")
+            + (routed.why if lean or not routed.lean else f"FilterPool {pool_name!r} has no lean stream"),
             outputTopic=ref.output_topic,
             deadLetterTopic=ref.dead_letter_topic,
             bootstrapServers=pool.bootstrap,

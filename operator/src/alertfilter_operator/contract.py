@@ -5,7 +5,8 @@ reconciler (a filter admitted while the webhook was off, or in a race with anoth
 again before anything is written):
 
 - the output topic, and the dead-letter topic named after it, are Kafka-legal names;
-- they are never a pool's input topic, an internal topic of Kafka, MirrorMaker 2 or Strimzi, or a
+- they are never a pool's input topic or lean topic (only the lean producer writes it), an internal
+  topic of Kafka, MirrorMaker 2 or Strimzi, or a
   dead-letter name (``*.deadletter``) of their own;
 - they are never another filter's output or dead-letter topic, compared as Kafka compares them
   (``.`` and ``_`` collide in its metric names, so it refuses the second of such a pair);
@@ -54,7 +55,7 @@ class Claims:
     """What the rest of the cluster holds, from the filter's point of view.
 
     Attributes:
-        input_topics: every FilterPool's input (mirrored) topic.
+        input_topics: every FilterPool's input (mirrored) topic and lean topic.
         taken: collision key (:func:`collision_key`) of every other filter's output and dead-letter topic.
         namespaces: names of the cluster's namespaces.
     """
@@ -90,7 +91,14 @@ def claims_of(
             continue
         for topic in filter_topics(meta.get("namespace", ""), meta.get("name", ""), body.get("spec") or {}):
             taken.add(collision_key(topic))
-    inputs = {((p.get("spec") or {}).get("mirror") or {}).get("topic") or "alerts" for p in pools}
+    inputs: set[str] = set()
+    for p in pools:
+        spec = p.get("spec") or {}
+        full = (spec.get("mirror") or {}).get("topic") or "alerts"
+        lean = spec.get("lean") or {}
+        inputs.add(full)
+        if lean.get("enabled", True):  # the lean stream (cutouts null): filters only read it
+            inputs.add(lean.get("topic") or f"{full}.lean")
     return Claims(frozenset(inputs), frozenset(taken), frozenset(namespaces))
 
 
@@ -134,7 +142,7 @@ def output_topic_problem(
         return f"{where}: {out!r} is an internal topic name of Kafka, MirrorMaker 2 or Strimzi"
     inputs = {collision_key(t) for t in claims.input_topics}
     if collision_key(out) in inputs or collision_key(dlq) in inputs:
-        return f"{where}: {out!r} is (or collides with) a FilterPool's input topic"
+        return f"{where}: {out!r} is (or collides with) a FilterPool's input topic or lean topic"
     if claimed:
         return None
     prefix = name_prefix(out)

@@ -218,6 +218,12 @@ def crds() -> dict[str, dict[str, Any]]:
                 "description": "Output topic of accepted alerts.",
             },
             {
+                "name": "Input",
+                "type": "string",
+                "jsonPath": ".status.inputTopic",
+                "description": "The topic the runner reads: the full stream, or the pool's lean stream (cutouts null).",
+            },
+            {
                 "name": "Lag",
                 "type": "integer",
                 "jsonPath": ".status.lag",

@@ -214,10 +214,12 @@ def delete_filterpool(
 
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkas", labels={OWNER_KIND: "FilterPool"})
 @kopf.on.event("kafka.strimzi.io", "v1", "kafkamirrormaker2s", labels={OWNER_KIND: "FilterPool"})
+@kopf.on.event("kafka.strimzi.io", "v1", "kafkatopics", labels={OWNER_KIND: "FilterPool"})  # the lean topic
+@kopf.on.event("apps", "v1", "deployments", labels={OWNER_KIND: "FilterPool"})  # the lean producer
 def pool_child_changed(
     body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
 ) -> None:
-    """The pool's Kafka or mirror changed: refresh the FilterPool's conditions; when the Kafka's
+    """The pool's Kafka, mirror or lean stream changed: refresh the FilterPool's conditions; when the Kafka's
     published bootstrap address changed, re-reconcile the pool's filters so their runners follow."""
     name = (body["metadata"].get("labels") or {}).get(OWNER_NAME)
     if not name or "state" not in memo:

@@ -7,7 +7,7 @@ the operator parses every resource it reconciles with them. Field descriptions b
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -241,6 +241,15 @@ class AlertFilterSpec(CrdModel):
         ),
     ] = None
     suspend: Annotated[bool, Field(description="Scale the runner to zero; the topics and their data stay.")] = False
+    stream: Annotated[
+        Literal["auto", "full"],
+        Field(
+            description="Which stream the runner reads. auto: the pool's lean stream (cutouts null) when the fields the "
+            "filter declares (a literal `fields` list) or that its source shows it reads include no cutout, else the "
+            "full stream; either way an accepted alert is forwarded whole, cutouts and all. full: always the full "
+            "stream. status.inputStream says which and why."
+        ),
+    ] = "auto"
 
     @field_validator("source")
     @classmethod
@@ -281,7 +290,12 @@ class AlertFilterStatus(CrdModel):
     observedGeneration: Annotated[int | None, Field(description="The .metadata.generation the status reflects.")] = None
     conditions: Conditions = []  # noqa: RUF012 - a pydantic field (copied per instance), as in its own base module
     pool: Annotated[str | None, Field(description="The FilterPool the filter runs in.")] = None
-    inputTopic: Annotated[str | None, Field(description="The mirrored full-stream topic the runner reads.")] = None
+    inputTopic: Annotated[
+        str | None, Field(description="The topic the runner reads: the mirrored full stream or the pool's lean stream.")
+    ] = None
+    inputStream: Annotated[
+        str | None, Field(description="lean or full: which stream the runner reads, and why (spec.stream).")
+    ] = None
     outputTopic: Annotated[str | None, Field(description="The topic accepted alerts are written to.")] = None
     deadLetterTopic: Annotated[str | None, Field(description="The topic alerts that could not be filtered go to.")] = (
         None

@@ -108,6 +108,53 @@ class Mirror(CrdModel):
     ] = 4
 
 
+class LeanStream(CrdModel):
+    """The pool's lean stream: the full stream with the cutouts null (``alertfilter lean``)."""
+
+    enabled: Annotated[
+        bool,
+        Field(
+            description="Run the lean stream: a producer copies the mirrored full stream to a lean topic with the cutout "
+            "fields (cutoutDifference, cutoutScience, cutoutTemplate) set to null, and filters whose declared or "
+            "inferred fields include no cutout read it (an accepted alert is still forwarded whole, read from the full "
+            "stream). false: every filter reads the full stream."
+        ),
+    ] = True
+    topic: Annotated[
+        str | None,
+        Field(
+            description="The lean topic on the pool's Kafka. Default: <mirror.topic>.lean.",
+            pattern=TOPIC_NAME,
+            max_length=KAFKA_TOPIC_MAX,
+            json_schema_extra={
+                "x-kubernetes-validations": [cel("self != '.' && self != '..'", "'.' and '..' are not topic names")]
+            },
+        ),
+    ] = None
+    partitions: Annotated[
+        int,
+        Field(
+            description="Partitions of the lean topic: at least the full stream's (each alert keeps its partition; the "
+            "producer refuses to start with fewer).",
+            ge=1,
+            le=1000,
+        ),
+    ] = 1
+    retentionMs: Annotated[
+        int,
+        Field(
+            description="Retention of the lean topic, ms (default 3 days): at most the full stream's, so that an "
+            "accepted lean alert's original is still there to forward.",
+            ge=60_000,
+            le=365 * 86_400_000,
+        ),
+    ] = 3 * 86_400_000
+    resources: Annotated[
+        Resources | None,
+        Field(description="Resources of the lean producer's pod (default: builders.lean.DEFAULT_LEAN_RESOURCES)."),
+    ] = None
+
+
 class FilterPoolSpec(CrdModel):
     nodeSelector: Annotated[
         dict[str, str],
@@ -142,6 +189,10 @@ class FilterPoolSpec(CrdModel):
     mirror: Annotated[
         Mirror, Field(description="The MirrorMaker 2 mirror of the full alert stream from the central Kafka.")
     ]
+    lean: Annotated[
+        LeanStream,
+        Field(description="The pool's lean stream (cutouts null) and its producer.", default_factory=LeanStream),
+    ]
 
 
 class FilterPoolStatus(CrdModel):
@@ -153,6 +204,16 @@ class FilterPoolStatus(CrdModel):
     free: Annotated[int | None, Field(description="Filters the pool can still take.")] = None
     bootstrapServers: Annotated[str | None, Field(description="Bootstrap address of the pool-local Kafka.")] = None
     kafkaCluster: Annotated[str | None, Field(description="Name of the pool-local Strimzi Kafka.")] = None
+    leanTopic: Annotated[
+        str | None, Field(description="The lean topic (cutouts null) filters that read no cutout read; unset: none.")
+    ] = None
+
+
+def lean_topic_of(spec: FilterPoolSpec) -> str | None:
+    """The pool's lean topic: ``spec.lean.topic`` or ``<mirror.topic>.lean``; None when the lean stream is off."""
+    if not spec.lean.enabled:
+        return None
+    return spec.lean.topic or f"{spec.mirror.topic}.lean"
 
 
 def pool_kafka_name(pool_name: str, spec: FilterPoolSpec) -> str:

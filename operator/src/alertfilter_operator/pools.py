@@ -1,4 +1,5 @@
-"""Reconciling FilterPools: the pool-local Kafka, its node pool and the MirrorMaker 2 mirror.
+"""Reconciling FilterPools: the pool-local Kafka, its node pool, the MirrorMaker 2 mirror and the
+lean stream (its topic, its producer's KafkaUser and Deployment: ``builders.lean``).
 
 Fetch, build (``builders.pool``), apply, and write status through one
 :class:`~.status.StatusUpdate`, as for AlertFilters.
@@ -6,22 +7,32 @@ Fetch, build (``builders.pool``), apply, and write status through one
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from .builders import PoolInfo, build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool
-from .conditions import FALSE, strimzi_ready
+from .builders.lean import (
+    LEAN_COMPONENT,
+    build_lean_deployment,
+    build_lean_topic,
+    build_lean_user,
+    lean_name,
+    lean_topic_resource,
+)
+from .conditions import FALSE, TRUE, Verdict, deployment_ready, runner_pod_problem, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
-from .naming import OWNER_UID
+from .naming import OWNER_UID, POOL_LABEL
 from .placement import FilterKey, PlacementIndex, filters_in, pool_usage
+from .pool_models import lean_topic_of
 from .state import State
 from .status import StatusUpdate
 
 #: The conditions whose truth makes a FilterPool Ready, in the order that names the first problem.
-READY_PARTS = ("KafkaReady", "MirrorReady")
-READY_MESSAGE = "the pool's Kafka and mirror are ready"
+READY_PARTS = ("KafkaReady", "MirrorReady", "LeanStreamReady")
+READY_MESSAGE = "the pool's Kafka, mirror and lean stream are ready"
 #: Retry delay while the pool's Kafka namespace is missing or filters still run in a deleted pool, s.
 RETRY_S = 30
 #: How many of the filters still in a pool a refused deletion names.
@@ -35,7 +46,8 @@ def refresh_pool_status(state: State, name: str, index: PlacementIndex, exclude:
         exclude: a filter not to count (one being deleted, whose index entry may still be there).
 
     Returns:
-        True when the pool's bootstrap address changed (its filters' runners must be updated).
+        True when the pool's bootstrap address or lean topic changed (its filters' runners must be
+        updated; the lean producer is re-applied here).
     """
     kube = state.kube
     with state.lock("FilterPool", None, name):
@@ -56,6 +68,7 @@ def refresh_pool_status(state: State, name: str, index: PlacementIndex, exclude:
         kafka = kube.get("Kafka", cluster, ns)
         st.set("KafkaReady", *strimzi_ready(kafka))
         st.set("MirrorReady", *strimzi_ready(kube.get("KafkaMirrorMaker2", f"{cluster}-mirror", ns)))
+        st.set("LeanStreamReady", *_lean_ready(state, name, spec))
         st.set_ready(READY_PARTS, READY_MESSAGE)
         if body["metadata"].get("deletionTimestamp"):
             in_use = f"; {used} runner pod(s) of filters still run in it" if used else ""
@@ -67,14 +80,67 @@ def refresh_pool_status(state: State, name: str, index: PlacementIndex, exclude:
             free=max(capacity - used, 0),
             bootstrapServers=bootstrap,
             kafkaCluster=cluster,
+            leanTopic=lean_topic_of(spec),
         )
         st.write()
         old_bootstrap = st.old.get("bootstrapServers")
-        return old_bootstrap is not None and old_bootstrap != bootstrap
+        moved = old_bootstrap is not None and old_bootstrap != bootstrap
+        if moved and spec.lean.enabled and not body["metadata"].get("deletionTimestamp"):
+            _apply_lean(state, name, body["metadata"]["uid"], spec, bootstrap)
+        return moved or st.old.get("leanTopic") != lean_topic_of(spec)
+
+
+def _lean_ready(state: State, name: str, spec: FilterPoolSpec) -> Verdict:
+    """LeanStreamReady: the lean KafkaTopic ready and the producer's Deployment available (else why
+    its pod is not running: a crash quotes the end of its log)."""
+    if not spec.lean.enabled:
+        return TRUE, "Disabled", "spec.lean.enabled is false: every filter reads the full stream"
+    kube, ns = state.kube, spec.kafka.namespace
+    topic = strimzi_ready(kube.get("KafkaTopic", lean_topic_resource(name, spec), ns))
+    if topic[0] != TRUE:
+        return topic[0], topic[1], f"the lean topic: {topic[2] or 'waiting for its KafkaTopic'}"
+    status, reason, msg = deployment_ready(kube.get("Deployment", lean_name(name, spec), ns), False)
+    msg = msg.replace("runner pods", "lean producer pods")
+    if status != TRUE:
+        pods = kube.list("Pod", ns, f"app.kubernetes.io/component={LEAN_COMPONENT},{POOL_LABEL}={name}")
+        why = runner_pod_problem(pods)
+        if why:
+            reason, msg = why[0], f"{msg}; {why[1]}"
+        return status, reason, msg
+    return TRUE, "Ready", f"the lean topic {lean_topic_of(spec)} is ready and its producer runs"
+
+
+def _remove_lean(state: State, name: str, uid: str, spec: FilterPoolSpec) -> None:
+    """Delete the lean producer's Deployment, KafkaUser and the lean topic, those the pool owns
+    (by name in its Kafka namespace: no cluster-wide list of Deployments is needed)."""
+    kube = state.kube
+    for kind, child in (
+        ("Deployment", lean_name(name, spec)),
+        ("KafkaUser", lean_name(name, spec)),
+        ("KafkaTopic", lean_topic_resource(name, spec)),
+    ):
+        obj = kube.get(kind, child, spec.kafka.namespace)
+        if obj is not None and (obj["metadata"].get("labels") or {}).get(OWNER_UID) == uid:
+            kube.delete(kind, child, spec.kafka.namespace, uid=obj["metadata"].get("uid"))
+
+
+def _apply_lean(state: State, name: str, uid: str, spec: FilterPoolSpec, bootstrap: str) -> None:
+    """Apply the lean topic, the producer's KafkaUser and Deployment (or remove them when disabled)."""
+    kube, cfg = state.kube, state.config
+    if not spec.lean.enabled:
+        _remove_lean(state, name, uid, spec)
+        return
+    kube.apply(build_lean_topic(name, uid, spec))
+    if spec.kafka.authentication == "scram-sha-512":
+        kube.apply(build_lean_user(name, uid, spec))
+    deployment = build_lean_deployment(
+        name, uid, spec, bootstrap, cfg.runner_image, cfg.schema_registry, cfg.runner_pull_policy, cfg.schema_dir
+    )
+    kube.apply(deployment)
 
 
 def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex) -> None:
-    """Apply a pool's Kafka, KafkaNodePool, mirror user and KafkaMirrorMaker2; refresh its status.
+    """Apply a pool's Kafka, KafkaNodePool, mirror user, KafkaMirrorMaker2 and lean stream; refresh its status.
 
     Raises:
         kopf.PermanentError: unparseable spec. kopf.TemporaryError: the Kafka namespace does not exist.
@@ -100,6 +166,8 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
     if spec.kafka.authentication == "scram-sha-512":
         kube.apply(build_mirror_user(name, uid, spec))
     kube.apply(build_mirror_maker2(name, uid, spec))
+    kafka = kube.get("Kafka", pool_kafka_name(name, spec), ns)
+    _apply_lean(state, name, uid, spec, PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap)
     refresh_pool_status(state, name, index)
 
 
@@ -118,7 +186,9 @@ def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: Place
         state.kube.post_event(body, "Warning", "PoolInUse", msg)
         refresh_pool_status(state, name, index)  # Ready=False, Deleting: no filter is placed here any more
         raise kopf.TemporaryError(msg, delay=RETRY_S)
-    for kind in ("KafkaMirrorMaker2", "KafkaUser", "KafkaNodePool", "Kafka"):
+    with contextlib.suppress(ValidationError):  # a spec that never parsed never had a lean stream
+        _remove_lean(state, name, uid, FilterPoolSpec.model_validate(body.get("spec") or {}))
+    for kind in ("KafkaMirrorMaker2", "KafkaUser", "KafkaTopic", "KafkaNodePool", "Kafka"):
         for obj in state.kube.list(kind, None, f"{OWNER_UID}={uid}"):
             state.kube.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"])
-    logger.info("deleted the pool's Kafka, node pool and mirror")
+    logger.info("deleted the pool's Kafka, node pool, mirror and lean stream")

@@ -24,19 +24,20 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from . import projection as _projection
 from .projection import available, compile_program
 from .surveys import schema_full_name, survey_of
 
 __all__ = ["CUTOUT_FIELDS", "NotSpliceable", "Splicer", "cutout_fields", "reads_cutouts", "splice_confluent"]
 
-_avroskip: Any
-try:
-    from . import _avroskip
-except ImportError:  # not compiled: no lean stream (the producer forwards whole and says why)
-    _avroskip = None
+#: The compiled skipper (None when not compiled: no lean stream; the command says so).
+_avroskip: Any = _projection._avroskip
 
 #: Every top-level field any known survey keeps a cutout in.
 CUTOUT_FIELDS = frozenset({"cutoutDifference", "cutoutScience", "cutoutTemplate"})
+#: The lean producer's default largest record, bytes: the pool Kafka's 10 MiB (a record forwarded
+#: whole keeps its size) plus room for the lean headers; the lean topic's ``max.message.bytes``.
+DEFAULT_LEAN_MAX_MESSAGE_BYTES = 10 * 1024 * 1024 + 64 * 1024
 #: The Confluent wire format's header: magic byte 0, then the schema id (big-endian, 4 bytes).
 CONFLUENT_HEADER = struct.Struct(">bI")
 

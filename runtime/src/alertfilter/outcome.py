@@ -33,6 +33,7 @@ class Reason(StrEnum):
     TIMEOUT = "filter-timeout"
     CRASHED = "filter-crashed"  # the filter process died on this alert (a signal or an exit code)
     TOO_LARGE = "output-too-large"
+    ORIGINAL_MISSING = "original-missing"  # an accepted lean alert whose original is gone (originals.py)
 
 
 @dataclass(slots=True)

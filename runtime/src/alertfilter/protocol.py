@@ -99,7 +99,8 @@ def verdict_payload(oc: Outcome) -> list[Any]:
 
 
 _KINDS = {k.value: k for k in Kind if k is not Kind.CAPPED}  # only the runner caps
-_REASONS = {r.value: r for r in Reason if r not in (Reason.CRASHED, Reason.TOO_LARGE)}  # only the runner says these
+_RUNNERS = (Reason.CRASHED, Reason.TOO_LARGE, Reason.ORIGINAL_MISSING)  # only the runner says these
+_REASONS = {r.value: r for r in Reason if r not in _RUNNERS}
 
 
 def parse_verdicts(payload: bytes) -> list[Outcome]:

@@ -31,6 +31,7 @@ import errno
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -44,6 +45,7 @@ from .ledger import InFlight, Ledger, merged_offsets
 from .limits import LimitGuard
 from .metrics import HealthServer, Heartbeat, RunnerMetrics
 from .offsets import Offsets
+from .originals import Originals
 from .outcome import Filters, Kind, Outcome
 from .runstatus import RunnerStatus, rfc3339
 from .schemas import SchemaSourceError
@@ -108,6 +110,8 @@ class Runner:
         #: The batches produced whose offsets are not committed yet, oldest first.
         self._inflight = Ledger()
         self.health: HealthServer | None = None
+        #: With a lean input (``full_topic``): accepted alerts forward their originals (originals.py).
+        self.originals = Originals.for_settings(settings, self.heartbeat)
         #: Totals of this process: consumed, accepted (acknowledged), rejected, capped, limited, errors, dead_letters.
         self.totals: dict[str, int] = dict.fromkeys(
             ("consumed", "accepted", "rejected", "capped", "limited", "errors", "dead_letters"), 0
@@ -298,6 +302,8 @@ class Runner:
                 error = exc
             finally:
                 verdicts.close()
+                if self.originals is not None:  # the accepted lean alerts' originals, in this batch
+                    self.originals.finish(self.sink, failed=sys.exc_info()[0] is not None)
                 self.sink.batch = None
                 batch.close(n, self.offsets.offsets(part[:n]) if n else [], self.cap.checkpoint())
         if n < len(part) and error is None:
@@ -352,7 +358,7 @@ class Runner:
                 mt.capped.inc()
                 totals["capped"] += 1
             elif self.limits.admit(len(m.value() or b"")):
-                self.sink.forward(m, oc)
+                (self.originals.defer if self.originals else self.sink.forward)(m, oc)
             else:  # a limit was passed: counted, committed, never forwarded (alertfilter.limits)
                 totals["limited"] += 1
         elif oc.kind == Kind.REJECTED:
@@ -361,7 +367,8 @@ class Runner:
         else:
             mt.errors.labels(str(oc.reason)).inc()
             totals["errors"] += 1
-            self.sink.dead_letter(m, str(oc.reason), oc.message, oc.alert_id)
+            dl = self.originals.view(m) if self.originals else m  # at the original's place
+            self.sink.dead_letter(dl, str(oc.reason), oc.message, oc.alert_id)
 
     # --- start and end -----------------------------------------------------------------------
     def _serve_health(self, port: int) -> None:
@@ -388,6 +395,8 @@ class Runner:
                 self.consumer.close()
             finally:
                 self.filters.close()
+                if self.originals is not None:
+                    self.originals.close()
                 if self.health is not None:
                     self.health.stop()
         log.info("stopped; totals %s", json.dumps(self.totals))

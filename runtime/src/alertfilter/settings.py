@@ -143,6 +143,8 @@ class RunnerSettings:
         topic_wait_s: how long to wait at start for the input, output and dead-letter topics to
             exist (the operator creates them as Strimzi KafkaTopics), s.
         kafka_config: extra librdkafka settings for both clients (security, timeouts...).
+        full_topic: the full stream when ``input_topic`` is its lean stream (cutouts null): an
+            accepted alert is forwarded as its original, read from here (:mod:`alertfilter.originals`).
         start_from: where the group starts a partition it has no committed offset for: ``latest``,
             ``earliest`` or an RFC 3339 time (:mod:`alertfilter.positions`).
         replay_from, replay_id: a replay request (an RFC 3339 time, its number), or None.
@@ -166,6 +168,7 @@ class RunnerSettings:
     schema_retries: int = DEFAULT_SCHEMA_RETRIES
     topic_wait_s: float = 120.0
     kafka_config: dict[str, str] = field(default_factory=dict)
+    full_topic: str | None = None
     start_from: str = EARLIEST
     replay_from: str | None = None
     replay_id: int | None = None
@@ -280,6 +283,11 @@ OPTIONS: tuple[Option, ...] = (
         "create missing output and dead-letter topics (local runs; in a cluster the operator does)",
         False,
         flag=True,
+    ),
+    Option(
+        "full-topic",
+        "the full stream, when --input is its lean stream (alertfilter lean): each accepted alert is forwarded "
+        "as its original full message, read from here at the partition and offset the lean message names",
     ),
     Option("log-format", "log lines as text or as one JSON object each", "text", choices=("text", "json")),
     Option("log-level", "debug, info, warning or error", "info", lower, ("debug", "info", "warning", "error")),

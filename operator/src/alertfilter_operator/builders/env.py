@@ -33,7 +33,7 @@ def runner_env(
         "filter": f"{FILTER_FILE_DIR}/{FILTER_FILE}",
         "name": f.name,
         "bootstrap-servers": pool.bootstrap,
-        "input": pool.input_topic,
+        "input": f.input_topic(pool),
         "output": f.output_topic,
         "dead-letter-topic": f.dead_letter_topic,
         "group": f.group,
@@ -55,6 +55,8 @@ def runner_env(
         values["entrypoint"] = s.entrypoint
     if s.exactlyOnce:
         values["exactly-once"] = True
+    if f.input_topic(pool) != pool.input_topic:  # the lean stream: accepted alerts forward their originals
+        values["full-topic"] = pool.input_topic
     if schema_registry:
         values["schema-registry"] = schema_registry
     elif schema_dir:

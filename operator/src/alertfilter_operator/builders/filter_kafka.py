@@ -51,7 +51,9 @@ def build_dead_letter_topic(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
 def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
     """The Strimzi KafkaUser of the runner (SCRAM-SHA-512).
 
-    ACLs allow exactly: Read and Describe on the input topic; Read on the filter's consumer group;
+    ACLs allow exactly: Read and Describe on the input topic (the full stream; and the pool's lean
+    topic when the filter reads it: it then fetches accepted alerts' originals from the full stream,
+    and never writes the lean topic); Read on the filter's consumer group;
     Write and Describe on its output and dead-letter topics; and Write and Describe on its
     transactional ids (prefix ``alertfilter-<group>``). Every name comes from the filter's own
     identity (:class:`~.refs.FilterRef`), never from another object, so a user cannot widen them: exactly-once batches use them, and so does
@@ -63,6 +65,7 @@ def build_kafka_user(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
 
     acls = [
         acl("topic", pool.input_topic, ["Read", "Describe"]),
+        *([acl("topic", f.input_topic(pool), ["Read", "Describe"])] if f.input_topic(pool) != pool.input_topic else []),
         acl("group", f.group, ["Read"]),
         acl("topic", f.output_topic, ["Write", "Describe"]),
         acl("topic", f.dead_letter_topic, ["Write", "Describe"]),

@@ -23,6 +23,7 @@ from alertfilter_operator.naming import (
     topic_resource_name,
     transactional_id_prefix,
 )
+from alertfilter_operator.pool_models import lean_topic_of
 
 #: Strimzi's API of the resources the operator writes (Strimzi 1.x ``kafka.strimzi.io/v1``).
 STRIMZI_API = "kafka.strimzi.io/v1"
@@ -43,6 +44,7 @@ class PoolInfo:
         node_selector, tolerations: where the pool's pods go.
         kafka_replicas: broker count (bounds topic replication).
         authentication: ``scram-sha-512`` or ``none``.
+        lean_topic: the pool's lean stream (cutouts null), or None when it has none.
     """
 
     name: str
@@ -54,6 +56,7 @@ class PoolInfo:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     kafka_replicas: int = 3
     authentication: str = "scram-sha-512"
+    lean_topic: str | None = None
 
     @classmethod
     def from_spec(cls, name: str, spec: FilterPoolSpec, kafka_status: dict[str, Any] | None = None) -> PoolInfo:
@@ -75,18 +78,25 @@ class PoolInfo:
             tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
             kafka_replicas=spec.kafka.replicas,
             authentication=spec.kafka.authentication,
+            lean_topic=lean_topic_of(spec),
         )
 
 
 @dataclass(frozen=True)
 class FilterRef:
-    """The AlertFilter being reconciled: identity and parsed spec."""
+    """The AlertFilter being reconciled: identity and parsed spec; ``lean``: its runner reads the
+    pool's lean stream (:func:`alertfilter.routing.route`)."""
 
     namespace: str
     name: str
     uid: str
     spec: AlertFilterSpec
     source_sha256: str
+    lean: bool = False
+
+    def input_topic(self, pool: PoolInfo) -> str:
+        """The topic the runner reads: the pool's lean topic when routed there, else the full stream."""
+        return pool.lean_topic if self.lean and pool.lean_topic else pool.input_topic
 
     @property
     def output_topic(self) -> str:

@@ -74,6 +74,7 @@ def runner_settings(args: argparse.Namespace, name: str, hard: float, kafka_conf
         schema_retries=args.schema_retries,
         topic_wait_s=args.topic_wait,
         kafka_config=kafka_config,
+        full_topic=args.full_topic or None,
         start_from=args.start_from,
         replay_from=args.replay_from,
         replay_id=args.replay_id,

@@ -17,14 +17,11 @@ import threading
 from typing import Any, cast
 
 from alertfilter.cli.args import add_options, fail, kafka_env, key_values, resolve_env
+from alertfilter.lean import DEFAULT_LEAN_MAX_MESSAGE_BYTES
 from alertfilter.logs import setup_logging
 from alertfilter.settings import BY_NAME, Option, RunnerSettings
 
 log = logging.getLogger("alertfilter.lean")
-
-#: The lean producer's default largest record, bytes: the pool Kafka's 10 MiB (a record forwarded
-#: whole keeps its size) plus room for the lean headers.
-DEFAULT_LEAN_MAX_MESSAGE_BYTES = 10 * 1024 * 1024 + 64 * 1024
 
 #: Every option of ``alertfilter lean`` but ``-X``.
 LEAN_OPTIONS: tuple[Option, ...] = (
