@@ -91,6 +91,29 @@ def test_a_2gb_file_behind_an_avro_magic_says_its_header_is_unreadable(tmp_path)
     assert f"file {path} starts like an Avro container file but its header cannot be read" in r.stderr
 
 
+def avro_long(n: int) -> bytes:
+    """``n`` as Avro writes a long (zigzag varint)."""
+    n, out = (n << 1) ^ (n >> 63), b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([byte])
+        out += bytes([byte | 0x80])
+
+
+def test_a_container_whose_block_claims_2gb_is_refused_without_reading_it(tmp_path, wire):
+    # a real container header, then one block of one alert that claims 1.9 GB: the rest a hole
+    _, schemas = wire
+    head = tmp_path / "head.avro"
+    with open(head, "wb") as fh:
+        fastavro.writer(fh, fastavro.parse_schema(json.loads((schemas / f"{SCHEMA_ID}.avsc").read_text())), [])
+    path = sparse(tmp_path / "block.avro", head.read_bytes() + avro_long(1) + avro_long(1_900_000_000))
+    r = check_limited(tmp_path, path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "MemoryError" not in r.stderr, r.stderr
+    assert f"file {path} is truncated or corrupt after 0 alerts" in r.stderr
+    assert "it asks to read 1,900,000,000 bytes at once, more than 268,435,456: not an alert file" in r.stderr
+
+
 def test_a_truncated_wire_message_says_its_body_does_not_decode(tmp_path, wire, capsys):
     value, schemas = wire
     cut = tmp_path / "cut.bin"

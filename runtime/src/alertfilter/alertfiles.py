@@ -186,7 +186,31 @@ def describe(head: bytes, size: int) -> str:
     )
 
 
+#: The largest single read an Avro container file may ask for (a block, a bytes field), bytes:
+#: writers flush blocks every few tens of KB, and an alert is at most a few MB; a header or block that
+#: claims more (a crafted or corrupt file, or zeros after a real header) would only exhaust memory.
+MAX_CONTAINER_READ = 256 * 1024 * 1024
+
+
+class _BoundedReads:
+    """A binary file whose reads of more than :data:`MAX_CONTAINER_READ` bytes fail (ValueError)."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > MAX_CONTAINER_READ:
+            what = "the rest of the file" if n is None or n < 0 else f"{n:,} bytes"
+            raise ValueError(f"it asks to read {what} at once, more than {MAX_CONTAINER_READ:,}: not an alert file")
+        data: bytes = self._fh.read(n)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
 def _container(path: Path, fh: Any) -> Iterator[FileAlert]:
+    fh = _BoundedReads(fh)
     try:
         reader = fastavro.reader(fh)
         text = reader.metadata.get("avro.schema")
