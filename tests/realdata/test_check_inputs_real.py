@@ -90,3 +90,20 @@ def test_rubin_v11_records_are_checked_with_rubins_fields_without_options(alerts
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert "20 alerts (20 Rubin v11.1)" in out.read_text()
+
+
+def test_a_directory_of_several_surveys_says_why_their_fields_differ(alerts_dir, tmp_path):
+    # the shared folder: ZTF's files come first, so ZTF's fields are the defaults and Rubin's alerts
+    # lack candidate.pid; the hint gives each survey's fields and says to check each apart
+    f = tmp_path / "f.py"
+    f.write_text(BRIGHT)
+    r = subprocess.run(
+        [sys.executable, "-m", "alertfilter", "check", str(f), "--alerts", str(alerts_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "missing-visit-field=24" in r.stdout
+    assert "Rubin: --visit-field diaSource.visit; ZTF: --visit-field candidate.pid" in r.stdout
+    assert "files of several surveys need a check each" in r.stdout

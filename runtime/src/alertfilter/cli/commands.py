@@ -284,21 +284,30 @@ def check_warnings(res: Any, visit_field: str, id_field: str) -> list[str]:
         what = f"all {res.alerts}" if res.errors == res.alerts else f"{res.errors} of {res.alerts}"
         lines.append(f"warning: {what} alerts could not be filtered (reasons: {reasons}); see the first errors above")
         if "missing-visit-field" in res.errors_by_reason:
-            lines.append(
-                f"  the alerts lack the visit field {visit_field}: set --visit-field "
-                "(simulated lsst.alert alerts: --visit-field diaSource.ccdVisitId)"
-            )
+            lines.append(f"  the alerts lack the visit field {visit_field}: set {_survey_fields('visit')}")
         if "invalid-visit-field" in res.errors_by_reason:
             lines.append(
                 f"  the visit field {visit_field} does not hold an integer or a string in some alerts, so the "
                 "per-visit cap cannot count them: point --visit-field at the visit id"
             )
     if res.accepted_ids and all(i is None for i in res.accepted_ids):
-        lines.append(
-            f"note: the accepted alerts have no id at {id_field}: set --id-field "
-            "(simulated lsst.alert alerts: --id-field alertId)"
-        )
+        lines.append(f"note: the accepted alerts have no id at {id_field}: set {_survey_fields('id')}")
     return lines
+
+
+def _survey_fields(option: str) -> str:
+    """``--OPTION-field`` with each survey's value, and where the default comes from (for hints)."""
+    from alertfilter.surveys import survey_of
+
+    values = []
+    for label, schema in (("Rubin", "lsst.v10_0.alert"), ("ZTF", "ztf.alert"), ("simulated lsst.alert", "lsst.alert")):
+        survey = survey_of(schema)
+        assert survey is not None
+        values.append(f"{label}: --{option}-field {survey.visit_field if option == 'visit' else survey.id_field}")
+    return (
+        f"--{option}-field ({'; '.join(values)}); its default follows the first alert's schema, so files of "
+        "several surveys need a check each"
+    )
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
