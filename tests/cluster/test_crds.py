@@ -163,7 +163,9 @@ def test_invalid_filterpools_are_rejected(apiserver, namespace, patch, words):
 def test_printer_columns(apiserver, namespace):
     apply(apiserver, namespace, alertfilter(), dry_run=False, check=True)
     out = apiserver.kubectl("get", "alertfilters", "-n", namespace).stdout
-    assert out.split("\n")[0].split() == ["NAME", "READY", "POOL", "TOPIC", "AGE"]
+    header = out.split("\n")[0]
+    assert header.split()[:4] == ["NAME", "READY", "POOL", "TOPIC"] and header.split()[-1] == "AGE"
+    assert " LAG " in header and " LAST ACCEPTED " in header  # status.lag, status.lastAcceptedTime
     assert "f" in apiserver.kubectl("get", "af", "-n", namespace, "-o", "name").stdout
 
 

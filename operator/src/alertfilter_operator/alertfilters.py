@@ -47,6 +47,7 @@ from .naming import (
 from .ownership import NameConflict, apply_owned, delete_owned, owner_uid
 from .placement import PlacementIndex, Unschedulable, choose_pool, filter_weight, pool_loads
 from .pools import refresh_pool_status
+from .replay import pending_request, replay_request
 from .state import State
 from .status import StatusUpdate
 
@@ -218,6 +219,24 @@ def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: Po
     return waiting_for_credentials
 
 
+def _replay(state: State, body: dict[str, Any], st: StatusUpdate) -> tuple[int, str] | None:
+    """The replay the runners must carry out for ``spec.replayFrom`` (``replay.py``). A new request
+    is recorded in ``status.replay`` at once, before any runner is told, so that its id outlives an
+    operator restart and no request is ever carried out under two ids."""
+    replay_from = (body.get("spec") or {}).get("replayFrom")
+    record, new = replay_request(
+        replay_from, (body.get("status") or {}).get("replay"), body["metadata"].get("generation")
+    )
+    if new and record is not None:
+        meta = body["metadata"]
+        state.kube.patch_status("AlertFilter", meta["name"], meta["namespace"], {"replay": record})
+        what = f"replay from {record['from']} requested (request {record['requestId']})"
+        state.kube.post_event(body, "Normal", "ReplayRequested", f"{what}: the runners restart and rewind to it")
+    if record is not None:
+        st.fields["replay"] = record
+    return pending_request(record, replay_from)
+
+
 def _refuse(st: StatusUpdate, reason: str, message: str, topic: bool) -> None:
     """Say in RunnerReady (and TopicReady when ``topic``: a topic is the cause) and Ready why
     nothing of the filter runs, and write."""
@@ -308,7 +327,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
         # the lean stream when the fields it reads hold no cutout and the pool has one (alertfilter.routing)
         routed = route(spec.source, found.name, spec.visitField, spec.idField, forced_full=spec.stream == "full")
         lean = routed.lean and pool.lean_topic is not None
-        ref = FilterRef(ns, name, uid, spec, digest, lean=lean)
+        ref = FilterRef(ns, name, uid, spec, digest, lean=lean, replay=_replay(state, body, st))
         try:
             waiting_for_credentials = _apply_children(state, body, ref, pool)
         except NameConflict as exc:

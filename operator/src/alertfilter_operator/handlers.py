@@ -32,7 +32,13 @@ from .naming import FILTER_LABEL, MANAGED_BY, OWNER_KIND, OWNER_NAME, OWNER_NAME
 from .persistence import HashedSourceDiffBase
 from .placement import FilterKey, Placement, PlacementIndex, placement_of
 from .state import State
-from .webhook import ServiceWebhookServer, local_webhook_server, no_webhook_server, validate_source
+from .webhook import (
+    ServiceWebhookServer,
+    local_webhook_server,
+    no_webhook_server,
+    validate_positions,
+    validate_source,
+)
 
 #: Labels of the runner Deployments and pods the operator creates (what its event handlers watch).
 RUNNER_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"}
@@ -167,6 +173,7 @@ kopf.on.validate(GROUP, VERSION, "alertfilters", id="source", operations=["CREAT
 kopf.on.validate(GROUP, VERSION, "alertfilters", id="contract", operations=["CREATE", "UPDATE"])(validate_contract)
 # A spec.image that the filter's FilterPool does not allow (its spec.allowedImages) is refused too.
 kopf.on.validate(GROUP, VERSION, "alertfilters", id="image", operations=["CREATE", "UPDATE"])(validate_image)
+kopf.on.validate(GROUP, VERSION, "alertfilters", id="positions", operations=["CREATE", "UPDATE"])(validate_positions)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=RUNNER_LABELS)

@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
+from alertfilter.convert import SettingError
+from alertfilter.positions import RFC3339, rfc3339_time, start_position
+
 from .crd_common import (
     DEFAULT_FILTERS_PER_NODE,
     DEFAULT_MAX_ALERTS_PER_VISIT,
@@ -76,6 +79,10 @@ __all__ = [
 
 
 # --- AlertFilter ---------------------------------------------------------------------------------
+#: RFC 3339 (alertfilter.positions.RFC3339) as a CEL string literal: its backslash doubled.
+RFC3339_CEL = RFC3339.pattern.replace("\\", "\\\\")
+
+
 class OutputSpec(CrdModel):
     topic: Annotated[
         str | None,
@@ -218,6 +225,44 @@ class AlertFilterSpec(CrdModel):
         bool,
         Field(description="Write accepted alerts with Kafka transactions (exactly once) instead of at least once."),
     ] = False
+    startFrom: Annotated[
+        str,
+        Field(
+            description="Where a new filter starts reading the input: latest (default: alerts from now on), earliest "
+            "(everything the pool's mirrored topic still holds) or an RFC 3339 time such as 2026-06-01T00:00:00Z "
+            "(the first alert at or after it; a time past the end: from now on). Applies only to the filter's first "
+            "run (its consumer group has no committed offset yet); changing it later moves nothing: use replayFrom.",
+            max_length=64,
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    cel(
+                        f"self == 'latest' || self == 'earliest' || self.matches('{RFC3339_CEL}')",
+                        "spec.startFrom must be latest, earliest or an RFC 3339 time such as 2026-06-01T00:00:00Z",
+                    )
+                ]
+            },
+        ),
+    ] = "latest"
+    replayFrom: Annotated[
+        str | None,
+        Field(
+            description="Replay: rewind the running filter to the first alert at or after this RFC 3339 time (such as "
+            "2026-06-01T00:00:00Z) and filter everything from there again, once. The runners restart, each input "
+            "partition is rewound (offsets_for_times), the per-visit cap counts the replayed alerts afresh, and the "
+            "output topic keeps what it had (replayed alerts are written again after it). Setting the same time again "
+            "does nothing; a new time is a new replay. status.replay records what was replayed and when. Alerts older "
+            "than the mirrored topic's retention are gone: a replay starts at the oldest one left.",
+            max_length=64,
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    cel(
+                        f"self.matches('{RFC3339_CEL}')",
+                        "spec.replayFrom must be an RFC 3339 time such as 2026-06-01T00:00:00Z",
+                    )
+                ]
+            },
+        ),
+    ] = None
     output: Annotated[
         OutputSpec,
         Field(
@@ -251,6 +296,28 @@ class AlertFilterSpec(CrdModel):
         ),
     ] = "auto"
 
+    @field_validator("startFrom")
+    @classmethod
+    def _start_position(cls, value: str) -> str:
+        """The CRD's rule, with the calendar checked too (no 30 February)."""
+        try:
+            return start_position(value)
+        except SettingError:
+            raise ValueError(
+                "spec.startFrom must be latest, earliest or an RFC 3339 time such as 2026-06-01T00:00:00Z"
+            ) from None
+
+    @field_validator("replayFrom")
+    @classmethod
+    def _replay_time(cls, value: str | None) -> str | None:
+        """The CRD's rule, with the calendar checked too."""
+        if value is None:
+            return None
+        try:
+            return rfc3339_time(value)
+        except SettingError:
+            raise ValueError("spec.replayFrom must be an RFC 3339 time such as 2026-06-01T00:00:00Z") from None
+
     @field_validator("source")
     @classmethod
     def _source_fits(cls, source: str) -> str:
@@ -283,6 +350,35 @@ class OwnedNames(CrdModel):
     deadLetterKafkaTopic: Annotated[str, Field(description="The dead-letter topic's KafkaTopic resource.")]
     runner: Annotated[str, Field(description="The runner's Deployment, ConfigMap and NetworkPolicy: af-<name>.")]
     credentialsSecret: Annotated[str, Field(description="The Secret holding the runner's Kafka password.")]
+
+
+class ReplayPartition(CrdModel):
+    """Where one input partition was rewound."""
+
+    partition: Annotated[int, Field(description="The input partition.")]
+    offset: Annotated[
+        int | None, Field(description="The offset it was rewound to (the first alert at or after the time).")
+    ] = None
+
+
+class ReplayStatus(CrdModel):
+    """The last replay requested with spec.replayFrom."""
+
+    from_: Annotated[str, Field(alias="from", description="The time replayed from (spec.replayFrom).")]
+    requestId: Annotated[
+        int,
+        Field(
+            description="The request's number: the filter's metadata.generation when replayFrom was set. The runners "
+            "mark each partition's committed offset with it, so no partition is rewound twice for one request."
+        ),
+    ]
+    requestedAt: Annotated[str, Field(description="When the operator saw the request (RFC 3339).")]
+    completedAt: Annotated[
+        str | None, Field(description="When every input partition had been rewound (RFC 3339); absent until then.")
+    ] = None
+    partitions: Annotated[
+        list[ReplayPartition] | None, Field(description="The partitions rewound so far, with their offsets.")
+    ] = None
 
 
 class AlertFilterStatus(CrdModel):
@@ -327,6 +423,9 @@ class AlertFilterStatus(CrdModel):
             "partitions, as the runners last reported it (their status, read every runnerStatusSeconds); absent while "
             "no runner answers."
         ),
+    ] = None
+    replay: Annotated[
+        ReplayStatus | None, Field(description="The last replay (spec.replayFrom): what, when, where.")
     ] = None
     lastAcceptedTime: Annotated[
         str | None,

@@ -1,4 +1,4 @@
-"""Reading a filter's runners into its status: the consumer lag, the last accepted alert.
+"""Reading a filter's runners into its status: the consumer lag, the last accepted alert, replays.
 
 The per-filter ``runner-status`` daemon (``handlers.py``) calls :func:`observe` every
 ``runnerStatusSeconds``: it asks each runner pod for its status document (``runner_status.py``:
@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from .naming import FILTER_LABEL
+from .replay import replay_progress
 from .runner_status import RunnerReport, read_runners
 from .state import State
 
@@ -24,12 +25,17 @@ def observed_fields(report: RunnerReport, old: dict[str, Any]) -> dict[str, Any]
     - ``lag``: messages behind the input's end, summed over the partitions the runners report;
       removed when no runner answered (the lag is then unknown);
     - ``lastAcceptedTime``: the latest of the runners' and the one already recorded (a restarted
-      runner has not accepted anything yet).
+      runner has not accepted anything yet);
+    - ``replay``: the recorded replay request, completed once every input partition carries it
+      (:func:`.replay.replay_progress`).
     """
     fields: dict[str, Any] = {"lag": report.lag if report.answered else None}
     times = [t for t in (old.get("lastAcceptedTime"), report.values.get("lastAcceptedTime")) if isinstance(t, str)]
     if times:
         fields["lastAcceptedTime"] = max(times)
+    replay = replay_progress(old.get("replay"), report)
+    if replay is not None:
+        fields["replay"] = replay
     return fields
 
 
@@ -49,4 +55,10 @@ def observe(state: State, namespace: str, name: str, logger: kopf.Logger) -> dic
         if not changed:
             return None
         kube.patch_status("AlertFilter", name, namespace, changed)
+        done = changed.get("replay", {}).get("completedAt") if isinstance(changed.get("replay"), dict) else None
+        if done and not (old.get("replay") or {}).get("completedAt"):
+            replay = changed["replay"]
+            message = f"replayed from {replay.get('from')} (request {replay.get('requestId')}), completed {done}"
+            kube.post_event(body, "Normal", "Replayed", message)
+            logger.info("%s", message)
         return changed

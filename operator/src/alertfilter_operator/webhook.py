@@ -11,6 +11,8 @@ from typing import Any
 import kopf
 
 from alertfilter.api import FilterSourceError, check_source, describe_missing, missing_imports, parse_source
+from alertfilter.convert import SettingError
+from alertfilter.positions import rfc3339_time, start_position
 
 from .certs import make_webhook_certs
 
@@ -100,3 +102,26 @@ async def no_webhook_server(fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookCli
     """
     await asyncio.Event().wait()  # until the operator stops: kopf cancels this task then
     yield kopf.WebhookClientConfig()  # pragma: no cover - never reached; makes this an async generator
+
+
+def validate_positions(spec: kopf.Spec, **_: Any) -> None:
+    """Reject a ``spec.startFrom`` or ``spec.replayFrom`` the runner cannot use. The CRD's rules
+    check the form; this checks the calendar too (no 30 February), as the runner will.
+
+    Raises:
+        kopf.AdmissionError: ``spec.startFrom: must be ...`` (HTTP 422).
+    """
+    checks = (
+        ("startFrom", start_position, "latest, earliest or an RFC 3339 time"),
+        ("replayFrom", rfc3339_time, "an RFC 3339 time"),
+    )
+    for name, convert, expected in checks:
+        value = spec.get(name)
+        if value is None:
+            continue
+        try:
+            convert(str(value))
+        except SettingError:
+            raise kopf.AdmissionError(
+                f"spec.{name}: must be {expected} such as 2026-06-01T00:00:00Z, got {value!r}", code=422
+            ) from None

@@ -43,7 +43,10 @@ def runner_env(
         "max-message-bytes": s.output.maxMessageBytes,
         "metrics-port": METRICS_PORT,
         "log-format": "json",
+        "start-from": s.startFrom,  # the group's first run only (alertfilter.positions)
     }
+    if f.replay is not None:  # a new request: a rollout, and each partition rewound once (replay.py)
+        values["replay-id"], values["replay-from"] = f.replay
     batch = largest_batch(float(s.filterTimeoutSeconds))
     if batch < DEFAULT_BATCH_SIZE:  # a batch of calls at a slow budget must fit max.poll.interval.ms
         values["batch-size"] = batch

@@ -93,6 +93,8 @@ class FilterRef:
     spec: AlertFilterSpec
     source_sha256: str
     lean: bool = False
+    #: The replay its runners must carry out, ``(request id, RFC 3339 time)`` (``replay.py``), or None.
+    replay: tuple[int, str] | None = None
 
     def input_topic(self, pool: PoolInfo) -> str:
         """The topic the runner reads: the pool's lean topic when routed there, else the full stream."""
