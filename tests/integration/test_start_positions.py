@@ -128,3 +128,18 @@ def test_a_replay_rewinds_once_per_request_and_caps_afresh(kafka, alerts_dir, tm
     run(runner(kafka, tmp_path, inp, out, "--no-visit-cap", "--replay-from", iso(T0), "--replay-id", "1"))
     assert len(ids(kafka, out, values)) == 12
     assert {m.request for _, meta in committed(kafka.bootstrap, inp, f"g-{out}") if (m := read_mark(meta))} == {2}
+
+
+def test_a_replay_with_exactly_once_commits_its_mark_in_the_transactions(kafka, alerts_dir, tmp_path, topic_prefix):
+    _, values = encode_files([alerts_dir / "rubin-v10_0-real-20.avro"], tmp_path / "schemas")
+    inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
+    produce_at(kafka.bootstrap, inp, values[:6], T0)
+    eos = ("--no-visit-cap", "--exactly-once", "--start-from", "earliest")
+    run(runner(kafka, tmp_path, inp, out, *eos))
+    replay = ("--replay-from", iso(T0 + 3 * MINUTE), "--replay-id", "5")
+    run(runner(kafka, tmp_path, inp, out, *eos, *replay))
+    assert ids(kafka, out, values) == [0, 1, 2, 3, 4, 5, 3, 4, 5]
+    ((offset, meta),) = committed(kafka.bootstrap, inp, f"g-{out}")
+    assert offset == 6 and read_mark(meta) is not None and read_mark(meta).request == 5  # type: ignore[union-attr]
+    run(runner(kafka, tmp_path, inp, out, *eos, *replay))  # restarted: nothing again
+    assert len(ids(kafka, out, values)) == 9
