@@ -181,9 +181,9 @@ def failed_step(mode: str, n: int, step: int, note: str) -> dict[str, Any]:
         "peak_ok": None,
         "visits": [],
         "runners": [],
-        "cpu_nominal": {},
+        "cores_at_nominal": {},
         "cpu_step": {},
-        "pool_sent_mb_s_nominal": nan,
+        "pool_sent_mb_s_at_nominal": nan,
         "pool_sent_gb": nan,
         "pool_received_gb": nan,
         "note": note,
@@ -237,27 +237,37 @@ def collect(
             **asdict(s),
             "ok": s.ok,
             "produce_s": round(feed.ends[v.index] - feed.starts[v.index], 1),
+            "started_late_s": round(feed.starts[v.index] - (t0 + v.start_s), 1),
             "by_kind": {k: asdict(dm.summarise(lat.get((v.index, k), []), expected[(v.index, k)])) for k in kinds},
         }
         visits.append(row)
     nominal = [r for r in visits if not r["peak"]]
     n_nominal = len([v for v in sched if not v.peak])
-    t_nom = t0 + max(n_nominal, 1) * ctx["args"].cadence
     t_end = t_drained or t_stop
+    # Figures at Rubin's nominal rate, from what each process used per alert over the step (the
+    # feed may not hold the cadence on a busy machine, so a window of wall time would not be it).
+    rate = ctx["args"].per_visit / ctx["args"].cadence
+    fed = sum(v.size for v in produced)
     per_runner = []
     for r in runners:
+        used = sampler.at(sampler.cpu[f"runner-{r.index}"], t_end) - sampler.at(sampler.cpu[f"runner-{r.index}"], t0)
+        consumed = (tp._runner_totals(r.log_path) or {}).get("consumed", 0)
         per_runner.append(
             {
                 "index": r.index,
                 "kind": r.kind,
                 "input": r.input_topic,
-                "cpu_nominal": sampler.rate(f"runner-{r.index}", t0, t_nom),
+                "consumed": consumed,
+                "cpu_s": used,
+                "m_at_nominal": 1000 * used / consumed * rate if consumed else None,
                 "cpu_step": sampler.rate(f"runner-{r.index}", t0, t_end),
                 "pss_mib": sampler.pss_max_kib.get(r.index, 0) / 1024,
                 "peak_rss_mib": sampler.hwm_max_kib.get(r.index, 0) / 1024,
             }
         )
     roles = [k for k in sampler.cpu if not k.startswith("runner-")]
+    cpu_s = {k: sampler.at(sampler.cpu[k], t_end) - sampler.at(sampler.cpu[k], t0) for k in roles}
+    sent = sampler.at(sampler.sent, t_end) - sampler.at(sampler.sent, t0)
     return {
         "notes": notes,
         "visits": visits,
@@ -266,10 +276,13 @@ def collect(
         "passed": len(nominal) == n_nominal > 0 and all(r["ok"] for r in nominal),
         "peak_ok": next((r["ok"] for r in visits if r["peak"]), None),
         "drain_s": round(t_drained - max(feed.ends.values()), 1) if t_drained and feed.ends else None,
-        "cpu_nominal": {k: sampler.rate(k, t0, t_nom) for k in roles},
+        "fed_alerts": fed,
+        "feed_rate": fed / sum(r["produce_s"] for r in visits) if visits else None,
+        "cores_at_nominal": {k: v / fed * rate if fed else None for k, v in cpu_s.items()},
         "cpu_step": {k: sampler.rate(k, t0, t_end) for k in roles},
-        "pool_sent_mb_s_nominal": (sampler.at(sampler.sent, t_nom) - sampler.at(sampler.sent, t0)) / (t_nom - t0) / 1e6,
-        "pool_sent_gb": (sampler.at(sampler.sent, t_end) - sampler.at(sampler.sent, t0)) / 1e9,
+        "step_s": t_end - t0,
+        "pool_sent_mb_s_at_nominal": sent / fed * rate / 1e6 if fed else None,
+        "pool_sent_gb": sent / 1e9,
         "pool_received_gb": (sampler.at(sampler.received, t_end) - sampler.at(sampler.received, t0)) / 1e9,
         "fed_gb": feed.bytes / 1e9,
         "alerts": total,

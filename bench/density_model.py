@@ -300,3 +300,24 @@ def per_node(
     by_mem = (node_gib - reserved_gib) * 1024 / runner_mib if runner_mib else None
     both = [x for x in (by_cpu, by_mem) if x is not None]
     return {"linear": linear, "by_cpu": by_cpu, "by_memory": by_mem, "requests": min(both) if both else None}
+
+
+def next_n(passed: dict[int, bool], ns: list[int], refine_left: int) -> tuple[int | None, bool]:
+    """The next N of a sweep, and whether it is a refinement (a bisection between a pass and a fail).
+
+    Up the list ``ns`` (then doubling past its end) while every N passes; when the smallest N tried
+    fails, half of it (down to 1); once a pass and a fail bracket N_max, their midpoint while
+    ``refine_left`` > 0 and they are more than one apart; None when the sweep is done.
+    """
+    if not passed:
+        return (ns[0] if ns else None), False
+    best, fail = n_max(passed)
+    if fail is None:
+        top = max(passed)
+        return next((n for n in sorted(ns) if n > top), 2 * top), False
+    if best == 0:
+        lower = fail // 2
+        return (lower if lower >= 1 and lower not in passed else None), False
+    if fail - best > 1 and refine_left > 0:
+        return (best + fail) // 2, True
+    return None, False

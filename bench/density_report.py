@@ -33,9 +33,10 @@ def worst(visits: list[dict[str, Any]], peak: bool) -> dict[str, Any] | None:
 
 
 def runner_stats(step: dict[str, Any], kind: str | None = None) -> dict[str, float | None]:
-    """Mean and max CPU (millicores, nominal window) and PSS (MiB) of the step's runners (of ``kind``)."""
+    """Mean and max CPU (millicores at the nominal rate: CPU per alert over the step x alerts/s) and
+    PSS (MiB) of the step's runners (of ``kind``)."""
     rs = [r for r in step["runners"] if kind is None or r["kind"] == kind]
-    cpu = [1000 * r["cpu_nominal"] for r in rs if r["cpu_nominal"] is not None]
+    cpu = [r["m_at_nominal"] for r in rs if r["m_at_nominal"] is not None]
     pss = [r["pss_mib"] for r in rs if r["pss_mib"]]
     return {
         "cpu_mean": sum(cpu) / len(cpu) if cpu else None,
@@ -66,8 +67,9 @@ def step_line(s: dict[str, Any]) -> str:
         f"[{s['mode']}] N={s['n']}: {'PASS' if s['passed'] else 'FAIL'} nominal p98 "
         f"{sec(w['p98_s']) if w else '-'} s (p50 {sec(w['p50_s']) if w else '-'}), peak p98 "
         f"{sec(pk['p98_s']) if pk else '-'} s; runner {num(rs['cpu_mean'])} m, {num(rs['pss_max'])} MiB; "
-        f"pool broker {num(100 * (s['cpu_nominal'].get('pool broker') or 0))} %, "
-        f"{num(s['pool_sent_mb_s_nominal'], 1)} MB/s sent; {s['duration_s']:.0f} s; {s['note']}"
+        f"pool broker {num(100 * (s['cores_at_nominal'].get('pool broker') or 0))} %, "
+        f"{num(s['pool_sent_mb_s_at_nominal'], 1)} MB/s sent (at the nominal rate); feed "
+        f"{num(s.get('feed_rate'))} alerts/s; {s['duration_s']:.0f} s; {s['note']}"
     )
 
 
@@ -95,7 +97,10 @@ def stack_table(steps: list[dict[str, Any]]) -> list[str]:
     """The stack's CPU per step, and what the lean stream weighs against the full one."""
     out = [
         "",
-        "The stack's CPU over the nominal visits, % of one core (feed: this script's producer; machine: anyone's):",
+        (
+            "The stack's CPU at the nominal rate (CPU-s per alert fed over the step x alerts/s), % of one core; "
+            "feed: this script's producer; machine: every process's, ours or not:"
+        ),
         "",
         (
             "| mode | N | central broker | MirrorMaker 2 | pool broker | lean producer | feed | runners, all | machine "
@@ -104,8 +109,8 @@ def stack_table(steps: list[dict[str, Any]]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in steps:
-        pct = {k: num(100 * v) if v is not None else "-" for k, v in s["cpu_nominal"].items()}
-        runners_all = sum(r["cpu_nominal"] or 0 for r in s["runners"])
+        pct = {k: num(100 * v) if v is not None else "-" for k, v in s["cores_at_nominal"].items()}
+        runners_all = sum(r["m_at_nominal"] or 0 for r in s["runners"]) / 1000
         lean = s.get("lean_totals") or {}
         ratio = f"{lean['bytes_out'] / lean['bytes_in']:.3f}" if lean.get("bytes_in") else "-"
         out.append(
@@ -154,33 +159,36 @@ def markdown(meta: dict[str, Any], steps: list[dict[str, Any]], summ: dict[str, 
         "",
         (
             "| mode | N | filters | nominal p50 / p98 / max, s (worst visit) | peak p50 / p98 / max, s | passes | "
-            "runner CPU at nominal, m (mean / max) | runner PSS, MiB (mean / max) | pool broker CPU, % (nominal) | "
-            "pool broker sent, MB/s (nominal) | note |"
+            "runner CPU at the nominal rate, m (mean / max) | runner PSS, MiB (mean / max) | pool broker CPU at "
+            "the nominal rate, % | pool broker sent at the nominal rate, MB/s | feed, alerts/s | note |"
         ),
-        "|---|---:|---|---|---|---|---|---|---:|---:|---|",
+        "|---|---:|---|---|---|---|---|---|---:|---:|---:|---|",
     ]
     for s in steps:
         w, pk, rs = worst(s["visits"], False), worst(s["visits"], True), runner_stats(s)
-        cpu = s["cpu_nominal"]
+        cpu = s["cores_at_nominal"]
         out.append(
             f"| {s['mode']} | {s['n']} | {mix(s)} | {trio(w)} | {trio(pk)} | {'yes' if s['passed'] else 'no'} | "
             f"{num(rs['cpu_mean'])} / {num(rs['cpu_max'])} | {num(rs['pss_mean'])} / {num(rs['pss_max'])} | "
             f"{num(100 * cpu['pool broker'] if cpu.get('pool broker') is not None else None)} | "
-            f"{num(s['pool_sent_mb_s_nominal'], 1)} | {s['note']} |"
+            f"{num(s['pool_sent_mb_s_at_nominal'], 1)} | {num(s.get('feed_rate'))} | {s['note']} |"
         )
     out += stack_table(steps)
     out += [
         "",
         "Per visit (all filters of the step):",
         "",
-        "| mode | N | visit | alerts | produced in, s | accepted / expected | p50, s | p98, s | max, s | within 60 s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        (
+            "| mode | N | visit | alerts | started late, s | produced in, s | accepted / expected | p50, s | p98, s "
+            "| max, s | within 60 s |"
+        ),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in steps:
         for v in s["visits"]:
             out.append(
                 f"| {s['mode']} | {s['n']} | {v['visit']}{' (peak)' if v['peak'] else ''} | {v['alerts']:,} | "
-                f"{v['produce_s']} | {v['arrived']:,} / {v['expected']:,} | {sec(v['p50_s'])} | "
+                f"{v.get('started_late_s', '-')} | {v['produce_s']} | {v['arrived']:,} / {v['expected']:,} | {sec(v['p50_s'])} | "
                 f"{sec(v['p98_s'])} | {sec(v['max_s'])} | {100 * v['within_limit']:.1f} % |"
             )
     out += ["", "Summary:", ""]
@@ -224,7 +232,7 @@ def plot(steps: list[dict[str, Any]], path: Path, title: str) -> None:
         pk = [min(w["p98_s"], 900) if (w := worst(s["visits"], True)) else math.nan for s in ms]
         axes[0].plot(ns, pk, "x--", color=colour, label=f"{mode}: peak visit")
         axes[1].plot(ns, [runner_stats(s)["cpu_mean"] or math.nan for s in ms], "o-", color=colour, label=mode)
-        axes[2].plot(ns, [s["pool_sent_mb_s_nominal"] for s in ms], "o-", color=colour, label=mode)
+        axes[2].plot(ns, [s["pool_sent_mb_s_at_nominal"] for s in ms], "o-", color=colour, label=mode)
     axes[0].axhline(60, color="grey", lw=1, ls=":")
     axes[0].set(
         xlabel="runners N",
@@ -232,8 +240,8 @@ def plot(steps: list[dict[str, Any]], path: Path, title: str) -> None:
         yscale="log",
         title="latency after the visit's last alert",
     )
-    axes[1].set(xlabel="runners N", ylabel="millicores per runner (nominal window)", title="runner CPU")
-    axes[2].set(xlabel="runners N", ylabel="MB/s", title="pool broker: bytes sent (nominal window)")
+    axes[1].set(xlabel="runners N", ylabel="millicores per runner", title="runner CPU at the nominal rate")
+    axes[2].set(xlabel="runners N", ylabel="MB/s", title="pool broker: bytes sent at the nominal rate")
     for ax in axes:
         ax.legend(fontsize=8)
     fig.suptitle(title)

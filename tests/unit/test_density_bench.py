@@ -156,6 +156,20 @@ def test_n_max_is_the_last_pass_before_the_first_failure() -> None:
     assert dm.n_max({5: True, 10: True}) == (10, None)
 
 
+def test_sweep_goes_up_until_a_failure_then_bisects() -> None:
+    ns = [5, 10, 20, 40]
+    assert dm.next_n({}, ns, 1) == (5, False)
+    assert dm.next_n({5: True, 10: True}, ns, 1) == (20, False)
+    assert dm.next_n({5: True, 10: True, 20: True, 40: True}, ns, 1) == (80, False)  # until it breaks
+    assert dm.next_n({5: True, 10: True, 20: False}, ns, 1) == (15, True)
+    assert dm.next_n({5: True, 10: True, 20: False}, ns, 0) == (None, False)
+    assert dm.next_n({5: False}, ns, 1) == (2, False)  # the smallest failed: look below it
+    assert dm.next_n({5: False, 2: True}, ns, 1) == (3, True)
+    assert dm.next_n({5: False, 2: False}, ns, 1) == (1, False)
+    assert dm.next_n({5: False, 2: False, 1: False}, ns, 1) == (None, False)
+    assert dm.next_n({2: True, 3: False}, ns, 5) == (None, False)  # bracketed to one
+
+
 def test_per_node_estimates() -> None:
     est = dm.per_node(25, 2, runner_millicores=60.0, runner_mib=300.0)
     assert est["linear"] == 200
