@@ -146,3 +146,22 @@ def test_a_replay_needs_its_time_and_its_request_number() -> None:
         RunnerSettings("b:9092", "in", "out", "out.dl", "g", replay_from=T).validate(1.0)
     with pytest.raises(SettingError):
         from_env({"ALERTFILTER_REPLAY_ID": "0"})
+
+
+def test_a_committed_offset_read_that_fails_once_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    monkeypatch.setattr("alertfilter.positions.time.sleep", lambda s: None)
+    broker = Broker(STAMPS)
+    broker.committed_at = {0: (9, None), 1: (4, None)}
+    real, calls = broker.committed, []
+
+    def flaky(partitions: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+        return real(partitions, timeout)
+
+    broker.committed = flaky  # type: ignore[method-assign]
+    assign(broker, start_from="latest")
+    assert len(calls) == 2 and broker.commits == []  # resumed where the group was: nothing moved

@@ -45,7 +45,8 @@ RFC3339 = re.compile(
     r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)"
     r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-#: Attempts at committing new positions before the assignment fails (the runner then exits, and restarts).
+#: Attempts at reading the committed offsets, and at committing new positions, before the assignment
+#: fails (the runner then exits, and restarts).
 COMMIT_ATTEMPTS = 3
 
 
@@ -196,7 +197,7 @@ class Positions:
         """
         if not partitions:
             return
-        committed = self.consumer.committed(partitions, timeout=10)
+        committed = self._committed(partitions)
         moves: list[TopicPartition] = []
         for tp in committed:
             key = (tp.topic, tp.partition)
@@ -240,6 +241,24 @@ class Positions:
             mark = self.marks.get((tp.topic, tp.partition))
             out.append(TopicPartition(tp.topic, tp.partition, tp.offset, stamp(tp.metadata, mark)) if mark else tp)
         return out
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, retrying a failure that is not fatal (the
+        coordinator moving): a position decided without them could replay or skip a partition.
+
+        Raises:
+            KafkaException: still failing after :data:`COMMIT_ATTEMPTS` attempts, or fatal.
+        """
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return list(self.consumer.committed(partitions, timeout=10))
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if attempt == COMMIT_ATTEMPTS or (err is not None and err.fatal()):
+                    raise
+                log.warning("could not read the committed offsets (%s); retrying", exc)
+                time.sleep(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _start(self, topic: str, partition: int) -> int:
         """The first run's offset of a partition by ``start_from``."""
