@@ -31,7 +31,7 @@ FILTERS = {
         "def diasource_cut(alert):\n"
         "    src = alert['diaSource']\n"
         "    snr = abs(src['psfFlux'] or 0.0) / (src['psfFluxErr'] or 1.0)\n"
-        "    # the verdict: a known 2 % of the alerts (by id), so every visit has accepted alerts to time;\n"
+        "    # the verdict: a known 1 % of the alerts (by id), so every visit has accepted alerts to time;\n"
         "    # the cut is computed as a real one is (and NaN-safe)\n"
         "    return src['diaSourceId'] % {m} == {r} and (snr >= 5.0 or not snr >= 5.0)\n"
     ),
@@ -41,7 +41,7 @@ FILTERS = {
         "    flux = [p['psfFlux'] for p in hist if p['band'] == 'g']\n"
         "    mjd = [p['midpointMjdTai'] for p in hist if p['band'] == 'g']\n"
         "    rising = len(flux) >= 3 and flux[-1] > flux[0] and mjd[-1] - mjd[0] < 30\n"
-        "    # the verdict: a known 2 % of the alerts (by id); the light curve is the work a real one does\n"
+        "    # the verdict: a known 1 % of the alerts (by id); the light curve is the work a real one does\n"
         "    return alert['diaSource']['diaSourceId'] % {m} == {r} and (rising or not rising)\n"
     ),
     "cutout": (

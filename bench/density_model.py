@@ -12,9 +12,10 @@ from typing import Any
 
 #: Confluent wire format: magic byte 0 and a 4-byte big-endian schema id before the Avro body.
 HEADER_BYTES = 5
-#: Each filter accepts the alerts whose diaSourceId is ``residue`` modulo this: 2 % of the stream,
-#: a known set, different for each filter (residue = runner index % ACCEPT_MODULUS).
-ACCEPT_MODULUS = 50
+#: Each filter accepts the alerts whose diaSourceId is ``residue`` modulo this: 1 % of the stream
+#: (a science filter forwards a few alerts per visit), a known set, different for each filter
+#: (residue = runner index % ACCEPT_MODULUS).
+ACCEPT_MODULUS = 100
 #: Rubin's requirement (DMTN-102): 98 % of alerts within 60 s of the end of their visit.
 LATENCY_LIMIT_S = 60.0
 

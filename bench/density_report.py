@@ -149,7 +149,7 @@ def markdown(meta: dict[str, Any], steps: list[dict[str, Any]], summ: dict[str, 
         (
             f"- runners: `alertfilter run` processes (each with its filter process), cavro, `--fields auto`, no visit "
             f"cap, at-least-once; filters repeat `{a['mix']}` (d = diaSource cut, l = light curve, c = reads "
-            "`cutoutDifference`), each accepting a known 2 % of the alerts"
+            "`cutoutDifference`), each accepting a known 1 % of the alerts"
         ),
         (
             "- latency: output record time minus the time the visit's last alert was acknowledged; an accepted alert "
