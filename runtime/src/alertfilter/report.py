@@ -40,7 +40,7 @@ table.facts { border-collapse: collapse; min-width: 300px; }
 table.facts th { text-align: left; color: #555; font-weight: normal; padding: 1px 10px 1px 0; }
 table.facts td { font-family: monospace; padding: 1px 0; }
 h2, table.facts td { overflow-wrap: anywhere; }  /* an alert's long unbroken strings wrap, never widen the page */
-table.facts { max-width: 420px; }
+table.facts th { white-space: nowrap; }
 .cutouts { display: flex; gap: 8px; }
 figure { margin: 0; text-align: center; } figcaption { color: #555; font-size: 12px; }
 img.cutout-img { image-rendering: pixelated; border: 1px solid #888; display: block; }
