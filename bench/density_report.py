@@ -152,7 +152,7 @@ def markdown(meta: dict[str, Any], steps: list[dict[str, Any]], summ: dict[str, 
             "`cutoutDifference`), each accepting a known 1 % of the alerts"
         ),
         (
-            "- latency: output record time minus the time the visit's last alert was acknowledged; an accepted alert "
+            "- latency: output record time (the pool broker's append time) minus the time the visit's last alert was acknowledged; an accepted alert "
             'that never arrived counts as infinitely late ("never"). A step passes when every nominal visit\'s p98 '
             "is under 60 s."
         ),

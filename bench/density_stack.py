@@ -52,7 +52,11 @@ class Stack:
             "log.segment.delete.delay.ms": "1000",
         }
         self.central = KafkaBroker(self.workdir / "central", heap="768m", extra_config=retention).start()
-        self.pool = KafkaBroker(self.workdir / "pool", heap="1g", extra_config=retention).start()
+        # The pool stamps records with their arrival (MirrorMaker 2 keeps the central timestamps): its
+        # retention then counts from when an alert reached the pool, and an output record's time is
+        # when it reached its topic.
+        pool_config = {**retention, "log.message.timestamp.type": "LogAppendTime"}
+        self.pool = KafkaBroker(self.workdir / "pool", heap="1g", extra_config=pool_config).start()
         self.mirror = start_mirror(
             self.workdir / "mirror", self.central.bootstrap, self.pool.bootstrap, f"{re.escape(self.prefix)}.*"
         )
