@@ -162,7 +162,7 @@ LEAN_TARGET = {"job": "alertfilter-lean", "namespace": "kafka-pool-a", "pod": "p
 LEAN_TARGET |= {"instance": "10.244.1.9:8080"}
 #: MirrorMaker 2's series, named and labelled as Strimzi's JMX exporter example
 #: (packaging/examples/metrics/kafka-mirror-maker-2-metrics.yaml) exposes them, with the mirror
-#: PodMonitor's pool label; Kafka Connect's own consumer of its internal topics must not count as lag.
+#: PodMonitor's pool label; Kafka Connect's own consumers of its storage topics must not count as lag.
 MIRROR = {"job": "alertfilter-mirror", "namespace": "kafka-pool-a", "pool": "pool-a"}
 MIRROR_SERIES = [
     (
@@ -173,7 +173,7 @@ MIRROR_SERIES = [
     ("kafka_consumer_fetch_manager_records_lag", {"clientid": "consumer-null-1", "partition": "0"}, 12),
     (
         "kafka_consumer_fetch_manager_records_lag",
-        {"clientid": "consumer-mirrormaker2-cluster-1", "partition": "0"},
+        {"clientid": "pool-a-kafka-mirror-offsets", "topic": "pool-a-kafka-mirror-offsets"},
         1000,
     ),
 ]
@@ -188,7 +188,9 @@ def input_series(before: str, after: str, minutes: int = 30, lean: str = "") -> 
     up = ",".join(f'{k}="{v}"' for k, v in sorted(TARGET.items()))
     out.append({"series": f"up{{{up}}}", "values": f"1x{minutes}"})
     for name, labels, value in MIRROR_SERIES:
-        body = ",".join(f'{k}="{v}"' for k, v in sorted({**MIRROR, **labels, "topic": "alerts"}.items()))
+        body = ",".join(
+            f'{k}="{v}"' for k, v in sorted({**MIRROR, "topic": "alerts", "partition": "0", **labels}.items())
+        )
         out.append({"series": f"{name}{{{body}}}", "values": f"{value}x{minutes}"})
     return out
 
