@@ -303,6 +303,9 @@ def test_the_rules_are_quiet_on_a_healthy_runner_and_fire_on_each_fault(promtool
             {"series": f"alertfilter_dead_letters_total{{{_labels({})}}}", "values": "0+180x40"},
             {"series": f"alertfilter_errors_total{{{_labels({'reason': 'filter-timeout'})}}}", "values": "0+6x40"},
             {"series": f"alertfilter_errors_total{{{_labels({'reason': 'filter-exception'})}}}", "values": "0+60x40"},
+            # spec.limits: maxAcceptedPerDay stops forwarding from minute 4 on; the others never do
+            {"series": f"alertfilter_limited{{{_labels({'limit': 'maxAcceptedPerDay'})}}}", "values": "0x3 1x36"},
+            {"series": f"alertfilter_limited{{{_labels({'limit': 'maxMatchRate'})}}}", "values": "0x40"},
         ],
         "alert_rule_test": [
             {"eval_time": "5m", "alertname": "AlertFilterRunnerDown", "exp_alerts": []},  # down 3 min: not yet
@@ -317,7 +320,10 @@ def test_the_rules_are_quiet_on_a_healthy_runner_and_fire_on_each_fault(promtool
             {
                 "eval_time": "15m",
                 "alertname": "AlertFilterTrippingLimits",
-                "exp_alerts": [{"exp_labels": {**who, "reason": "filter-timeout"}}],
+                "exp_alerts": [
+                    {"exp_labels": {**who, "reason": "filter-timeout"}},
+                    {"exp_labels": {**who, "reason": "maxAcceptedPerDay"}},
+                ],
             },
         ],
     }

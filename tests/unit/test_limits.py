@@ -22,6 +22,7 @@ from alertfilter.limits import (
     MIN_MATCH_WINDOW,
     LimitGuard,
     Limits,
+    utc_day,
 )
 from alertfilter.metrics import RunnerMetrics
 from alertfilter.offsets import decode_commit_metadata, decode_limits_metadata, encode_commit_metadata
@@ -229,6 +230,36 @@ def test_restore_merges_partitions_largest_counts_and_ignores_junk():
     assert g.snapshot() == {"day": day, "accepted": 40, "bytes": 5000}
 
 
+def test_a_runner_restarted_with_a_raised_limit_forwards_again_and_with_a_lowered_one_stops():
+    clock = Clock()
+    g = guard(clock, max_accepted_per_day=3, max_bytes_per_day=100, max_match_rate=0.003)
+    for _ in range(4):
+        g.count(True)
+        g.admit(10)
+    snap = g.snapshot()  # maxAcceptedPerDay (3 forwarded) and maxMatchRate (4 of at most 3 accepted) tripped
+    same = guard(clock, max_accepted_per_day=3, max_bytes_per_day=100, max_match_rate=0.003)
+    same.restore([snap])
+    assert same.limited_now(MAX_ACCEPTED_PER_DAY) and same.limited_now(MAX_MATCH_RATE)
+    raised = guard(clock, max_accepted_per_day=10, max_bytes_per_day=100, max_match_rate=0.01)
+    raised.restore([snap])
+    assert not raised.limited_now(MAX_ACCEPTED_PER_DAY) and not raised.limited_now(MAX_MATCH_RATE)
+    raised.count(True)
+    assert raised.admit(10) is True
+    lowered = guard(clock, max_accepted_per_day=2)
+    lowered.restore([snap])
+    assert lowered.admit(10) is False and lowered.limited_now(MAX_ACCEPTED_PER_DAY)  # 3 already forwarded today
+
+
+def test_a_restore_after_midnight_does_not_mix_yesterdays_counts():
+    clock = Clock()
+    g = guard(clock, max_accepted_per_day=5)
+    for _ in range(4):
+        g.admit(1)
+    clock.t += 86_400  # no alert since midnight
+    g.restore([{"day": utc_day(clock.t), "accepted": 2, "bytes": 2}])
+    assert g.snapshot()["accepted"] == 2  # type: ignore[index]
+
+
 def test_commit_metadata_carries_the_cap_and_the_limits():
     meta = encode_commit_metadata("[[9,2]]", {"day": "2026-12-03", "accepted": 4, "bytes": 40})
     assert meta is not None and len(meta) < 4096
@@ -264,7 +295,7 @@ def test_the_runner_counts_limited_alerts_commits_them_and_a_restart_keeps_the_l
     assert r.totals["limited"] == 2 and r.totals["rejected"] == 5 and r.totals["consumed"] == 10
     last = r.consumer.commits[-1][0]
     assert last.offset == 10  # every alert committed: nothing is read again
-    assert decode_limits_metadata(last.metadata)["tripped"] == {MAX_ACCEPTED_PER_DAY: int(NOON)}  # type: ignore[index]
+    assert decode_limits_metadata(last.metadata)["tripped"] == {MAX_ACCEPTED_PER_DAY: [int(NOON), 3]}  # type: ignore[index]
 
     again = make(clock, Limits(max_accepted_per_day=3), {0: last.metadata})  # a restarted runner
     again.process_batch([Msg(10 + i, container(10 + i)) for i in range(4)])

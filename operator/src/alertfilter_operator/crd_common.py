@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alertfilter.limitspec import MAX_MATCH_WINDOW, MIN_MATCH_WINDOW
+
 #: The original design's cap: 20 alerts per visit per filter (DMTN-028).
 DEFAULT_MAX_ALERTS_PER_VISIT = 20
 #: Largest record a filter's topics take, bytes. Rubin alerts are 50-250 KB (DMTN-102).
@@ -53,6 +55,49 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any
 
 
 # --- shared ------------------------------------------------------------------------------------
+class Limits(CrdModel):
+    """Guards on what a filter forwards (AlertFilter spec.limits; FilterPool spec.defaultLimits)."""
+
+    maxAcceptedPerDay: Annotated[
+        int | None,
+        Field(
+            description="Forward at most this many accepted alerts per UTC day (a positive integer). Once reached, "
+            "the filter's further accepted alerts that day are not forwarded: they are counted as limited and their "
+            "offsets committed, like capped ones (never replayed, never dead letters); the Limited condition says so. "
+            "Forwarding resumes at 00:00 UTC.",
+            ge=1,
+        ),
+    ] = None
+    maxBytesPerDay: Annotated[
+        int | None,
+        Field(
+            description="Forward at most this many bytes of accepted alerts (their values) per UTC day (a positive "
+            "integer); an alert that would pass it is not forwarded, nor any after it that day (counted as limited, "
+            "committed). Forwarding resumes at 00:00 UTC.",
+            ge=1,
+        ),
+    ] = None
+    maxMatchRate: Annotated[
+        float | None,
+        Field(
+            description="The largest fraction of alerts the filter may accept (0 < maxMatchRate <= 1), over consecutive "
+            f"windows of matchRateWindow alerts (default {MIN_MATCH_WINDOW}). Once a window has more accepted "
+            "alerts than maxMatchRate x the window, nothing more is forwarded until the window's end (counted as "
+            "limited, committed).",
+            gt=0,
+            le=1,
+        ),
+    ] = None
+    matchRateWindow: Annotated[
+        int | None,
+        Field(
+            description=f"Alerts of a maxMatchRate window (at least {MIN_MATCH_WINDOW}, the default).",
+            ge=MIN_MATCH_WINDOW,
+            le=MAX_MATCH_WINDOW,
+        ),
+    ] = None
+
+
 class ResourceList(CrdModel):
     """CPU and memory quantities."""
 
@@ -105,7 +150,7 @@ class Condition(CrdModel):
     type: Annotated[
         str,
         Field(
-            description="Condition type: SourceValid, TopicReady, RunnerReady, Ready (AlertFilter); KafkaReady, MirrorReady, Ready (FilterPool)."
+            description="Condition type: SourceValid, TopicReady, RunnerReady, Ready, Limited (AlertFilter); KafkaReady, MirrorReady, Ready (FilterPool)."
         ),
     ]
     status: Annotated[Literal["True", "False", "Unknown"], Field(description="True, False or Unknown.")]

@@ -8,7 +8,8 @@ this module reads no configuration: the startup handler loads it into kopf's ``m
 - ``placements``: a kopf index of which filter runs in which pool, from the filters' ``status.pool``.
 - AlertFilter: create/update/resume reconcile, delete, a resync daemon, the source webhook, and
   refreshes of its status when its Deployment, pods or KafkaTopics change.
-- FilterPool: create/update/resume reconcile, delete, and refreshes when its Kafka or mirror change.
+- FilterPool: create/update/resume reconcile, delete, refreshes when its Kafka or mirror change, and
+  its filters re-reconciled when its defaultLimits change.
 """
 
 from __future__ import annotations
@@ -209,6 +210,15 @@ def reconcile_filterpool(
 ) -> None:
     """Apply the pool's Kafka, node pool, mirror user and mirror; write its status (``pools.reconcile``)."""
     pools.reconcile(memo.state, dict(body), logger, placements)
+
+
+@kopf.on.update(GROUP, VERSION, "filterpools", field="spec.defaultLimits")
+def pool_limits_changed(
+    name: str, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
+) -> None:
+    """The pool's ``spec.defaultLimits`` changed: re-reconcile its filters, so their runners get the
+    limits they inherit (a filter's own ``spec.limits`` fields still win)."""
+    alertfilters.follow_pool(memo.state, name, logger, placements)
 
 
 @kopf.on.delete(GROUP, VERSION, "filterpools")

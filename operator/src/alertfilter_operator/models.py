@@ -34,6 +34,7 @@ from .crd_common import (
     Condition,
     Conditions,
     CrdModel,
+    Limits,
     ResourceList,
     Resources,
     Toleration,
@@ -64,6 +65,7 @@ __all__ = [
     "CrdModel",
     "FilterPoolSpec",
     "FilterPoolStatus",
+    "Limits",
     "Mirror",
     "OutputSpec",
     "OwnedNames",
@@ -286,6 +288,16 @@ class AlertFilterSpec(CrdModel):
         ),
     ] = None
     suspend: Annotated[bool, Field(description="Scale the runner to zero; the topics and their data stay.")] = False
+    limits: Annotated[
+        Limits | None,
+        Field(
+            description="Guards on what the filter forwards: maxAcceptedPerDay, maxBytesPerDay, maxMatchRate. Each "
+            "field set here overrides the same field of its FilterPool's spec.defaultLimits. Passing one stops "
+            "forwarding for the rest of the UTC day (or of the match-rate window): the alerts are still counted "
+            "and their offsets committed, and the Limited condition gives the figure. Per runner pod: with "
+            "replicas > 1 each runner gets its share of the per-day limits (limit / replicas, at least 1)."
+        ),
+    ] = None
     stream: Annotated[
         Literal["auto", "full"],
         Field(

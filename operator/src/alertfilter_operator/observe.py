@@ -4,7 +4,8 @@ The per-filter ``runner-status`` daemon (``handlers.py``) calls :func:`observe` 
 ``runnerStatusSeconds``: it asks each runner pod for its status document (``runner_status.py``:
 ``GET /status`` on the pod's metrics port, no Kafka credential needed), derives the status fields
 from the merged report (:func:`observed_fields`, pure) and merge-patches those fields alone when
-they changed (never the conditions or ``observedGeneration``, which belong to the reconcile).
+they changed (never ``observedGeneration``, which belongs to the reconcile; of the conditions only
+``Limited``, which the runners alone know: :mod:`.limited`, with an Event when it changes).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from .limited import limited_change
 from .naming import FILTER_LABEL
 from .replay import replay_progress
 from .runner_status import RunnerReport, read_runners
@@ -52,9 +54,17 @@ def observe(state: State, namespace: str, name: str, logger: kopf.Logger) -> dic
         old = body.get("status") or {}
         fields = observed_fields(report, old)
         changed = {k: v for k, v in fields.items() if old.get(k) != v}
+        # spec.limits: the Limited condition from the runners' "limits" values, an Event when it flips
+        conditions, event = limited_change(
+            old.get("conditions") or [], report.per_pod("limits"), report.answered, old.get("observedGeneration")
+        )
+        if conditions is not None:
+            changed["conditions"] = conditions
         if not changed:
             return None
         kube.patch_status("AlertFilter", name, namespace, changed)
+        if event is not None:
+            kube.post_event(body, *event)
         done = changed.get("replay", {}).get("completedAt") if isinstance(changed.get("replay"), dict) else None
         if done and not (old.get("replay") or {}).get("completedAt"):
             replay = changed["replay"]

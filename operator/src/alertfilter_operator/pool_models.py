@@ -17,6 +17,7 @@ from .crd_common import (
     TOPIC_NAME,
     Conditions,
     CrdModel,
+    Limits,
     Resources,
     Toleration,
     cel,
@@ -189,6 +190,13 @@ class FilterPoolSpec(CrdModel):
     mirror: Annotated[
         Mirror, Field(description="The MirrorMaker 2 mirror of the full alert stream from the central Kafka.")
     ]
+    defaultLimits: Annotated[
+        Limits | None,
+        Field(
+            description="Limits of every filter of the pool (same fields as an AlertFilter's spec.limits); a field "
+            "a filter sets in its own spec.limits overrides the pool's."
+        ),
+    ] = None
     lean: Annotated[
         LeanStream,
         Field(description="The pool's lean stream (cutouts null) and its producer.", default_factory=LeanStream),

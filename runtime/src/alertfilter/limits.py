@@ -33,120 +33,36 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .convert import SettingError, int_in
-
-log = logging.getLogger("alertfilter.runner")
-
-#: The limits, as ``spec.limits`` names them (also the ``limit`` label of their metrics).
-MAX_ACCEPTED_PER_DAY = "maxAcceptedPerDay"
-MAX_BYTES_PER_DAY = "maxBytesPerDay"
-MAX_MATCH_RATE = "maxMatchRate"
-LIMIT_NAMES = (MAX_ACCEPTED_PER_DAY, MAX_BYTES_PER_DAY, MAX_MATCH_RATE)
-#: The fewest alerts a match-rate window may have: a rate over fewer says little of a filter.
-MIN_MATCH_WINDOW = 1000
-#: Alerts of a match-rate window, by default.
-DEFAULT_MATCH_WINDOW = MIN_MATCH_WINDOW
-#: The most alerts a window may have (a bound on the option, not a figure anyone needs).
-MAX_MATCH_WINDOW = 100_000_000
-
-
-def match_rate(text: str) -> float:
-    """A converter: a fraction ``0 < rate <= 1``.
-
-    Raises:
-        SettingError: anything else.
-    """
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise SettingError(f"expected a fraction of the alerts, e.g. 0.05, got {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 1):
-        raise SettingError(f"must be more than 0 and at most 1 (a fraction of the alerts), got {text!r}")
-    return value
-
-
-match_rate.__name__ = "fraction"
-
-#: ``alertfilter run`` options of the limits, ``(name, help, default, converter)``: settings.py makes
-#: them :class:`~alertfilter.settings.Option` rows (kept here so the limits are described in one place).
-LIMIT_OPTIONS: tuple[tuple[str, str, Any, Callable[[str], Any]], ...] = (
-    (
-        "max-accepted-per-day",
-        (
-            "stop forwarding for the rest of the UTC day once N accepted alerts were forwarded that day; "
-            "the alerts past it are counted as limited and their offsets committed (default: no limit)"
-        ),
-        None,
-        int_in(1),
-    ),
-    (
-        "max-bytes-per-day",
-        (
-            "stop forwarding for the rest of the UTC day rather than pass N bytes of accepted alerts "
-            "forwarded that day (default: no limit)"
-        ),
-        None,
-        int_in(1),
-    ),
-    (
-        "max-match-rate",
-        (
-            "stop forwarding for the rest of the window once more than this fraction (0 < r <= 1) of a "
-            "window's alerts were accepted (default: no limit)"
-        ),
-        None,
-        match_rate,
-    ),
-    (
-        "match-rate-window",
-        f"alerts of a --max-match-rate window (at least {MIN_MATCH_WINDOW})",
-        DEFAULT_MATCH_WINDOW,
-        int_in(MIN_MATCH_WINDOW, MAX_MATCH_WINDOW),
-    ),
+from .limitspec import (
+    DEFAULT_MATCH_WINDOW,
+    LIMIT_NAMES,
+    LIMIT_OPTIONS,
+    MAX_ACCEPTED_PER_DAY,
+    MAX_BYTES_PER_DAY,
+    MAX_MATCH_RATE,
+    MAX_MATCH_WINDOW,
+    MIN_MATCH_WINDOW,
+    Limits,
+    match_rate,
 )
 
+__all__ = [
+    "DEFAULT_MATCH_WINDOW",
+    "LIMIT_NAMES",
+    "LIMIT_OPTIONS",
+    "MAX_ACCEPTED_PER_DAY",
+    "MAX_BYTES_PER_DAY",
+    "MAX_MATCH_RATE",
+    "MAX_MATCH_WINDOW",
+    "MIN_MATCH_WINDOW",
+    "LimitGuard",
+    "Limits",
+    "clock_time",
+    "match_rate",
+    "utc_day",
+]
 
-@dataclass(frozen=True)
-class Limits:
-    """The limits of one runner; None for no limit.
-
-    Attributes:
-        max_accepted_per_day: accepted alerts forwarded per UTC day (>= 1).
-        max_bytes_per_day: bytes of accepted alerts (their values) forwarded per UTC day (>= 1).
-        max_match_rate: fraction of a window's alerts the filter may accept, ``0 < r <= 1``.
-        match_window: alerts of a window (>= :data:`MIN_MATCH_WINDOW`).
-
-    Raises:
-        ValueError: a value out of those bounds.
-    """
-
-    max_accepted_per_day: int | None = None
-    max_bytes_per_day: int | None = None
-    max_match_rate: float | None = None
-    match_window: int = DEFAULT_MATCH_WINDOW
-
-    def __post_init__(self) -> None:
-        for name in ("max_accepted_per_day", "max_bytes_per_day"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-        if self.max_match_rate is not None:
-            match_rate(str(self.max_match_rate))
-        if self.match_window < MIN_MATCH_WINDOW:
-            raise ValueError(f"match_window must be at least {MIN_MATCH_WINDOW} alerts, got {self.match_window}")
-
-    @property
-    def any(self) -> bool:
-        """True when at least one limit is set."""
-        return any(v is not None for v in (self.max_accepted_per_day, self.max_bytes_per_day, self.max_match_rate))
-
-    def value(self, name: str) -> int | float | None:
-        """The figure of the limit ``name`` (one of :data:`LIMIT_NAMES`)."""
-        return {
-            MAX_ACCEPTED_PER_DAY: self.max_accepted_per_day,
-            MAX_BYTES_PER_DAY: self.max_bytes_per_day,
-            MAX_MATCH_RATE: self.max_match_rate,
-        }[name]
+log = logging.getLogger("alertfilter.runner")
 
 
 def utc_day(t: float) -> str:
@@ -167,6 +83,7 @@ class _State:
     accepted: int = 0
     bytes: int = 0
     tripped: dict[str, int] = field(default_factory=dict)
+    figures: dict[str, int] = field(default_factory=dict)  # each trip's limit, to tell a changed one
     seq: int = 0  # windows completed before the current one
     seen: int = 0  # alerts of the current window so far
     matches: int = 0  # of them, accepted by the filter
@@ -259,6 +176,9 @@ class LimitGuard:
         for name in (MAX_ACCEPTED_PER_DAY, MAX_BYTES_PER_DAY):
             if name in s.tripped:
                 return name
+        if lim.max_accepted_per_day is not None and s.accepted >= lim.max_accepted_per_day:  # a lowered limit
+            self._trip_day(MAX_ACCEPTED_PER_DAY, now, f"{MAX_ACCEPTED_PER_DAY} {lim.max_accepted_per_day} reached")
+            return MAX_ACCEPTED_PER_DAY
         if lim.max_bytes_per_day is not None and s.bytes + size > lim.max_bytes_per_day:
             self._trip_day(
                 MAX_BYTES_PER_DAY,
@@ -278,6 +198,7 @@ class LimitGuard:
 
     def _trip_day(self, name: str, now: float, what: str) -> None:
         self._s.tripped[name] = int(now)
+        self._s.figures[name] = int(self.limits.value(name) or 0)
         self._trip(name, f"{what} at {clock_time(now)} UTC; forwarding resumes at 00:00 UTC")
 
     def _trip(self, name: str, message: str) -> None:
@@ -309,7 +230,7 @@ class LimitGuard:
         s = self._s
         out: dict[str, Any] = {"day": s.day, "accepted": s.accepted, "bytes": s.bytes}
         if s.tripped:
-            out["tripped"] = dict(s.tripped)
+            out["tripped"] = {name: [t, s.figures.get(name, 0)] for name, t in s.tripped.items()}
         if self.match_allowed is not None:
             out["window"] = [s.seq, s.seen, s.matches, s.rate_tripped]
         return out
@@ -320,6 +241,7 @@ class LimitGuard:
             state = _parse(snapshot)
             if state is not None:
                 self._s = state
+                self._recheck()
 
     def restore(self, snapshots: Iterable[Any]) -> None:
         """Merge the snapshots of several partitions' committed metadata (dicts from :meth:`snapshot`;
@@ -327,7 +249,9 @@ class LimitGuard:
         each limit (an earlier day's are over); the window is the most advanced one."""
         if not self.active:
             return
-        today = utc_day(self.clock())
+        now = self.clock()
+        self._roll(now)
+        today = utc_day(now)
         for state in (_parse(x) for x in snapshots):
             if state is None:
                 continue
@@ -337,8 +261,27 @@ class LimitGuard:
                 s.accepted, s.bytes = max(s.accepted, state.accepted), max(s.bytes, state.bytes)
                 for name, t in state.tripped.items():
                     s.tripped[name] = min(s.tripped.get(name, t), t)
+                    s.figures[name] = state.figures.get(name, 0)
             if (state.seq, state.seen) > (s.seq, s.seen):
                 s.seq, s.seen, s.matches, s.rate_tripped = state.seq, state.seen, state.matches, state.rate_tripped
+        self._recheck()
+
+    def _recheck(self) -> None:
+        """After a restore: keep only the trips the limits as set now still justify (a runner
+        restarted with a raised limit forwards again; a trip under the same limit stands)."""
+        s, lim = self._s, self.limits
+        for name, figure, used in (
+            (MAX_ACCEPTED_PER_DAY, lim.max_accepted_per_day, s.accepted),
+            (MAX_BYTES_PER_DAY, lim.max_bytes_per_day, s.bytes),
+        ):
+            if name in s.tripped and s.figures.get(name) != figure:
+                if figure is None or used < figure:
+                    del s.tripped[name]
+                    s.figures.pop(name, None)
+                else:
+                    s.figures[name] = figure
+        if s.rate_tripped is not None and (self.match_allowed is None or s.matches <= self.match_allowed):
+            s.rate_tripped = None
 
     def status(self) -> dict[str, Any]:
         """Each set limit as the operator reads it (the runner's status document, value ``limits``):
@@ -377,7 +320,11 @@ def _parse(data: Any) -> _State | None:
     state = _State(day=data["day"], accepted=accepted, bytes=size)
     tripped = data.get("tripped") or {}
     if isinstance(tripped, dict):
-        state.tripped = {k: v for k, v in tripped.items() if k in LIMIT_NAMES[:2] and _count(v) is not None}
+        for name, trip in tripped.items():
+            if name in LIMIT_NAMES[:2] and isinstance(trip, list) and len(trip) == 2:
+                t, figure = _count(trip[0]), _count(trip[1])
+                if t is not None and figure is not None:
+                    state.tripped[name], state.figures[name] = t, figure
     window = data.get("window")
     if isinstance(window, list) and len(window) == 4 and all(_count(x) is not None for x in window[:3]):
         state.seq, state.seen, state.matches = window[:3]

@@ -19,7 +19,7 @@ from .cap import DEFAULT_MAX_ALERTS_PER_VISIT
 from .codecs import BACKENDS, FORMATS
 from .convert import SettingError, field_path, int_in, lower, parse_bool, seconds
 from .fields import DEFAULT_ID_FIELD, DEFAULT_VISIT_FIELD
-from .limits import LIMIT_OPTIONS
+from .limitspec import LIMIT_OPTIONS
 from .positions import EARLIEST, POSITION_OPTIONS, Positions
 from .runstatus import RunnerStatus
 

@@ -14,9 +14,41 @@ from alertfilter_operator.naming import METRICS_PORT
 
 from .refs import FilterRef, PoolInfo
 
+#: The runner option of each field of spec.limits (and of a pool's spec.defaultLimits).
+LIMIT_OPTIONS = {
+    "maxAcceptedPerDay": "max-accepted-per-day",
+    "maxBytesPerDay": "max-bytes-per-day",
+    "maxMatchRate": "max-match-rate",
+    "matchRateWindow": "match-rate-window",
+}
+#: The limits counted per UTC day: each runner pod of a filter gets its share of them.
+PER_DAY_LIMITS = ("maxAcceptedPerDay", "maxBytesPerDay")
 #: Where the runner container finds the filter source (the ConfigMap's mount).
 FILTER_FILE_DIR = "/etc/alertfilter"
 FILTER_FILE = "filter.py"
+
+
+def effective_limits(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
+    """The filter's limits: each field of its ``spec.limits`` that is set, else the pool's
+    ``spec.defaultLimits`` field (``{"maxAcceptedPerDay": 500, "maxMatchRate": 0.05}``; {} for none)."""
+    own = f.spec.limits.model_dump(exclude_none=True) if f.spec.limits is not None else {}
+    return {**pool.default_limits, **own}
+
+
+def limit_values(f: FilterRef, pool: PoolInfo) -> dict[str, Any]:
+    """The runner options of the filter's limits (:func:`effective_limits`), by option name. Each
+    runner pod counts only the alerts it processes, so with ``replicas`` > 1 a per-day limit is
+    shared out: each runner gets ``limit // replicas`` (at least 1), and the pods together never
+    forward more than the limit."""
+    out: dict[str, Any] = {}
+    replicas = max(1, f.spec.replicas)
+    for name, value in effective_limits(f, pool).items():
+        if name in PER_DAY_LIMITS:
+            value = max(1, value // replicas)
+        elif isinstance(value, float):
+            value = repr(value)  # every digit the spec gave (the option table renders floats with 6)
+        out[LIMIT_OPTIONS[name]] = value
+    return out
 
 
 def runner_env(
@@ -58,6 +90,7 @@ def runner_env(
         values["entrypoint"] = s.entrypoint
     if s.exactlyOnce:
         values["exactly-once"] = True
+    values.update(limit_values(f, pool))
     if f.input_topic(pool) != pool.input_topic:  # the lean stream: accepted alerts forward their originals
         values["full-topic"] = pool.input_topic
     if schema_registry:

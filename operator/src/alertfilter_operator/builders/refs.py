@@ -44,6 +44,7 @@ class PoolInfo:
         node_selector, tolerations: where the pool's pods go.
         kafka_replicas: broker count (bounds topic replication).
         authentication: ``scram-sha-512`` or ``none``.
+        default_limits: the pool's ``spec.defaultLimits`` fields that are set (``{"maxAcceptedPerDay": 500}``).
         lean_topic: the pool's lean stream (cutouts null), or None when it has none.
     """
 
@@ -56,6 +57,7 @@ class PoolInfo:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     kafka_replicas: int = 3
     authentication: str = "scram-sha-512"
+    default_limits: dict[str, Any] = field(default_factory=dict)
     lean_topic: str | None = None
 
     @classmethod
@@ -78,6 +80,7 @@ class PoolInfo:
             tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
             kafka_replicas=spec.kafka.replicas,
             authentication=spec.kafka.authentication,
+            default_limits=spec.defaultLimits.model_dump(exclude_none=True) if spec.defaultLimits else {},
             lean_topic=lean_topic_of(spec),
         )
 
