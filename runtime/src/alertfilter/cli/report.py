@@ -30,6 +30,8 @@ from alertfilter.schemas import DirectorySchemaSource, RegistrySchemaSource, Sch
 from alertfilter.surveys import field_defaults, schema_full_name, survey_of
 
 EXTRA_HINT = "pip install 'alertfilter[report]'"
+#: How long ``report`` of a topic waits for the first message or partition end, at least, s.
+FIRST_WAIT_S = 30.0
 
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,15 +85,20 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-alerts", type=int, default=200, help="draw at most this many alerts (default: 200)")
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers: read the topic TOPIC_OR_FILES")
     p.add_argument(
-        "--idle-timeout", type=float, default=5.0, help="with a topic: stop after this long without messages, s"
+        "--idle-timeout",
+        type=float,
+        default=5.0,
+        help="with a topic: it is read to the end of every partition; stop sooner after this long without a "
+        "message once reading began (the first wait is at least 30 s), s",
     )
     p.add_argument("-X", action="append", metavar="KEY=VALUE", help="extra librdkafka setting (repeatable)")
     add_input_arguments(p)
 
 
 def _topic_items(args: argparse.Namespace, schemas: SchemaSource | None) -> Iterator[Any]:
-    """The alerts of the topic ``args.inputs[0]``, from its beginning until idle (values in the
-    Confluent wire format, or one Avro container each as ZTF publishes)."""
+    """The alerts of the topic ``args.inputs[0]``, from its beginning to the end every partition has
+    when it is reached (or until ``args.idle_timeout`` without a message; values in the Confluent
+    wire format, or one Avro container each as ZTF publishes)."""
     import fastavro
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -104,6 +111,7 @@ def _topic_items(args: argparse.Namespace, schemas: SchemaSource | None) -> Iter
             "group.id": f"alertfilter-report-{time.time_ns()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            "enable.partition.eof": True,  # the end of each partition ends the page, not a pause
             **key_values(args.X),
         }
     )
@@ -113,15 +121,21 @@ def _topic_items(args: argparse.Namespace, schemas: SchemaSource | None) -> Iter
         if md is None or md.error is not None:
             raise AlertInputError(f"topic {topic!r} does not exist on {args.bootstrap_servers}", topic)
         consumer.assign([TopicPartition(topic, p, -2) for p in sorted(md.partitions)])
-        last = time.monotonic()
-        while time.monotonic() - last < args.idle_timeout:
+        at_end: set[int] = set()
+        last, began = time.monotonic(), False
+        # a slow broker or a loaded machine may take seconds before the first fetch answers
+        while len(at_end) < len(md.partitions) and time.monotonic() - last < (
+            args.idle_timeout if began else max(args.idle_timeout, FIRST_WAIT_S)
+        ):
             for m in consumer.consume(500, 0.5):
+                last, began = time.monotonic(), True
                 err = m.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise AlertInputError(f"topic {topic}: {err}", topic)
+                    at_end.add(m.partition() or 0)
                     continue
-                last = time.monotonic()
+                at_end.discard(m.partition() or 0)
                 value = m.value() or b""
                 where = f"{topic}/{m.partition()}@{m.offset()}"
                 if value.startswith(b"Obj\x01"):
