@@ -353,3 +353,23 @@ def test_no_limits_no_metadata_change_and_no_status():
     r.process_batch([Msg(i, container(i)) for i in range(4)])
     assert r.consumer.commits[-1][0].metadata in (None, "")
     assert "limits" not in r.status.document(NOON)["values"]
+
+
+def test_on_the_lean_stream_the_bytes_counted_are_the_originals_forwarded():
+    from .test_runner_lean import FakeFetch, lean_msg, original
+
+    log = {k: original(k, k) for k in range(6)}
+    two = sum(len(log[k].value() or b"") for k in (0, 1))
+    settings = RunnerSettings("fake:9092", "lean", "out", "out.deadletter", "g", full_topic="full")
+    clients = KafkaClients(FakeConsumer({}), FakeProducer({"message.max.bytes": settings.max_message_bytes}))
+    guard = LimitGuard(Limits(max_bytes_per_day=two), Clock())
+    r = Runner(
+        settings, clients, InlineFilters("def f(a):\n    return True\n"), VisitCap(None), "f", "0" * 64, limits=guard
+    )
+    assert r.originals is not None
+    r.originals.consumer = FakeFetch(log)
+    r.on_assign(r.consumer, [TopicPartition("lean", 0)])
+    r.process_batch([lean_msg(k, k) for k in range(6)])  # lean messages are small; their originals are not
+    assert forwarded(r) == [log[0].value(), log[1].value()]
+    assert r.totals["limited"] == 4 and guard.limited_now(MAX_BYTES_PER_DAY)
+    assert guard.snapshot()["bytes"] == two and guard.snapshot()["accepted"] == 2  # type: ignore[index]

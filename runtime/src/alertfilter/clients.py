@@ -8,16 +8,18 @@ metric, logs errors (at most every 30 s per kind) and sets the runner's stop fla
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from .metrics import Heartbeat, RunnerMetrics
+from .metrics import HealthServer, Heartbeat, RunnerMetrics
 from .runstatus import RunnerStatus
 from .settings import RunnerSettings
 
@@ -72,6 +74,30 @@ class BrokersUnreachable(RuntimeError):
 
 class StartupError(RuntimeError):
     """The runner cannot start with its settings (a port in use, an invalid Kafka setting); ``str()`` says why."""
+
+
+def serve_health(
+    port: int,
+    metrics: RunnerMetrics,
+    alive: Callable[[], bool],
+    ready: Callable[[], bool],
+    status: RunnerStatus | None = None,
+) -> HealthServer:
+    """Start /metrics, /healthz, /readyz and /status on ``port`` (:class:`HealthServer`).
+
+    Raises:
+        StartupError: the port is in use or cannot be served.
+    """
+    try:
+        health = HealthServer(port, metrics, alive, ready, status=status).start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} is in use; pass --metrics-port (another port, or -1 for no metrics server)"
+            ) from None
+        raise StartupError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
+    log.info("metrics and health on port %d", health.port)
+    return health
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:

@@ -145,27 +145,66 @@ class LimitGuard:
                     f"{window - s.seen} alerts",
                 )
 
-    def admit(self, size: int) -> bool:
+    def admit(self, size: int | None) -> bool:
         """Whether to forward an accepted alert of ``size`` bytes (its value); counted when True.
-        False when a limit stops it (``on_limited`` is told which)."""
+        False when a limit stops it (``on_limited`` is told which). ``size`` None: the bytes
+        forwarded are not known yet (a lean alert, whose original is forwarded at the batch's end):
+        :meth:`admit_original` counts them then."""
         if not self.active:
             return True
         lim, s = self.limits, self._s
         now = self.clock()
         self._roll(now)
-        blocked = self._blocking(now, size)
+        blocked = self._blocking(now, size or 0)
         if blocked is not None:
-            self.limited[blocked] += 1
-            if self.on_limited is not None:
-                self.on_limited(blocked)
+            self._limit(blocked)
             return False
         s.accepted += 1
-        s.bytes += size
         if lim.max_accepted_per_day is not None and s.accepted >= lim.max_accepted_per_day:
             self._trip_day(MAX_ACCEPTED_PER_DAY, now, f"{MAX_ACCEPTED_PER_DAY} {lim.max_accepted_per_day} reached")
-        if lim.max_bytes_per_day is not None and s.bytes >= lim.max_bytes_per_day:
+        return size is None or self._add_bytes(now, size)
+
+    def admit_original(self, size: int) -> bool:
+        """The original of a lean alert admitted by ``admit(None)``, ``size`` bytes, is about to be
+        forwarded: False (the alert then uncounted, and limited) when it would carry the day's bytes
+        past maxBytesPerDay."""
+        if self.limits.max_bytes_per_day is None:
+            return True
+        now = self.clock()
+        self._roll(now)
+        if MAX_BYTES_PER_DAY in self._s.tripped or not self._add_bytes(now, size):
+            self._s.accepted = max(0, self._s.accepted - 1)
+            self._limit(MAX_BYTES_PER_DAY)
+            return False
+        return True
+
+    def gate(self, sink: Any) -> Any:
+        """``sink`` (anything with ``forward(m, outcome)`` and ``totals``) whose forwards of lean
+        alerts' originals pass :meth:`admit_original` first; ``sink`` itself without maxBytesPerDay."""
+        return _OriginalsGate(self, sink) if self.limits.max_bytes_per_day is not None else sink
+
+    def _add_bytes(self, now: float, size: int) -> bool:
+        """Count ``size`` forwarded bytes; False, and the limit tripped, when they would pass it."""
+        lim, s = self.limits, self._s
+        if lim.max_bytes_per_day is None:
+            return True
+        if s.bytes + size > lim.max_bytes_per_day:
+            self._trip_day(
+                MAX_BYTES_PER_DAY,
+                now,
+                f"{MAX_BYTES_PER_DAY} {lim.max_bytes_per_day} reached ({s.bytes} bytes forwarded today; the next "
+                f"accepted alert, {size} bytes, would pass it)",
+            )
+            return False
+        s.bytes += size
+        if s.bytes >= lim.max_bytes_per_day:
             self._trip_day(MAX_BYTES_PER_DAY, now, f"{MAX_BYTES_PER_DAY} {lim.max_bytes_per_day} reached")
         return True
+
+    def _limit(self, name: str) -> None:
+        self.limited[name] += 1
+        if self.on_limited is not None:
+            self.on_limited(name)
 
     def _blocking(self, now: float, size: int) -> str | None:
         """The limit that stops an alert of ``size`` bytes now, or None (trips the bytes limit when
@@ -180,12 +219,7 @@ class LimitGuard:
             self._trip_day(MAX_ACCEPTED_PER_DAY, now, f"{MAX_ACCEPTED_PER_DAY} {lim.max_accepted_per_day} reached")
             return MAX_ACCEPTED_PER_DAY
         if lim.max_bytes_per_day is not None and s.bytes + size > lim.max_bytes_per_day:
-            self._trip_day(
-                MAX_BYTES_PER_DAY,
-                now,
-                f"{MAX_BYTES_PER_DAY} {lim.max_bytes_per_day} reached ({s.bytes} bytes forwarded today; the next "
-                f"accepted alert, {size} bytes, would pass it)",
-            )
+            self._add_bytes(now, size)  # trips it
             return MAX_BYTES_PER_DAY
         return None
 
@@ -330,3 +364,19 @@ def _parse(data: Any) -> _State | None:
         state.seq, state.seen, state.matches = window[:3]
         state.rate_tripped = _count(window[3])
     return state
+
+
+class _OriginalsGate:
+    """A sink whose ``forward`` counts the bytes of lean alerts' originals against maxBytesPerDay."""
+
+    def __init__(self, guard: LimitGuard, sink: Any) -> None:
+        self._guard, self._sink = guard, sink
+
+    def forward(self, m: Any, oc: Any) -> None:
+        if self._guard.admit_original(len(m.value() or b"")):
+            self._sink.forward(m, oc)
+        else:
+            self._sink.totals["limited"] += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)

@@ -27,7 +27,6 @@ ends the filter process, becomes a dead letter and a new filter process.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import signal
@@ -40,7 +39,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from .cap import VisitCap, checked_visit
-from .clients import KafkaClients, StartupError, group_done, wait_for_topics
+from .clients import KafkaClients, group_done, serve_health, wait_for_topics
 from .ledger import InFlight, Ledger, merged_offsets
 from .limits import LimitGuard
 from .metrics import HealthServer, Heartbeat, RunnerMetrics
@@ -155,7 +154,7 @@ class Runner:
             signal.signal(signal.SIGINT, self.stop)
         try:
             if s.metrics_port is not None:
-                self._serve_health(s.metrics_port)
+                self.health = serve_health(s.metrics_port, self.metrics, self.heartbeat.alive, self.ready, self.status)
             wait_for_topics(self.consumer, s, self._stop, self.heartbeat)
             if s.exactly_once:
                 self.producer.init_transactions(60)
@@ -303,7 +302,7 @@ class Runner:
             finally:
                 verdicts.close()
                 if self.originals is not None:  # the accepted lean alerts' originals, in this batch
-                    self.originals.finish(self.sink, failed=sys.exc_info()[0] is not None)
+                    self.originals.finish(self.limits.gate(self.sink), failed=sys.exc_info()[0] is not None)
                 self.sink.batch = None
                 batch.close(n, self.offsets.offsets(part[:n]) if n else [], self.cap.checkpoint())
         if n < len(part) and error is None:
@@ -357,7 +356,7 @@ class Runner:
             if not self.cap.admit(oc.visit):
                 mt.capped.inc()
                 totals["capped"] += 1
-            elif self.limits.admit(len(m.value() or b"")):
+            elif self.limits.admit(None if self.originals else len(m.value() or b"")):  # lean: bytes at finish
                 (self.originals.defer if self.originals else self.sink.forward)(m, oc)
             else:  # a limit was passed: counted, committed, never forwarded (alertfilter.limits)
                 totals["limited"] += 1
@@ -371,22 +370,6 @@ class Runner:
             self.sink.dead_letter(dl, str(oc.reason), oc.message, oc.alert_id)
 
     # --- start and end -----------------------------------------------------------------------
-    def _serve_health(self, port: int) -> None:
-        """Start /metrics, /healthz and /readyz on ``port``.
-
-        Raises:
-            StartupError: the port is in use or cannot be served.
-        """
-        try:
-            self.health = HealthServer(port, self.metrics, self.heartbeat.alive, self.ready, status=self.status).start()
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise StartupError(
-                    f"port {port} is in use; pass --metrics-port (another port, or -1 for no metrics server)"
-                ) from None
-            raise StartupError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
-        log.info("metrics and health on port %d", self.health.port)
-
     def _shutdown(self) -> None:
         try:
             self.producer.flush(30)
