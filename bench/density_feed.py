@@ -92,6 +92,7 @@ class Feed(threading.Thread):
         self.skipped: list[int] = []
         self.error: str | None = None
         self.bytes = 0
+        self.produced = 0  # alerts handed to the producer so far
 
     def run(self) -> None:
         failures: list[str] = []
@@ -126,6 +127,7 @@ class Feed(threading.Thread):
                         return
                     tp.produce_with_retry(p, self.topic, value)
                     self.bytes += len(value)
+                    self.produced += 1
                     p.poll(0)
                 if p.flush(600) > 0 or failures:
                     raise RuntimeError(f"visit {v.index} not fully delivered: {failures[:3]}")
