@@ -37,8 +37,9 @@ def _figure(value: Any) -> str:
 
 def merge_limits(per_pod: Iterable[Any]) -> dict[str, dict[str, Any]] | None:
     """The ``limits`` values of a filter's runner pods as one: each limit's figure (the first pod's),
-    ``limited`` when any pod is, ``trippedAt`` the earliest of those pods' trips; None when no pod
-    reports limits. Malformed entries are left out."""
+    ``limited`` when any pod is, ``trippedAt`` the earliest of those pods' trips, and ``pods`` /
+    ``limitedPods``, how many pods report it / are stopped by it (each pod has its share of a
+    per-day limit); None when no pod reports limits. Malformed entries are left out."""
     out: dict[str, dict[str, Any]] = {}
     for value in per_pod:
         if not isinstance(value, dict):
@@ -46,11 +47,15 @@ def merge_limits(per_pod: Iterable[Any]) -> dict[str, dict[str, Any]] | None:
         for name, entry in value.items():
             if name not in LIMIT_NAMES or not isinstance(entry, dict):
                 continue
-            merged = out.setdefault(name, {"value": entry.get("value"), "limited": False, "trippedAt": None})
+            merged = out.setdefault(
+                name, {"value": entry.get("value"), "limited": False, "trippedAt": None, "pods": 0, "limitedPods": 0}
+            )
+            merged["pods"] += 1
             if isinstance(entry.get("window"), int):
                 merged["window"] = entry["window"]
             if entry.get("limited") is True:
                 merged["limited"] = True
+                merged["limitedPods"] += 1
                 t = entry.get("trippedAt")
                 if isinstance(t, (int, float)) and not isinstance(t, bool):
                     merged["trippedAt"] = t if merged["trippedAt"] is None else min(merged["trippedAt"], t)
@@ -66,6 +71,12 @@ def limit_message(name: str, entry: dict[str, Any]) -> str:
         window = entry.get("window")
         of = f" of {window} alerts" if window else ""
         return f"{name} {_figure(entry.get('value'))} passed{when}; forwarding resumes with the next window{of}"
+    pods = entry.get("pods") or 1
+    if pods > 1:  # each pod counts its share of the filter's limit
+        return (
+            f"{name} {_figure(entry.get('value'))} per runner pod reached{when} ({entry.get('limitedPods')} of "
+            f"{pods} pods stopped); forwarding resumes at 00:00 UTC"
+        )
     return f"{name} {_figure(entry.get('value'))} reached{when}; forwarding resumes at 00:00 UTC"
 
 

@@ -118,8 +118,13 @@ def test_the_message_gives_the_figure_the_time_and_when_forwarding_resumes():
 
 def test_pods_merge_a_limit_stops_the_filter_when_it_stops_one_runner_since_the_earliest_trip():
     merged = merge_limits([rep(False), rep(True, NOON + 60), rep(True, NOON), "junk", {"other": 1}])
-    assert merged == {"maxAcceptedPerDay": {"value": 500, "limited": True, "trippedAt": NOON}}
+    assert merged == {
+        "maxAcceptedPerDay": {"value": 500, "limited": True, "trippedAt": NOON, "pods": 3, "limitedPods": 2}
+    }
     assert merge_limits([None, {}]) is None
+    assert limited_verdict(merged)[2] == (  # type: ignore[index]
+        "maxAcceptedPerDay 500 per runner pod reached at 12:03:11 UTC (2 of 3 pods stopped); forwarding resumes at 00:00 UTC"
+    )
 
 
 def test_verdicts():
