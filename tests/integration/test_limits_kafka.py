@@ -157,12 +157,13 @@ RATE = '{limit="maxMatchRate"}'
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_max_accepted_per_day_trips_survives_a_restart_and_resets_at_utc_midnight(
-    kafka, tmp_path, topic_prefix, monkeypatch
+    kafka, tmp_path, topic_prefix, monkeypatch, delivery
 ):
     clock, stream = Clock(), Stream(kafka.bootstrap, f"{topic_prefix}-alerts", tmp_path)
     out, group, flt = f"{topic_prefix}-out", f"{topic_prefix}-g", filter_file(tmp_path)
-    limit = ("--max-accepted-per-day", "5")
+    limit = ("--max-accepted-per-day", "5", *(["--exactly-once"] if delivery == "exactly-once" else []))
     with running(monkeypatch, clock, stream, out, group, flt, *limit) as (runner, port):
         stream.produce(stream.values(12))
         settle(runner, stream, group, consumed=12, accepted=5)
