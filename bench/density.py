@@ -58,10 +58,11 @@ from alertfilter.kafkautil import ensure_topics
 
 ROOT, BENCH = tp.ROOT, tp.BENCH
 
-#: A step holds up to ~RETENTION_S of the feed on each broker plus the outputs: stop below this.
-MIN_FREE_DISK = 4e9
-#: ... and a step stops when the disk gets this low (the machine is shared).
-LOW_DISK = 1.5e9
+#: A step holds up to ~RETENTION_S of the feed on each broker (in memory) plus the outputs and the
+#: runners: start none with less memory available than this ...
+MIN_FREE_MEMORY = 6e9
+#: ... and stop one when it gets this low (the machine is shared).
+LOW_MEMORY = 2.5e9
 
 
 def runner_args(ctx: dict[str, Any], topic: str) -> list[str]:
@@ -210,8 +211,8 @@ def run_step(ctx: dict[str, Any], mode: str, n: int, step: int) -> dict[str, Any
             if due and not feed.skip_peak.is_set() and lag > a.per_visit:
                 feed.skip_peak.set()
                 note.append(f"peak skipped: runners {lag:,} alerts behind when it was due")
-            if shutil.disk_usage(work).free < LOW_DISK:
-                note.append(f"stopped: under {LOW_DISK / 1e9:.0f} GB of disk free")
+            if ds.mem_available() < LOW_MEMORY:
+                note.append(f"stopped: under {LOW_MEMORY / 1e9:.1f} GB of memory available")
                 break
             exited = [r.index for r in runners if r.proc.poll() is not None]
             if exited:
@@ -236,7 +237,7 @@ def run_step(ctx: dict[str, Any], mode: str, n: int, step: int) -> dict[str, Any
     finally:
         ds.stop_procs([r.proc for r in runners] + ([lean_proc] if lean_proc is not None else []))
     result.update(collect(ctx, sampler, runners, sched, feed, t0, t_stop, t_drained, lags, total))
-    broken = feed.error is not None or any("exited" in x or "disk" in x for x in note)
+    broken = feed.error is not None or any("exited" in x or "memory" in x for x in note)
     result["passed"] = result["passed"] and not broken
     result["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     # what the processes counted themselves ("stopped; totals" in their logs)
@@ -341,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                 if deadline and time.time() + est > deadline:
                     print(f"[{mode}] N={n}: skipped, would end after the deadline", flush=True)  # noqa: T201
                     break
-                if shutil.disk_usage(work).free < MIN_FREE_DISK:
-                    print(f"[{mode}] N={n}: skipped, under {MIN_FREE_DISK / 1e9:.0f} GB of disk free", flush=True)  # noqa: T201
+                if ds.mem_available() < MIN_FREE_MEMORY:
+                    print(f"[{mode}] N={n}: skipped, under {MIN_FREE_MEMORY / 1e9:.0f} GB of memory", flush=True)  # noqa: T201
                     break
                 t = time.time()
                 try:

@@ -140,8 +140,8 @@ def markdown(meta: dict[str, Any], steps: list[dict[str, Any]], summ: dict[str, 
         (
             f"- stack: a central and a pool broker (KRaft, one node each) and MirrorMaker 2 between them, with the "
             f"local stack's settings; {a['partitions']} partition(s); the central broker keeps "
-            f"{meta.get('central_retention_s', '-')} s of data (in memory: the shared disk was short), the pool "
-            f"broker {meta['retention_s']} s"
+            f"{meta.get('central_retention_s', '-')} s of data (in memory: the shared disk was short), the pool broker "
+            f"{meta['retention_s']} s (in memory too)"
         ),
         (
             f"- feed: {a['visits']} visits of {a['per_visit']:,} alerts every {a['cadence']:.0f} s, then one peak "

@@ -30,10 +30,10 @@ import throughput as tp
 #: output topics, read at the end of a step, are created with an hour's retention).
 RETENTION_S = 120
 #: The central broker only has to hold an alert until MirrorMaker 2 has copied it (a mirror that far
-#: behind has failed the requirement); its data lives in memory (``/dev/shm``), as the shared
-#: machine's disk is short.
+#: behind has failed the requirement).
 CENTRAL_RETENTION_S = 60
-CENTRAL_DIR = Path("/dev/shm")
+#: Both brokers keep their data in memory: the shared machine's disk ran down to 1 GB free.
+BROKER_DIR = Path("/dev/shm")
 SEGMENT_BYTES = 64 * 1024 * 1024
 
 
@@ -48,7 +48,7 @@ class Stack:
     central: Any = None
     pool: Any = None
     mirror: subprocess.Popen[bytes] | None = None
-    central_dir: Path | None = None
+    data_dir: Path | None = None
 
     def start(self) -> Stack:
         from alertfilter_devstack.kafka import KafkaBroker
@@ -60,13 +60,13 @@ class Stack:
             "log.segment.delete.delay.ms": "1000",
         }
         central_config = {**retention, "log.retention.ms": str(CENTRAL_RETENTION_S * 1000)}
-        self.central_dir = Path(tempfile.mkdtemp(prefix="alertfilter-density-central-", dir=CENTRAL_DIR))
-        self.central = KafkaBroker(self.central_dir, heap="768m", extra_config=central_config).start()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="alertfilter-density-", dir=BROKER_DIR))
+        self.central = KafkaBroker(self.data_dir / "central", heap="768m", extra_config=central_config).start()
         # The pool stamps records with their arrival (MirrorMaker 2 keeps the central timestamps): its
         # retention then counts from when an alert reached the pool, and an output record's time is
         # when it reached its topic.
         pool_config = {**retention, "log.message.timestamp.type": "LogAppendTime"}
-        self.pool = KafkaBroker(self.workdir / "pool", heap="1g", extra_config=pool_config).start()
+        self.pool = KafkaBroker(self.data_dir / "pool", heap="1g", extra_config=pool_config).start()
         self.mirror = start_mirror(
             self.workdir / "mirror", self.central.bootstrap, self.pool.bootstrap, f"{re.escape(self.prefix)}.*"
         )
@@ -92,8 +92,8 @@ class Stack:
         for b in (self.pool, self.central):
             if b is not None:
                 b.stop()
-        if self.central_dir is not None:
-            shutil.rmtree(self.central_dir, ignore_errors=True)
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def start_mirror(workdir: Path, central: str, pool: str, pattern: str) -> subprocess.Popen[bytes]:
@@ -239,6 +239,15 @@ def stop_procs(procs: list[subprocess.Popen[bytes]], grace_s: float = 30.0) -> N
 
 
 # --- sampling ---------------------------------------------------------------------------------------
+def mem_available() -> float:
+    """The machine's available memory (``MemAvailable``), bytes; the brokers' data is in memory too."""
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024.0
+    return 0.0
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """``(PSS, peak RSS)`` of a process, KiB (0, 0 when it is gone). PSS shares the shared-memory
     regions of the runner and its filter process fairly, so their sum is what a pod holds."""
