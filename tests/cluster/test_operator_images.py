@@ -91,3 +91,33 @@ def test_kubectl_explain_describes_the_new_fields(apiserver, operator):
     ):
         r = apiserver.kubectl("explain", what)
         assert words in " ".join(r.stdout.split()), (what, r.stdout)
+
+
+def test_a_pool_that_stops_allowing_an_image_stops_its_runner_at_once(apiserver, operator, pool, namespace):
+    pname, _ = pool
+    apply_json(apiserver, alertfilter("later", pool=pname, image=GROUP_IMAGE), namespace)
+    wait_for(lambda: _deployment_image(apiserver, namespace, "later") == GROUP_IMAGE, 60, "the runner")
+    apiserver.kubectl(
+        "patch",
+        "filterpool",
+        pname,
+        "--type=merge",
+        "-p",
+        '{"spec": {"allowedImages": ["registry.example.org/other/"]}}',
+    )
+    wait_for(lambda: get(apiserver, "deployment", "af-later", namespace) is None, 60, "the runner to stop")
+    ready = wait_for(
+        lambda: next(
+            (
+                c
+                for c in (get(apiserver, "alertfilter", "later", namespace).get("status") or {}).get("conditions", [])
+                if c["type"] == "Ready" and c["reason"] == "ImageNotAllowed"
+            ),
+            None,
+        ),
+        60,
+        "Ready=False ImageNotAllowed",
+    )
+    assert ready["status"] == "False" and "registry.example.org/other/" in ready["message"]
+    apiserver.kubectl("patch", "filterpool", pname, "--type=merge", "-p", '{"spec": {"allowedImages": null}}')
+    wait_for(lambda: _deployment_image(apiserver, namespace, "later") == GROUP_IMAGE, 60, "the runner again")

@@ -221,6 +221,15 @@ def pool_limits_changed(
     alertfilters.follow_pool(memo.state, name, logger, placements)
 
 
+@kopf.on.update(GROUP, VERSION, "filterpools", field="spec.allowedImages")
+def pool_images_changed(
+    name: str, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
+) -> None:
+    """The pool's ``spec.allowedImages`` changed: re-reconcile its filters at once, so that a runner
+    whose image the pool no longer allows stops (ImageNotAllowed) and one allowed again starts."""
+    alertfilters.follow_pool(memo.state, name, logger, placements)
+
+
 @kopf.on.delete(GROUP, VERSION, "filterpools")
 def delete_filterpool(
     body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, placements: PlacementIndex = NO_PLACEMENTS, **_: Any
