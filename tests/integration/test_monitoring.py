@@ -160,14 +160,14 @@ def series(text: str, target: dict[str, str] = TARGET) -> dict[str, float]:
 #: A lean producer pod's target labels (the PodMonitor names the job after app.kubernetes.io/name).
 LEAN_TARGET = {"job": "alertfilter-lean", "namespace": "kafka-pool-a", "pod": "pool-a-lean-7c9-q2w", "pool": "pool-a"}
 LEAN_TARGET |= {"instance": "10.244.1.9:8080"}
-#: MirrorMaker 2's series, named and labelled as Strimzi's JMX exporter example
-#: (packaging/examples/metrics/kafka-mirror-maker-2-metrics.yaml) exposes them, with the mirror
-#: PodMonitor's pool label; Kafka Connect's own consumers of its storage topics must not count as lag.
+#: MirrorMaker 2's series, named and labelled as the operator's JMX exporter rules
+#: (builders/mirror_metrics.py; Strimzi's example names, Kafka 4's source label) expose them, with the
+#: mirror PodMonitor's pool label; Kafka Connect's own consumers of its storage topics must not count as lag.
 MIRROR = {"job": "alertfilter-mirror", "namespace": "kafka-pool-a", "pool": "pool-a"}
 MIRROR_SERIES = [
     (
         "kafka_connect_mirror_mirrorsourceconnector_replication_latency_ms_max",
-        {"target": "pool-a", "partition": "0"},
+        {"source": "central", "target": "pool-a-kafka", "partition": "0"},
         250,
     ),
     ("kafka_consumer_fetch_manager_records_lag", {"clientid": "consumer-null-1", "partition": "0"}, 12),

@@ -1,5 +1,5 @@
-"""Reconciling FilterPools: the pool-local Kafka, its node pool, the MirrorMaker 2 mirror and the
-lean stream (its topic, its producer's KafkaUser and Deployment: ``builders.lean``).
+"""Reconciling FilterPools: the pool-local Kafka, its node pool, the MirrorMaker 2 mirror (with its
+metrics' ConfigMap: ``builders.mirror_metrics``) and the lean stream (its topic, its producer's KafkaUser and Deployment: ``builders.lean``).
 
 Fetch, build (``builders.pool``), apply, and write status through one
 :class:`~.status.StatusUpdate`, as for AlertFilters.
@@ -22,9 +22,11 @@ from .builders.lean import (
     lean_name,
     lean_topic_resource,
 )
+from .builders.mirror_metrics import build_mirror_metrics_configmap, mirror_metrics_name, with_metrics
 from .conditions import FALSE, TRUE, Verdict, deployment_ready, runner_pod_problem, strimzi_ready
 from .models import FilterPoolSpec, pool_kafka_name
 from .naming import OWNER_UID, POOL_LABEL
+from .ownership import NameConflict, apply_owned, delete_owned
 from .placement import FilterKey, PlacementIndex, filters_in, pool_usage
 from .pool_models import lean_topic_of
 from .state import State
@@ -139,6 +141,22 @@ def _apply_lean(state: State, name: str, uid: str, spec: FilterPoolSpec, bootstr
     kube.apply(deployment)
 
 
+def _apply_mirror(state: State, body: dict[str, Any], spec: FilterPoolSpec) -> None:
+    """Apply the KafkaMirrorMaker2 with its metrics: the ConfigMap of JMX exporter rules first, then
+    the mirror pointing at it. A ConfigMap of that name the pool does not own is left alone: the
+    mirror then runs without metrics and a Warning Event says why."""
+    kube = state.kube
+    name, uid = body["metadata"]["name"], body["metadata"]["uid"]
+    mirror = build_mirror_maker2(name, uid, spec)
+    try:
+        apply_owned(kube, build_mirror_metrics_configmap(name, uid, spec), uid)
+    except NameConflict as exc:
+        kube.post_event(body, "Warning", "MirrorMetricsConflict", f"the mirror exports no metrics: {exc}")
+    else:
+        mirror = with_metrics(mirror, name, spec)
+    kube.apply(mirror)
+
+
 def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex) -> None:
     """Apply a pool's Kafka, KafkaNodePool, mirror user, KafkaMirrorMaker2 and lean stream; refresh its status.
 
@@ -165,7 +183,7 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
     kube.apply(build_pool_node_pool(name, uid, spec))
     if spec.kafka.authentication == "scram-sha-512":
         kube.apply(build_mirror_user(name, uid, spec))
-    kube.apply(build_mirror_maker2(name, uid, spec))
+    _apply_mirror(state, body, spec)
     kafka = kube.get("Kafka", pool_kafka_name(name, spec), ns)
     _apply_lean(state, name, uid, spec, PoolInfo.from_spec(name, spec, (kafka or {}).get("status")).bootstrap)
     refresh_pool_status(state, name, index)
@@ -186,8 +204,10 @@ def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: Place
         state.kube.post_event(body, "Warning", "PoolInUse", msg)
         refresh_pool_status(state, name, index)  # Ready=False, Deleting: no filter is placed here any more
         raise kopf.TemporaryError(msg, delay=RETRY_S)
-    with contextlib.suppress(ValidationError):  # a spec that never parsed never had a lean stream
-        _remove_lean(state, name, uid, FilterPoolSpec.model_validate(body.get("spec") or {}))
+    with contextlib.suppress(ValidationError):  # a spec that never parsed never had a lean stream nor metrics
+        spec = FilterPoolSpec.model_validate(body.get("spec") or {})
+        _remove_lean(state, name, uid, spec)
+        delete_owned(state.kube, "ConfigMap", mirror_metrics_name(name, spec), spec.kafka.namespace, uid)
     for kind in ("KafkaMirrorMaker2", "KafkaUser", "KafkaTopic", "KafkaNodePool", "Kafka"):
         for obj in state.kube.list(kind, None, f"{OWNER_UID}={uid}"):
             state.kube.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"])
