@@ -550,6 +550,9 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
                     ("kafka", f"{pool}-kafka", kafka_ns),
                     ("kafkanodepool", f"{pool}-kafka-nodes", kafka_ns),
                     ("kafkamirrormaker2", f"{pool}-kafka-mirror", kafka_ns),
+                    ("kafkatopic", f"{pool}-kafka-lean-topic", kafka_ns),  # the pool's lean stream
+                    ("kafkauser", f"{pool}-kafka-lean", kafka_ns),
+                    ("deployment", f"{pool}-kafka-lean", kafka_ns),
                 ]
             ),
             90,
@@ -580,6 +583,11 @@ def test_the_operator_works_with_the_charts_rbac_and_nothing_more(apiserver, hel
         )
         set_status(apiserver, "kafka", f"{pool}-kafka", kafka_ns, ready)
         set_status(apiserver, "kafkamirrormaker2", f"{pool}-kafka-mirror", kafka_ns, ready)
+        set_status(apiserver, "kafkatopic", f"{pool}-kafka-lean-topic", kafka_ns, ready)
+        lean_gen = get(apiserver, "deployment", f"{pool}-kafka-lean", kafka_ns)["metadata"]["generation"]
+        available = {"observedGeneration": lean_gen, "replicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
+        available["readyReplicas"] = 1
+        set_status(apiserver, "deployment", f"{pool}-kafka-lean", kafka_ns, available)
         wait_for(
             lambda: condition(get(apiserver, "filterpool", pool), "Ready").get("status") == "True",
             60,
@@ -642,13 +650,19 @@ def test_e2e_kind_manifests_pass_server_side_dry_run(apiserver, tmp_path):
     r = subprocess.run(["bash", script, "data"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     expected = json.loads((tmp_path / "e2e" / "expected.json").read_text())
-    assert set(expected) == {"bright-significant", "known-objects", "reliable-i-band", "bright-i-simulated"}
+    assert set(expected) == {
+        "bright-significant",
+        "known-objects",
+        "reliable-i-band",
+        "with-cutout",
+        "bright-i-simulated",
+    }
     assert 0 < expected["bright-i-simulated"]["output"] < expected["bright-i-simulated"]["alerts"]
     assert list((tmp_path / "e2e" / "schemas").glob("*.avsc"))
     r = subprocess.run(["bash", script, "manifests"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
-    assert sorted(d["kind"] for d in docs) == ["AlertFilter"] * 4 + ["FilterPool", "KafkaUser", "Pod"]
+    assert sorted(d["kind"] for d in docs) == ["AlertFilter"] * 5 + ["FilterPool", "KafkaUser", "Pod"]
     ensure_namespaces(apiserver, ["kafka", "alerts"])
     # no controller-manager here to make the namespace's default ServiceAccount the pod needs
     if apiserver.kubectl("get", "serviceaccount", "default", "-n", "kafka", check=False).returncode:

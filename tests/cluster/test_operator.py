@@ -56,7 +56,8 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
     }
     uid = get(apiserver, "alertfilter", "bright", namespace)["metadata"]["uid"]
     assert acls == {
-        ("topic", "alerts"): ["Describe", "Read"],
+        ("topic", "alerts"): ["Describe", "Read"],  # the originals of accepted lean alerts
+        ("topic", "alerts.lean"): ["Describe", "Read"],  # it reads no cutout: the pool's lean stream
         ("group", f"alertfilter.{namespace}.bright.{uid}"): ["Read"],
         ("topic", f"{namespace}.bright"): ["Describe", "Write"],
         ("topic", f"{namespace}.bright.deadletter"): ["Describe", "Write"],
@@ -70,7 +71,8 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
     assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
     assert ctr["securityContext"]["capabilities"]["drop"] == ["ALL"]
     env = {e["name"]: e.get("value") for e in ctr["env"]}
-    assert env["ALERTFILTER_MAX_ALERTS_PER_VISIT"] == "5" and env["ALERTFILTER_INPUT"] == "alerts"
+    assert env["ALERTFILTER_MAX_ALERTS_PER_VISIT"] == "5" and env["ALERTFILTER_INPUT"] == "alerts.lean"
+    assert env["ALERTFILTER_FULL_TOPIC"] == "alerts"
     assert env["ALERTFILTER_BOOTSTRAP_SERVERS"] == f"{pname}-kafka-kafka-bootstrap.{kns}.svc:9092"
     owner = c["deployment"]["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "AlertFilter" and owner["name"] == "bright"
@@ -83,8 +85,17 @@ def test_create_builds_every_child_accepted_by_the_schemas(apiserver, operator, 
         "IdentityReplicationPolicy"
         in mm2["spec"]["mirrors"][0]["sourceConnector"]["config"]["replication.policy.class"]
     )
+    # the pool's lean stream: its topic, its producer's user and Deployment, accepted by the schemas
+    lean_topic = get(apiserver, "kafkatopic", f"{pname}-kafka-lean-topic", kns)
+    assert lean_topic["spec"]["topicName"] == "alerts.lean"
+    lean_user = get(apiserver, "kafkauser", f"{pname}-kafka-lean", kns)
+    writes = [a for a in lean_user["spec"]["authorization"]["acls"] if "Write" in a["operations"]]
+    assert [a["resource"]["name"] for a in writes] == ["alerts.lean"]
+    lean = get(apiserver, "deployment", f"{pname}-kafka-lean", kns)
+    assert lean["spec"]["template"]["spec"]["containers"][0]["args"] == ["lean"]
     af = get(apiserver, "alertfilter", "bright", namespace)
     assert af["status"]["pool"] == pname and af["status"]["outputTopic"] == f"{namespace}.bright"
+    assert af["status"]["inputTopic"] == "alerts.lean" and af["status"]["inputStream"].startswith("lean:")
     assert condition(af, "SourceValid")["status"] == "True"
 
 

@@ -224,3 +224,47 @@ def test_an_accepted_lean_alert_whose_original_is_gone_is_a_dead_letter_with_the
             full.encode(),
             str(k).encode(),
         )
+
+
+def test_a_lean_producer_killed_midway_loses_no_alert(kafka, streams):
+    """At-least-once: SIGKILL while copying, start again: every alert of the full stream has a lean
+    copy (some twice: those acknowledged but not yet committed)."""
+    import signal
+    import time
+
+    full, lean = "lean-test.kill", "lean-test.kill.lean"
+    ensure_topics(kafka.bootstrap, {full: 2, lean: 2})
+    src = [r for r in read_topic(kafka.bootstrap, streams["full"]) if r.value != b"not an alert"]
+    p = Producer({"bootstrap.servers": kafka.bootstrap, "message.max.bytes": 16 * 1024 * 1024, "linger.ms": 5})
+    for k in range(600):
+        p.produce(full, src[k % len(src)].value, partition=k % 2)
+        p.poll(0)
+    assert p.flush(30) == 0
+    log = streams["tmp"] / "kill-lean.log"
+    args = lean_process(kafka.bootstrap, full, lean, streams["schema_dir"], log, "--batch-size", "20")
+    args = args[: args.index("--exit-when-idle")]  # runs until killed
+    from confluent_kafka import Consumer
+
+    ends = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "lean-test-ends"})
+
+    def lean_copies() -> int:
+        return sum(ends.get_watermark_offsets(TopicPartition(lean, q), timeout=5)[1] for q in (0, 1))
+
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while lean_copies() < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    ends.close()
+    copied = len(read_topic(kafka.bootstrap, lean))
+    assert 0 < copied < 600, "killed too late or too early to prove anything"
+    with open(log, "ab") as out:
+        assert subprocess.run(lean_process(kafka.bootstrap, full, lean, streams["schema_dir"], log), stdout=out,
+                              stderr=subprocess.STDOUT, timeout=180).returncode == 0  # fmt: skip
+    copies = read_topic(kafka.bootstrap, lean)
+    sources = {(int(r.headers[H_LEAN_PARTITION]), int(r.headers[H_LEAN_OFFSET])) for r in copies}
+    assert sources == {(k % 2, k // 2) for k in range(600)}  # every alert, each in its own partition
+    assert all(r.partition == int(r.headers[H_LEAN_PARTITION]) for r in copies)
+    assert len(copies) >= 600

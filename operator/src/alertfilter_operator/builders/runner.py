@@ -19,6 +19,9 @@ from .refs import KAFKA_PORT, FilterRef, PoolInfo
 #: (16 vCPU, 64 GiB) with room for the kubelet and system pods; the original design ran 20-50 per node (DMTN-028).
 #: The limits bound what a filter that spins or allocates can take from its neighbours: one core for
 #: the runner and its filter process together, and 1.5x the memory request.
+#: THE PLACE FOR MEASURED FIGURES (issue #14): the density benchmark (bench/density.py) measures a
+#: runner's CPU and RSS per filter on the full and on the lean stream; its figures replace these
+#: (and builders/lean.py's DEFAULT_LEAN_RESOURCES the lean producer's). spec.resources overrides them.
 DEFAULT_RUNNER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1536Mi"}}
 #: The runner image's non-root user and group (runtime/Dockerfile).
 RUNNER_UID = 10001
