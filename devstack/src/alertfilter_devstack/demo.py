@@ -46,6 +46,7 @@ FILTERS = [
                "reads cutoutDifference: runs on the full stream; the others read no cutout: the lean stream"),
 ]
 LEAN_TOPIC = f"{stack.INPUT_TOPIC}.lean"  # the FilterPool's lean stream (spec.lean, default topic)
+LEAN_DEPLOYMENT = "pool-a-kafka-lean"  # its producer (builders/lean.py: <pool kafka>-lean)
 INVALID = "alertfilter-broken-syntax.yaml"
 
 
@@ -98,6 +99,12 @@ def main() -> int:
 
     say("== kubectl apply: the FilterPool and the example AlertFilters")
     say("   " + cp.kubectl("apply", "-f", st["filterpool"]).stdout.strip())
+    # the pool's lean producer keeps its pod when the runner image is rebuilt under the same tag:
+    # restart it so that it runs the image just built (it commits on SIGTERM and resumes there)
+    lean = f"deployment/{LEAN_DEPLOYMENT}"
+    if cp.kubectl("get", lean, "-n", stack.KAFKA_NAMESPACE, check=False).returncode == 0:
+        cp.kubectl("rollout", "restart", lean, "-n", stack.KAFKA_NAMESPACE)
+        cp.kubectl("rollout", "status", lean, "-n", stack.KAFKA_NAMESPACE, "--timeout=180s", check=False)
     for f in FILTERS:
         # a fresh start: new consumer groups, which start at the stream's end (spec.startFrom: latest)
         cp.kubectl("delete", "alertfilter", f.name, "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=60s",
