@@ -13,7 +13,7 @@ import pytest
 
 from alertfilter_devstack import kafkaprobe as probe
 
-from .conftest import apply_filter, committed_to_end, produce_batch, read, wait_for
+from .conftest import apply_filter, committed_to_end, end_offset, produce_batch, read, wait_for
 from .test_kafka_acls import identity
 
 LEAN = "alerts.lean"
@@ -69,7 +69,10 @@ def test_routing_and_the_same_outputs_on_the_lean_and_the_full_path(devstack, le
     assert probe.write(lean_id["config"], LEAN) == "TOPIC_AUTHORIZATION_FAILED"  # filters only read it
     assert probe.write(lean_id["config"], "alerts") == "TOPIC_AUTHORIZATION_FAILED"
 
-    produce_batch(st, alerts_dir, copies=4, first_visit=int(uuid.uuid4().int % 10**6) + 5000, per_visit=48)
+    starts = {t: end_offset(pool, t) for t in ("alerts", LEAN)}
+    res = produce_batch(st, alerts_dir, copies=4, first_visit=int(uuid.uuid4().int % 10**6) + 5000, per_visit=48)
+    wait_for(lambda: all(end_offset(pool, t) >= starts[t] + res.alerts for t in starts), 300,
+             "the mirror and the lean producer to copy the new alerts")  # fmt: skip
     wait_for(lambda: committed_to_end(pool, ids["on-full"]["group"], "alerts")
              and committed_to_end(pool, lean_id["group"], LEAN), 300, "both runners to reach the ends")  # fmt: skip
     full_out, lean_out = read(pool, f"{ns}.on-full"), read(pool, f"{ns}.on-lean")
