@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(ds.name, filt, {k: round(v) for k, v in per_alert.items()}, flush=True)
     finally:
         broker.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the broker's data: ~500 MB per dataset
     groups = ["runner Python threads", "librdkafka threads", "runner, other threads", "filter process", "broker JVM"]
     print(f"\nload average {load0} at start, {os.getloadavg()} at end\n")
     print("| dataset | filter | " + " | ".join(groups) + " | runner + filter total |")
