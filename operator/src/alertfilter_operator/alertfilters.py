@@ -20,6 +20,7 @@ from .admission import prefix_namespace
 from .builders import (
     FilterRef,
     PoolInfo,
+    build_candidates_topic,
     build_configmap,
     build_credentials_secret,
     build_dead_letter_topic,
@@ -48,6 +49,7 @@ from .ownership import NameConflict, apply_owned, delete_owned, owner_uid
 from .placement import PlacementIndex, Unschedulable, choose_pool, filter_weight, pool_loads
 from .pools import refresh_pool_status
 from .replay import pending_request, replay_request
+from .staging import has_candidates, topic_roles, topics_said
 from .state import State
 from .status import StatusUpdate
 
@@ -124,11 +126,11 @@ def _child_conditions(state: State, body: dict[str, Any], st: StatusUpdate) -> N
         return
     topics = [
         kube.get("KafkaTopic", topic_resource_name(meta["namespace"], meta["name"], role), pool_ns)
-        for role in ("output", "deadletter")
+        for role in topic_roles(body)
     ]
     bad = [v for v in map(strimzi_ready, topics) if v[0] != TRUE]
     if not bad:
-        st.set("TopicReady", TRUE, "Ready", "the output and dead-letter KafkaTopics are ready")
+        st.set("TopicReady", TRUE, "Ready", f"the {topics_said(body)} KafkaTopics are ready")
     else:
         s, reason, msg = bad[0]
         st.set("TopicReady", s if s in (TRUE, FALSE) else UNKNOWN, reason, msg or "waiting for the KafkaTopics")
@@ -202,6 +204,8 @@ def _apply_children(state: State, body: dict[str, Any], ref: FilterRef, pool: Po
             raise NameConflict(held, "KafkaTopic")
         apply_owned(kube, build_output_topic(ref, pool), uid)
         apply_owned(kube, build_dead_letter_topic(ref, pool), uid)
+        if ref.candidates:
+            apply_owned(kube, build_candidates_topic(ref, pool), uid)
     apply_owned(kube, own(build_configmap(ref)), uid)
     waiting_for_credentials = False
     if pool.authentication == "scram-sha-512":
@@ -327,7 +331,8 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
         # the lean stream when the fields it reads hold no cutout and the pool has one (alertfilter.routing)
         routed = route(spec.source, found.name, spec.visitField, spec.idField, forced_full=spec.stream == "full")
         lean = routed.lean and pool.lean_topic is not None
-        ref = FilterRef(ns, name, uid, spec, digest, lean=lean, replay=_replay(state, body, st))
+        staged = has_candidates(kube, ns, name, uid, spec, pool.kafka_namespace)
+        ref = FilterRef(ns, name, uid, spec, digest, lean=lean, candidates=staged, replay=_replay(state, body, st))
         try:
             waiting_for_credentials = _apply_children(state, body, ref, pool)
         except NameConflict as exc:

@@ -7,7 +7,8 @@ again before anything is written):
 - the output topic, and the dead-letter topic named after it, are Kafka-legal names;
 - they are never a pool's input topic or lean topic (only the lean producer writes it), an internal
   topic of Kafka, MirrorMaker 2 or Strimzi, or a
-  dead-letter name (``*.deadletter``) of their own;
+  dead-letter name (``*.deadletter``) of their own, nor a filter's candidates topic
+  (``af.<namespace>.<name>.candidates``, the cap stage's input: only its filter's runners use it);
 - they are never another filter's output or dead-letter topic, compared as Kafka compares them
   (``.`` and ``_`` collide in its metric names, so it refuses the second of such a pair);
 - ``<namespace>.<anything>`` belongs to that namespace (``<namespace>.<name>`` is every filter's
@@ -36,6 +37,9 @@ _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 INTERNAL_PREFIXES = ("__", "mm2-", "mirrormaker2-", "connect-", "strimzi")
 INTERNAL_SUFFIXES = (".internal",)
 INTERNAL_NAMES = frozenset({"heartbeats"})
+#: The collision key (:func:`collision_key`) of any filter's candidates topic,
+#: ``af.<namespace>.<name>.candidates`` (``naming.candidates_topic``; DNS labels hold no ``.`` or ``_``).
+CANDIDATES_KEY = re.compile(r"af_[a-z0-9-]+_[a-z0-9-]+_candidates")
 
 
 def collision_key(topic: str) -> str:
@@ -140,6 +144,8 @@ def output_topic_problem(
         return f"{where}: names ending in {DEAD_LETTER_SUFFIX!r} are dead-letter topics"
     if lowered.startswith(INTERNAL_PREFIXES) or lowered.endswith(INTERNAL_SUFFIXES) or lowered in INTERNAL_NAMES:
         return f"{where}: {out!r} is an internal topic name of Kafka, MirrorMaker 2 or Strimzi"
+    if CANDIDATES_KEY.fullmatch(collision_key(out)):
+        return f"{where}: names af.<namespace>.<name>.candidates are filters' candidates topics (the cap stage's input)"
     inputs = {collision_key(t) for t in claims.input_topics}
     if collision_key(out) in inputs or collision_key(dlq) in inputs:
         return f"{where}: {out!r} is (or collides with) a FilterPool's input topic or lean topic"

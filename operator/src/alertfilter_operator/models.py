@@ -204,7 +204,9 @@ class AlertFilterSpec(CrdModel):
     maxAlertsPerVisit: Annotated[
         int,
         Field(
-            description="Accept at most this many alerts per visit (default 20, the original design's figure); 0 for no cap.",
+            description="Accept at most this many alerts per visit (default 20, the original design's figure); 0 for no "
+            "cap. Exact at any number of replicas: with several, a cap stage in the runner pods forwards the first N "
+            "of each visit.",
             ge=0,
             le=1_000_000,
         ),
@@ -274,7 +276,9 @@ class AlertFilterSpec(CrdModel):
     replicas: Annotated[
         int,
         Field(
-            description="Filter-runner pods; they share the input partitions (spec.suspend scales to zero).",
+            description="Filter-runner pods; they share the input partitions (spec.suspend scales to zero). With a "
+            "cap and more than one, accepted alerts pass through the filter's candidates topic, "
+            "af.<namespace>.<name>.candidates, whose cap stage keeps the cap exact.",
             ge=1,
             le=100,
         ),
@@ -362,6 +366,13 @@ class OwnedNames(CrdModel):
     deadLetterKafkaTopic: Annotated[str, Field(description="The dead-letter topic's KafkaTopic resource.")]
     runner: Annotated[str, Field(description="The runner's Deployment, ConfigMap and NetworkPolicy: af-<name>.")]
     credentialsSecret: Annotated[str, Field(description="The Secret holding the runner's Kafka password.")]
+    candidatesTopic: Annotated[
+        str | None,
+        Field(description="The candidates topic and its KafkaTopic (a cap with several replicas, now or since)."),
+    ] = None
+    capStageGroup: Annotated[
+        str | None, Field(description="The cap stage's consumer group on the candidates topic: <consumerGroup>.cap.")
+    ] = None
 
 
 class ReplayPartition(CrdModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from alertfilter.candidates import cap_group
+
 MANAGED_BY = "alert-filter-operator"
 PART_OF = "alert-filter-operator"
 #: Labels naming the owner of children that live outside the owner's namespace (no ownerReferences there).
@@ -61,6 +63,20 @@ def topic_resource_name(namespace: str, filter_name: str, role: str) -> str:
     """Name of a filter's KafkaTopic resource: ``af.<namespace>.<name>.<role>`` (``output`` or
     ``deadletter``). Collision-free for the reason :func:`kafka_user_name` is."""
     return f"af.{namespace}.{filter_name}.{role}"
+
+
+def candidates_topic(namespace: str, filter_name: str) -> str:
+    """The filter's candidates topic, and its KafkaTopic's name: ``af.<namespace>.<name>.candidates``:
+    the accepted alerts of every replica, keyed by visit, on their way to the cap stage that keeps the
+    per-visit cap exact (``alertfilter.capstage``). Collision-free for the reason :func:`kafka_user_name`
+    is; the contract refuses it as anyone's output topic (``contract.CANDIDATES_KEY``)."""
+    return topic_resource_name(namespace, filter_name, "candidates")
+
+
+def cap_stage_group(group: str) -> str:
+    """The cap stage's consumer group on the candidates topic: ``<group>.cap`` (the runner derives
+    the same name: ``alertfilter.candidates.cap_group``)."""
+    return cap_group(group)
 
 
 def output_topic(namespace: str, filter_name: str, override: str | None) -> str:

@@ -5,8 +5,9 @@ counter whenever the visit id changed, so alerts of interleaved visits broke the
 visit id has its own counter; only the ``max_visits`` most recently seen visits are remembered,
 so memory stays bounded (one visit every ~39 s gives ~1,000 visits a night).
 
-The cap is per :class:`VisitCap`, i.e. per runner process: with several replicas of a filter, each
-counts only the alerts it processes, so up to ``replicas x N`` alerts of a visit may be accepted.
+The cap is per :class:`VisitCap`, i.e. per runner process. With several replicas of a filter the
+replicas send their accepted alerts to a cap stage instead (``--cap-stage``, :mod:`alertfilter.capstage`),
+which keeps the cap exact; each runner then holds a :class:`StagedCap`.
 """
 
 from __future__ import annotations
@@ -121,6 +122,18 @@ class VisitCap:
                 self._counts.move_to_end(visit)
         while len(self._counts) > self.max_visits:
             self._counts.popitem(last=False)
+
+
+class StagedCap(VisitCap):
+    """The runner's cap when a cap stage counts (``--cap-stage``): it admits every accepted alert
+    (the stage caps them) and keeps, unchanged, the counts restored from the committed offsets, which
+    go on travelling with them: the counts of an earlier in-process cap, which the stage starts from
+    (:func:`alertfilter.capstage.read_seed`), so a filter going from one replica to several keeps
+    its cap for the visits in flight."""
+
+    def admit(self, visit: Hashable) -> bool:
+        """Always True: the cap stage decides."""
+        return True
 
 
 def checked_visit(read: Any, said: Any, where: str) -> Any:

@@ -254,7 +254,7 @@ def wait_for_topics(consumer: Any, s: RunnerSettings, stop: threading.Event, hea
         BrokersUnreachable: no broker answered in that time.
         TopicsMissing: naming the topics still missing.
     """
-    needed = [s.input_topic, s.output_topic, s.dead_letter_topic]
+    needed = [s.input_topic, s.output_topic, s.dead_letter_topic, *([s.candidates_topic] if s.candidates_topic else [])]
     deadline = time.monotonic() + s.topic_wait_s
     missing = needed
     reached = False

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .candidates import CAP_STAGE_OPTIONS
 from .cap import DEFAULT_MAX_ALERTS_PER_VISIT
 from .codecs import BACKENDS, FORMATS
 from .convert import SettingError, field_path, int_in, lower, parse_bool, seconds
@@ -143,11 +144,13 @@ class RunnerSettings:
         topic_wait_s: how long to wait at start for the input, output and dead-letter topics to
             exist (the operator creates them as Strimzi KafkaTopics), s.
         kafka_config: extra librdkafka settings for both clients (security, timeouts...).
-        full_topic: the full stream when ``input_topic`` is its lean stream (cutouts null): an
-            accepted alert is forwarded as its original, read from here (:mod:`alertfilter.originals`).
         start_from: where the group starts a partition it has no committed offset for: ``latest``,
             ``earliest`` or an RFC 3339 time (:mod:`alertfilter.positions`).
         replay_from, replay_id: a replay request (an RFC 3339 time, its number), or None.
+        full_topic: the full stream when ``input_topic`` is its lean stream (cutouts null): an
+            accepted alert is forwarded as its original, read from here (:mod:`alertfilter.originals`).
+        candidates_topic: the filter's candidates topic, or None (:mod:`alertfilter.capstage`).
+        cap_stage: send accepted alerts to ``candidates_topic`` and cap them in a cap stage.
     """
 
     bootstrap_servers: str
@@ -168,10 +171,12 @@ class RunnerSettings:
     schema_retries: int = DEFAULT_SCHEMA_RETRIES
     topic_wait_s: float = 120.0
     kafka_config: dict[str, str] = field(default_factory=dict)
-    full_topic: str | None = None
     start_from: str = EARLIEST
     replay_from: str | None = None
     replay_id: int | None = None
+    full_topic: str | None = None
+    candidates_topic: str | None = None
+    cap_stage: bool = False
 
     def liveness_window(self) -> float:
         """``liveness_window_s``, or its default ``max(60, 3 x hard_timeout_s)``, s."""
@@ -195,6 +200,12 @@ class RunnerSettings:
             raise ValueError(f"the input topic {self.input_topic!r} cannot also be the output or dead-letter topic")
         if (self.replay_from is None) != (self.replay_id is None):
             raise ValueError("--replay-from and --replay-id go together: a replay is a time and its request number")
+        if self.cap_stage and not self.candidates_topic:
+            raise ValueError("--cap-stage needs --candidates-topic")
+        if self.candidates_topic in (self.input_topic, self.output_topic, self.dead_letter_topic):
+            raise ValueError(
+                f"the candidates topic {self.candidates_topic!r} cannot be the input, output or dead-letter topic"
+            )
         if self.hard_timeout_s and filter_timeout_s and self.hard_timeout_s <= filter_timeout_s:
             raise ValueError(
                 f"the filter hard timeout ({self.hard_timeout_s:g} s) must be longer than the filter "
@@ -291,6 +302,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("log-format", "log lines as text or as one JSON object each", "text", choices=("text", "json")),
     Option("log-level", "debug, info, warning or error", "info", lower, ("debug", "info", "warning", "error")),
+    *(Option(name, text, False if flag else None, flag=flag) for name, text, flag in CAP_STAGE_OPTIONS),
     *(Option(name, text, default, convert) for name, text, default, convert in LIMIT_OPTIONS),  # spec.limits
     *(Option(name, text, default, convert) for name, text, default, convert in POSITION_OPTIONS),  # startFrom, replay
     # the filter's rules, also options of check

@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from .candidates import candidate_headers, visit_key
 from .clients import kafka_error
 from .ledger import InFlight
 from .metrics import Heartbeat, RunnerMetrics
@@ -197,19 +198,18 @@ class Sink:
 
     def forward(self, m: Any, oc: Outcome) -> None:
         """Send the accepted message ``m`` to the output topic as it is, plus provenance headers; a
-        record too large for the producer or the topic becomes an ``output-too-large`` dead letter."""
-        headers = (
-            foreign_headers(m.headers()) + self.base_headers + [(H_VISIT, str(oc.visit).encode("utf-8", "replace"))]
-        )
-        try:
-            self.produce(
-                self.settings.output_topic,
-                m.value(),
-                m.key(),
-                headers,
-                m,
-                lambda: self._too_large(m, oc.alert_id, headers),
+        record too large for the producer or the topic becomes an ``output-too-large`` dead letter.
+        With a cap stage (``--cap-stage``), send it to the candidates topic instead, keyed by its
+        visit (:mod:`alertfilter.candidates`): the stage forwards it, or caps it."""
+        if self.settings.cap_stage:
+            topic, key, headers = self.settings.candidates_topic, visit_key(oc.visit), candidate_headers(m, oc.alert_id)
+        else:
+            topic, key = self.settings.output_topic, m.key()
+            headers = (
+                foreign_headers(m.headers()) + self.base_headers + [(H_VISIT, str(oc.visit).encode("utf-8", "replace"))]
             )
+        try:
+            self.produce(str(topic), m.value(), key, headers, m, lambda: self._too_large(m, oc.alert_id, headers))
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is None or err.code() != KafkaError.MSG_SIZE_TOO_LARGE:

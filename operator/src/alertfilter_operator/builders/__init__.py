@@ -14,7 +14,13 @@ tests check that the API server (with Strimzi's CRDs) accepts what they build.
 """
 
 from .env import FILTER_FILE, FILTER_FILE_DIR, runner_env
-from .filter_kafka import build_credentials_secret, build_dead_letter_topic, build_kafka_user, build_output_topic
+from .filter_kafka import (
+    build_candidates_topic,
+    build_credentials_secret,
+    build_dead_letter_topic,
+    build_kafka_user,
+    build_output_topic,
+)
 from .pool import build_mirror_maker2, build_mirror_user, build_pool_kafka, build_pool_node_pool, mirror_user_name
 from .refs import KAFKA_PORT, STRIMZI_API, FilterRef, PoolInfo
 from .runner import DEFAULT_RUNNER_RESOURCES, RUNNER_UID, build_configmap, build_deployment, build_network_policy
@@ -28,6 +34,7 @@ __all__ = [
     "STRIMZI_API",
     "FilterRef",
     "PoolInfo",
+    "build_candidates_topic",
     "build_configmap",
     "build_credentials_secret",
     "build_dead_letter_topic",

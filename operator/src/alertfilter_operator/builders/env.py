@@ -90,9 +90,12 @@ def runner_env(
         values["entrypoint"] = s.entrypoint
     if s.exactlyOnce:
         values["exactly-once"] = True
-    values.update(limit_values(f, pool))
+    if f.candidates:  # with a cap stage (several replicas) or, with one, what the stages left there
+        values["candidates-topic"] = f.candidates_topic
+        values["cap-stage"] = f.cap_stage
     if f.input_topic(pool) != pool.input_topic:  # the lean stream: accepted alerts forward their originals
         values["full-topic"] = pool.input_topic
+    values.update(limit_values(f, pool))
     if schema_registry:
         values["schema-registry"] = schema_registry
     elif schema_dir:

@@ -12,6 +12,8 @@ from alertfilter_operator.models import AlertFilterSpec, FilterPoolSpec, pool_ka
 from alertfilter_operator.naming import (
     FILTER_LABEL,
     POOL_LABEL,
+    candidates_topic,
+    cap_stage_group,
     common_labels,
     consumer_group,
     credentials_secret_name,
@@ -44,8 +46,8 @@ class PoolInfo:
         node_selector, tolerations: where the pool's pods go.
         kafka_replicas: broker count (bounds topic replication).
         authentication: ``scram-sha-512`` or ``none``.
-        default_limits: the pool's ``spec.defaultLimits`` fields that are set (``{"maxAcceptedPerDay": 500}``).
         lean_topic: the pool's lean stream (cutouts null), or None when it has none.
+        default_limits: the pool's ``spec.defaultLimits`` fields that are set (``{"maxAcceptedPerDay": 500}``).
     """
 
     name: str
@@ -57,8 +59,8 @@ class PoolInfo:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     kafka_replicas: int = 3
     authentication: str = "scram-sha-512"
-    default_limits: dict[str, Any] = field(default_factory=dict)
     lean_topic: str | None = None
+    default_limits: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_spec(cls, name: str, spec: FilterPoolSpec, kafka_status: dict[str, Any] | None = None) -> PoolInfo:
@@ -80,15 +82,16 @@ class PoolInfo:
             tolerations=[t.model_dump(exclude_none=True) for t in spec.tolerations],
             kafka_replicas=spec.kafka.replicas,
             authentication=spec.kafka.authentication,
-            default_limits=spec.defaultLimits.model_dump(exclude_none=True) if spec.defaultLimits else {},
             lean_topic=lean_topic_of(spec),
+            default_limits=spec.defaultLimits.model_dump(exclude_none=True) if spec.defaultLimits else {},
         )
 
 
 @dataclass(frozen=True)
 class FilterRef:
     """The AlertFilter being reconciled: identity and parsed spec; ``lean``: its runner reads the
-    pool's lean stream (:func:`alertfilter.routing.route`)."""
+    pool's lean stream (:func:`alertfilter.routing.route`); ``candidates``: it has a candidates topic
+    (several replicas with a cap, now or since: see :attr:`cap_stage`)."""
 
     namespace: str
     name: str
@@ -96,6 +99,7 @@ class FilterRef:
     spec: AlertFilterSpec
     source_sha256: str
     lean: bool = False
+    candidates: bool = False
     #: The replay its runners must carry out, ``(request id, RFC 3339 time)`` (``replay.py``), or None.
     replay: tuple[int, str] | None = None
 
@@ -144,6 +148,26 @@ class FilterRef:
         return topic_resource_name(self.namespace, self.name, "deadletter")
 
     @property
+    def candidates_topic(self) -> str:
+        """The candidates topic, and its KafkaTopic: ``af.<namespace>.<name>.candidates``."""
+        return candidates_topic(self.namespace, self.name)
+
+    @property
+    def cap_group(self) -> str:
+        """The cap stage's consumer group: ``<group>.cap``."""
+        return cap_stage_group(self.group)
+
+    @property
+    def capped(self) -> bool:
+        """Whether the filter has a per-visit cap (``spec.maxAlertsPerVisit`` set and not 0)."""
+        return bool(self.spec.maxAlertsPerVisit)
+
+    @property
+    def cap_stage(self) -> bool:
+        """Whether its runners share the cap through a cap stage: a cap and several replicas."""
+        return self.candidates and self.capped and self.spec.replicas > 1
+
+    @property
     def credentials_secret(self) -> str:
         """The Secret in the filter's namespace holding the runner's Kafka password: ``af-<name>-kafka``."""
         return credentials_secret_name(self.name)
@@ -160,6 +184,7 @@ class FilterRef:
             "deadLetterKafkaTopic": self.dead_letter_topic_resource,
             "runner": self.runner_name,
             "credentialsSecret": self.credentials_secret,
+            **({"candidatesTopic": self.candidates_topic, "capStageGroup": self.cap_group} if self.candidates else {}),
         }
 
     def labels(self, component: str = "filter-runner") -> dict[str, str]:

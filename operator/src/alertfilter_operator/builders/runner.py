@@ -59,6 +59,16 @@ def _resources(f: FilterRef) -> dict[str, Any]:
     return out
 
 
+def _strategy(f: FilterRef) -> dict[str, Any]:
+    """How the runner pods are replaced. ``Recreate`` for a filter with a cap: every old pod has
+    stopped (and committed its counts) before a new one starts, so two pods never count a visit
+    apart, and a change between one replica (the cap in the runner) and several (a cap stage) hands
+    the counts over; otherwise one pod at a time."""
+    if f.capped or f.candidates:
+        return {"type": "Recreate"}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+
+
 def build_deployment(
     f: FilterRef,
     pool: PoolInfo,
@@ -100,7 +110,7 @@ def build_deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "strategy": _strategy(f),
             "template": {
                 "metadata": {
                     # The pool label lets a PodMonitor label the runner's metrics per pool (the chart's dashboard).

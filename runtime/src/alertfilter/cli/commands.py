@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alertfilter.cap import VisitCap
+from alertfilter.cap import StagedCap, VisitCap
 from alertfilter.cli.args import echo, fail, kafka_env, key_values, resolve_run_args
 from alertfilter.decoding import DecodingSpec, visit_reader
 from alertfilter.limits import LimitGuard, Limits
@@ -74,10 +74,12 @@ def runner_settings(args: argparse.Namespace, name: str, hard: float, kafka_conf
         schema_retries=args.schema_retries,
         topic_wait_s=args.topic_wait,
         kafka_config=kafka_config,
-        full_topic=args.full_topic or None,
         start_from=args.start_from,
         replay_from=args.replay_from,
         replay_id=args.replay_id,
+        full_topic=args.full_topic or None,
+        candidates_topic=args.candidates_topic,
+        cap_stage=bool(args.cap_stage) and visit_cap(args) is not None,  # no cap: nothing to stage
     )
 
 
@@ -88,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
     from alertfilter.api import source_sha256
+    from alertfilter.caphandover import cap_stage
     from alertfilter.clients import BrokersUnreachable, ClientEvents, StartupError, TopicsMissing, make_clients
     from alertfilter.filterspec import FilterLoadError, FilterProcessError, FilterSpec
     from alertfilter.metrics import RunnerMetrics
@@ -143,19 +146,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             clients = make_clients(settings, ClientEvents(metrics, stop, status))
         except (ValueError, StartupError) as exc:
             fail(f"{prog}: {exc}")
-        cap = VisitCap(visit_cap(args))
+        cap = (StagedCap if settings.cap_stage else VisitCap)(visit_cap(args))
         visit_of = visit_reader(decoding, args.visit_field)  # read for accepted alerts only: they are few
         limits = LimitGuard(run_limits(args))
         runner = Runner(
             settings, clients, filters, cap, name, source_sha256(source), metrics, stop, visit_of, status, limits
         )
         if args.create_topics:
+            from alertfilter.candidates import CANDIDATES_PARTITIONS
             from alertfilter.kafkautil import ensure_topics
 
             try:
                 ensure_topics(
                     settings.bootstrap_servers,
-                    {settings.output_topic: 1, settings.dead_letter_topic: 1},
+                    {settings.output_topic: 1, settings.dead_letter_topic: 1}
+                    | ({settings.candidates_topic: CANDIDATES_PARTITIONS} if settings.candidates_topic else {}),
                     settings.kafka_config,
                 )
             except KafkaException as exc:
@@ -179,7 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{hard:g} s" if hard else "none",
         )
         try:
-            return runner.run()
+            with cap_stage(settings, clients.consumer, cap, runner.sink.base_headers, metrics, stop):
+                return runner.run()
         except (StartupError, TopicsMissing, BrokersUnreachable) as exc:
             log.error("%s", exc)
             return 2 if isinstance(exc, StartupError) else 3  # a setting; the cluster (see the docstring)
