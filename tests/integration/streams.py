@@ -25,6 +25,7 @@ class Record:
     headers: dict[str, bytes]
     partition: int
     offset: int
+    timestamp: int = -1  # ms since the epoch, as the broker holds it (-1: none)
 
 
 def produce_values(bootstrap: str, topic: str, values: list[bytes], partitions: int = 1) -> None:
@@ -85,7 +86,7 @@ def read_topic(bootstrap: str, topic: str, read_committed: bool = True, idle_s: 
             eof.discard(partition)
             last = time.monotonic()
             headers = cast(dict[str, bytes], dict(m.headers() or []))
-            out.append(Record(m.value(), m.key(), headers, partition, offset))
+            out.append(Record(m.value(), m.key(), headers, partition, offset, m.timestamp()[1]))
     c.close()
     return sorted(out, key=lambda r: (r.partition, r.offset))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import fastavro
@@ -20,6 +21,7 @@ from alertfilter.lean import CUTOUT_FIELDS, H_LEAN_OFFSET, H_LEAN_PARTITION, H_L
 from tests.integration.streams import Record, RunnerProcess, encode_files, read_topic
 
 PARTITIONS = 2
+PRODUCED_AT_MS = int(time.time() * 1000) - 3_600_000
 COPIES = 3
 
 # a diaSource cut: reads no cutout, so it would be routed to the lean topic
@@ -79,7 +81,12 @@ def streams(kafka, alerts_dir, tmp_path_factory):
         for rec, v in zip(records, values, strict=True):
             visit = rec["diaSource"]["visit"]
             p.produce(
-                full, v, key=str(visit).encode(), headers=[("trace", f"{copy}".encode())], partition=visit % PARTITIONS
+                full,
+                v,
+                key=str(visit).encode(),
+                headers=[("trace", f"{copy}".encode())],
+                partition=visit % PARTITIONS,
+                timestamp=PRODUCED_AT_MS + copy * 1000,  # an hour ago: not the lean copy's own time
             )
     p.produce(full, b"not an alert", key=b"junk", partition=0)
     assert p.flush(30) == 0
@@ -102,6 +109,7 @@ def test_the_lean_stream_is_the_full_stream_with_null_cutouts_same_partition_key
     schema = fastavro.parse_schema(__import__("json").loads((streams["schema_dir"] / "1000.avsc").read_text()))
     for f, le in zip(full, lean, strict=True):
         assert (le.partition, le.offset, le.key) == (f.partition, f.offset, f.key)
+        assert le.timestamp == f.timestamp  # startFrom/replayFrom times mean the same on both streams
         assert le.headers[H_LEAN_TOPIC] == streams["full"].encode()
         assert (int(le.headers[H_LEAN_PARTITION]), int(le.headers[H_LEAN_OFFSET])) == (f.partition, f.offset)
         assert {k: v for k, v in le.headers.items() if not k.startswith("alertfilter.lean.")} == f.headers

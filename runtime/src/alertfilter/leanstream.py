@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .clients import StartupError, group_done, wait_for_topics
@@ -322,7 +322,13 @@ class LeanProducer:
         while True:
             try:
                 self.producer.produce(
-                    topic, value=value, key=key, headers=headers, partition=partition, on_delivery=on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                    on_delivery=on_delivery,
+                    **_timestamp(m),
                 )
                 batch.outstanding += 1
                 return
@@ -380,3 +386,11 @@ def check_partitions(consumer: Any, full: str, lean: str) -> None:
             f"the lean topic {lean} has {n_lean} partition(s) and the full stream {full} {n_full}: each alert keeps "
             "its partition, so the lean topic needs at least as many (the FilterPool's spec.lean.partitions)"
         )
+
+
+def _timestamp(m: Any) -> dict[str, int]:
+    """The original record's timestamp for its lean copy, so a filter's ``startFrom``/``replayFrom``
+    time (``offsets_for_times``) means the same on the lean topic as on the full one; none when the
+    original has none (the broker then stamps the copy)."""
+    kind, ms = m.timestamp()
+    return {"timestamp": ms} if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0 else {}
