@@ -307,3 +307,31 @@ def test_one_replica_to_three_and_back_keeps_the_cap_of_the_visits_in_flight(kaf
     assert all(len(ids) == len(set(ids)) for ids in per_visit.values())
     left_ids = {alerts[180 + i]["alertId"] for i in range(30)} & set().union(*accepted.values())
     assert left_ids & {i for ids in per_visit.values() for i in ids}, "no leftover candidate was forwarded"
+
+
+def test_a_replay_with_three_replicas_forwards_the_visits_again_capped_afresh(kafka, tmp_path, topic_prefix):
+    alerts, values = _stream(tmp_path, 6, 60)
+    inp, out = f"{topic_prefix}-alerts", f"{topic_prefix}-out"
+    _produce(kafka.bootstrap, inp, values)
+    flt = tmp_path / "f.py"
+    flt.write_text(SLOW_FILTER.format(sleep=0))
+    accepted: dict[int, set[int]] = defaultdict(set)
+    for a in alerts:
+        if a["diaSource"]["snr"] > 12:
+            accepted[a["diaSource"]["visit"]].add(a["alertId"])
+    expected = {v: min(CAP, len(a)) for v, a in accepted.items()}
+    runs: list[list[tuple[int, int]]] = []
+    for replay in ((), ("--replay-from", "2000-01-01T00:00:00Z", "--replay-id", "1")):
+        replicas = _replicas(kafka, tmp_path, inp, out, flt, 3, "--cap-stage", *replay)
+        for r in replicas:
+            r.args += ["--exit-when-idle", "3"]
+            r.start()
+        for r in replicas:
+            assert r.wait(240) == 0, r.log()
+        got = _ids(tmp_path, read_topic(kafka.bootstrap, out))
+        runs.append(got[sum(len(run) for run in runs) :])  # one output partition: the replay's come after
+    for run in runs:  # N distinct alerts of each visit before the replay, and N again after it
+        per_visit: dict[int, set[int]] = defaultdict(set)
+        for visit, alert_id in run:
+            per_visit[visit].add(alert_id)
+        assert {v: len(ids) for v, ids in per_visit.items()} == expected

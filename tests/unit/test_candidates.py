@@ -61,5 +61,12 @@ def test_what_is_not_a_candidate_is_refused(key: bytes | None, headers: list[tup
         parse_candidate(Msg(0, b"v", headers=headers, key=key))
 
 
+def test_a_candidate_carries_the_replay_request_its_input_was_read_under() -> None:
+    m = Msg(1, b"v")
+    assert roundtrip(m, 1).generation == 0
+    cand = Msg(0, b"v", 0, "cands", candidate_headers(m, None, 7), visit_key(1))  # type: ignore[arg-type]
+    assert parse_candidate(cand).generation == 7
+
+
 def test_the_cap_stage_group_follows_the_filter_group() -> None:
     assert cap_group("alertfilter.ns.f.uid") == "alertfilter.ns.f.uid.cap"

@@ -5,6 +5,7 @@ on exactly), a refused commit or an aborted transaction read again, the drain of
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from alertfilter.candidates import candidate_headers, visit_key
 from alertfilter.cap import StagedCap, VisitCap
-from alertfilter.caphandover import cap_stage
+from alertfilter.caphandover import cap_stage, input_counts
 from alertfilter.capstage import CapStage, stage_settings
 from alertfilter.clients import KafkaClients
 from alertfilter.metrics import Heartbeat, RunnerMetrics
@@ -154,12 +155,13 @@ def settings(**kw: Any) -> RunnerSettings:
 
 
 def make_stage(
-    broker: Broker, n: int = 2, eos: bool = False, seed: dict[Any, int] | None = None
+    broker: Broker, n: int = 2, eos: bool = False, seed: dict[Any, int] | None = None, seed_generation: int = 0
 ) -> tuple[CapStage, FakeStageConsumer, FakeProducer]:
     consumer = FakeStageConsumer(broker)
     conf = {"message.max.bytes": 4 * 1024 * 1024}
     producer = TxProducer(conf, consumer) if eos else FakeProducer(conf)
-    stage = CapStage(settings(exactly_once=eos), KafkaClients(consumer, producer), n, list(BASE), RunnerMetrics(), seed)
+    clients = KafkaClients(consumer, producer)
+    stage = CapStage(settings(exactly_once=eos), clients, n, list(BASE), RunnerMetrics(), seed, seed_generation)
     consumer.subscribe([CANDS], stage.on_assign, stage.on_revoke, stage.on_revoke)
     return stage, consumer, producer
 
@@ -284,7 +286,30 @@ def test_the_seed_of_an_in_process_cap_counts() -> None:
     assert forwarded_ids(producer) == [source(0, 9).value()]
 
 
-def test_a_lone_runner_drains_the_candidates_and_takes_their_counts() -> None:
+class InputConsumer:
+    """The runner's consumer, as the handover reads it: the input's committed offsets and metadata."""
+
+    def __init__(self, metadata: dict[int, str]) -> None:
+        self.metadata = metadata
+
+    def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+        t = type("T", (), {"error": None, "partitions": dict.fromkeys(self.metadata)})()
+        return type("Md", (), {"topics": dict.fromkeys(("alerts", "out", "out.deadletter", CANDS), t)})()
+
+    def committed(self, partitions: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
+        return [TopicPartition("alerts", tp.partition, 5, self.metadata[tp.partition]) for tp in partitions]
+
+
+def lone_runner(cap: VisitCap, consumer: Any, **kw: Any) -> Any:
+    s = RunnerSettings(
+        "fake:9092", "alerts", "out", "out.deadletter", "g", candidates_topic=CANDS, topic_wait_s=1, **kw
+    )
+    sink = SimpleNamespace(base_headers=list(BASE), generation=int)
+    return SimpleNamespace(settings=s, consumer=consumer, cap=cap, metrics=RunnerMetrics(), sink=sink, positions=None)
+
+
+@pytest.mark.parametrize(("input_meta", "restored"), [("[]", True), ('{"cap":[],"replay":[3,0]}', False)])
+def test_a_lone_runner_drains_the_candidates_and_takes_their_counts(input_meta: str, restored: bool) -> None:
     broker = Broker()
     for i in range(5):
         broker.add(i % 2, source(i, i % 2), i % 2)
@@ -295,24 +320,48 @@ def test_a_lone_runner_drains_the_candidates_and_takes_their_counts() -> None:
         made.append(FakeProducer({"message.max.bytes": 1 << 20}))
         return KafkaClients(FakeStageConsumer(broker), made[-1])
 
-    runner = RunnerSettings("fake:9092", "alerts", "out", "out.deadletter", "g", candidates_topic=CANDS, topic_wait_s=1)
     cap = VisitCap(2)
-    waiting = FakeStageConsumer(broker)
-    topics = {t: type("T", (), {"error": None})() for t in ("alerts", "out", "out.deadletter", CANDS)}
-    waiting.list_topics = lambda *a, **k: type("Md", (), {"topics": topics})()  # type: ignore[method-assign]
-    with cap_stage(runner, waiting, cap, list(BASE), RunnerMetrics(), threading.Event(), make) as stage:
+    with cap_stage(lone_runner(cap, InputConsumer({0: input_meta})), threading.Event(), make) as stage:
         assert stage is None
     made[0].flush()
     assert len(forwarded_ids(made[0])) == 4  # 2 of visit 0 (3 candidates), 2 of visit 1
-    assert cap.count(0) == 2 and cap.count(1) == 2 and not cap.admit(0)
+    # the stages' counts, unless the input is being replayed since (request 3): then counted afresh
+    assert (cap.count(0), cap.count(1), cap.admit(0)) == ((2, 2, False) if restored else (0, 0, True))
 
 
 def test_no_candidates_topic_or_no_cap_runs_no_stage() -> None:
-    plain = RunnerSettings("fake:9092", "alerts", "out", "out.deadletter", "g")
-    with cap_stage(plain, None, VisitCap(3), [], RunnerMetrics(), threading.Event()) as stage:
+    plain = lone_runner(VisitCap(3), None)
+    plain.settings.candidates_topic = None
+    with cap_stage(plain, threading.Event()) as stage:
         assert stage is None
-    with cap_stage(settings(), None, VisitCap(None), [], RunnerMetrics(), threading.Event()) as stage:
+    with cap_stage(lone_runner(VisitCap(None), None), threading.Event()) as stage:
         assert stage is None
+
+
+def test_the_seed_is_the_in_process_cap_s_counts_of_the_latest_replay() -> None:
+    s = lone_runner(VisitCap(3), None).settings
+    meta = {0: '[[1, 2], ["x", 1]]', 1: "[[1, 3]]"}
+    assert input_counts(InputConsumer(meta), s) == ({1: 3, "x": 1}, 0)
+    meta = {0: '{"cap": [[1, 2]], "replay": [4, 10]}', 1: "[[1, 3]]"}  # partition 1 not yet rewound
+    assert input_counts(InputConsumer(meta), s) == ({1: 2}, 4)
+    s.replay_id = 5  # a new request: nothing counted under it yet
+    assert input_counts(InputConsumer(meta), s) == ({}, 5)
+
+
+def test_a_replay_starts_a_partition_s_ledger_afresh() -> None:
+    broker = Broker()
+    for i in range(3):
+        broker.add(0, source(i, 4), 4)
+    stage, _c, producer = make_stage(broker, n=2, seed={4: 1}, seed_generation=0)
+    stage.poll_once()
+    assert forwarded_ids(producer) == [source(0, 4).value()]  # the seed counted one
+    for i in range(3):  # read again under replay request 2
+        part = broker.log[0]
+        headers = candidate_headers(source(i, 4), None, 2)
+        part.append(Msg(len(part), source(i, 4).value(), 0, CANDS, headers, visit_key(4)))  # type: ignore[arg-type]
+    stage.poll_once()
+    assert forwarded_ids(producer)[1:] == [source(0, 4).value(), source(1, 4).value()]
+    assert stage.ledgers[0].generation == 2 and '"g":2' in (broker.commits[0][1] or "")
 
 
 def test_the_runner_of_a_cap_stage_admits_all_and_keeps_its_restored_counts() -> None:

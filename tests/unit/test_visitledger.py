@@ -115,3 +115,23 @@ def test_counts_seed_the_in_process_cap_and_back() -> None:
     cap.restore([ledger.counts()])
     assert not cap.admit("v")
     assert merged_counts([[["v", 2], [1, 1]], None, [["v", 3], ["bad"]]]) == {"v": 3, 1: 1}
+
+
+def test_a_replay_counts_afresh_and_its_snapshot_says_so() -> None:
+    ledger = VisitLedger(2, seed={1: 2})
+    assert ledger.admit(1, src(1)) == C  # the seed, counted before any replay
+    assert ledger.admit(1, src(1), generation=3) == A and ledger.count(1) == 1  # afresh, seed no longer counts
+    assert ledger.admit(1, src(2), generation=2) == A  # written before the replay: counted with the rest
+    text = ledger.snapshot()
+    assert text.startswith('{"g":3,"v":[') and json.loads(text)["v"][0][:2] == [1, 2]
+    again = VisitLedger(2)
+    again.restore("[[1, 1]]")
+    again.restore(text)  # a later generation replaces
+    again.restore("[[9, 1]]")  # an earlier one is ignored
+    assert (again.generation, again.counts()) == (3, [[1, 2]])
+    cp = again.checkpoint()
+    again.admit(5, src(9), generation=4)
+    again.rollback(cp)
+    assert (again.generation, again.counts()) == (3, [[1, 2]])
+    seeded = VisitLedger(2, seed={1: 2}, seed_generation=3)
+    assert seeded.admit(1, src(1), generation=3) == C and seeded.admit(1, src(1), generation=4) == A

@@ -10,7 +10,8 @@ A replica sends each alert its filter accepts to the filter's candidates topic
 - headers: the input message's own (without any ``alertfilter.*`` one: those never pass the
   runner), then ``alertfilter.candidate.topic``, ``.partition``, ``.offset`` (the input message:
   the cap stage counts a source once per visit), ``.key`` (the input message's key; absent when
-  it had none) and ``.alert-id`` (when known).
+  it had none), ``.alert-id`` (when known) and ``.generation`` (the replay request the input was
+  read under, :mod:`alertfilter.positions`; absent before any replay).
 
 The cap stage rebuilds the input message from it (:func:`parse_candidate`) and forwards it as the
 runner does with one replica: the original value, key and headers, plus the provenance headers.
@@ -29,6 +30,7 @@ H_PARTITION = "alertfilter.candidate.partition"
 H_OFFSET = "alertfilter.candidate.offset"
 H_KEY = "alertfilter.candidate.key"
 H_ALERT_ID = "alertfilter.candidate.alert-id"
+H_GENERATION = "alertfilter.candidate.generation"
 _OWN_PREFIX = "alertfilter."
 #: Partitions of a candidates topic. Fixed for the topic's life: more partitions would move visits
 #: between partitions (and their ledgers) mid-visit. A visit's candidates all go to one partition, so
@@ -79,8 +81,9 @@ def _own(name: str | bytes) -> bool:
     return text.lower().startswith(_OWN_PREFIX)
 
 
-def candidate_headers(m: Any, alert_id: Any) -> Headers:
-    """The headers of the candidate of input message ``m`` (see the module's docstring)."""
+def candidate_headers(m: Any, alert_id: Any, generation: int = 0) -> Headers:
+    """The headers of the candidate of input message ``m``, read under replay request
+    ``generation`` (0: none; see the module's docstring)."""
     out: Headers = [(k, v) for k, v in _named(m.headers() or []) if not _own(k)]
     out += [
         (H_TOPIC, m.topic().encode()),
@@ -91,6 +94,8 @@ def candidate_headers(m: Any, alert_id: Any) -> Headers:
         out.append((H_KEY, m.key()))
     if alert_id is not None and alert_id != "":
         out.append((H_ALERT_ID, str(alert_id).encode("utf-8", "replace")[:1000]))
+    if generation:
+        out.append((H_GENERATION, str(generation).encode()))
     return out
 
 
@@ -136,12 +141,14 @@ class Candidate:
     Attributes:
         visit: the visit id (``int`` or ``str``). source: the input message's (topic, partition, offset).
         alert_id: the alert id the runner read (text), or None. message: the input message.
+        generation: the replay request the input was read under (0: none).
     """
 
     visit: Hashable
     source: tuple[str, int, int]
     alert_id: str | None
     message: SourceMessage
+    generation: int = 0
 
 
 def parse_candidate(m: Any) -> Candidate:
@@ -167,13 +174,13 @@ def parse_candidate(m: Any) -> Candidate:
     try:
         topic = (own[H_TOPIC] or b"").decode()
         partition, offset = int(own[H_PARTITION] or b""), int(own[H_OFFSET] or b"")
+        generation = int(own.get(H_GENERATION) or b"0")
     except (KeyError, ValueError, UnicodeDecodeError):
         raise ValueError("the source headers (alertfilter.candidate.topic, partition, offset) are missing") from None
     alert_id = own.get(H_ALERT_ID)
     message = SourceMessage(topic, partition, offset, m.value(), own.get(H_KEY), headers)
-    return Candidate(
-        visit, (topic, partition, offset), alert_id.decode("utf-8", "replace") if alert_id else None, message
-    )
+    text_id = alert_id.decode("utf-8", "replace") if alert_id else None
+    return Candidate(visit, (topic, partition, offset), text_id, message, generation)
 
 
 def _named(headers: Iterable[tuple[str | bytes, bytes | None]]) -> Headers:

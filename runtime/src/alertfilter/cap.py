@@ -128,7 +128,7 @@ class StagedCap(VisitCap):
     """The runner's cap when a cap stage counts (``--cap-stage``): it admits every accepted alert
     (the stage caps them) and keeps, unchanged, the counts restored from the committed offsets, which
     go on travelling with them: the counts of an earlier in-process cap, which the stage starts from
-    (:func:`alertfilter.capstage.read_seed`), so a filter going from one replica to several keeps
+    (:func:`alertfilter.caphandover.input_counts`), so a filter going from one replica to several keeps
     its cap for the visits in flight."""
 
     def admit(self, visit: Hashable) -> bool:

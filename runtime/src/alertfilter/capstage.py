@@ -82,7 +82,8 @@ class CapStage:
         max_per_visit: the cap N.
         base_headers: the provenance headers of every output (filter name, source hash).
         metrics: ``accepted``, ``capped``, ``errors`` and ``dead_letters`` are counted here.
-        seed: the counts to start each visit from (:func:`read_seed`).
+        seed, seed_generation: the counts to start each visit from, and the replay request they
+            were counted under (:func:`alertfilter.caphandover.input_counts`).
     """
 
     def __init__(
@@ -93,12 +94,13 @@ class CapStage:
         base_headers: Headers,
         metrics: RunnerMetrics,
         seed: Mapping[Hashable, int] | None = None,
+        seed_generation: int = 0,
     ) -> None:
         self.settings = settings
         self.topic = settings.candidates_topic or ""
         self.consumer, self.producer = clients.consumer, clients.producer
         self.max_per_visit = max_per_visit
-        self.seed = dict(seed or {})
+        self.seed, self.seed_generation = dict(seed or {}), seed_generation
         self.metrics = metrics
         #: Set to stop the loop after its current batch.
         self.halt = threading.Event()
@@ -124,7 +126,7 @@ class CapStage:
             return
         committed = committed_offsets(consumer, partitions) if partitions else []
         for tp in committed:
-            ledger = VisitLedger(self.max_per_visit, seed=self.seed)
+            ledger = self._new_ledger()
             ledger.restore(tp.metadata)
             self.ledgers[tp.partition] = ledger
             self._committed[tp.partition] = tp.offset
@@ -213,8 +215,11 @@ class CapStage:
 
     def _ledger(self, partition: int) -> VisitLedger:
         if partition not in self.ledgers:  # a message of a partition whose assignment was not seen
-            self.ledgers[partition] = VisitLedger(self.max_per_visit, seed=self.seed)
+            self.ledgers[partition] = self._new_ledger()
         return self.ledgers[partition]
+
+    def _new_ledger(self) -> VisitLedger:
+        return VisitLedger(self.max_per_visit, seed=self.seed, seed_generation=self.seed_generation)
 
     def _handle(self, m: Any) -> None:
         """Forward, cap or drop (a copy) the candidate ``m``."""
@@ -224,7 +229,7 @@ class CapStage:
         except ValueError as exc:
             log.error("not a candidate, skipped: %s[%d]@%d: %s", m.topic(), m.partition(), m.offset(), exc)
             return
-        verdict = self._ledger(m.partition()).admit(c.visit, c.source)
+        verdict = self._ledger(m.partition()).admit(c.visit, c.source, c.generation)
         if verdict == Verdict.ADMITTED:
             self.sink.forward(c.message, Outcome(Kind.ACCEPTED, alert_id=c.alert_id, visit=c.visit))
         elif verdict == Verdict.CAPPED:
@@ -293,10 +298,11 @@ class CapStage:
             self.consumer.close()
         log.info("cap stage stopped; totals %s", self.totals)
 
-    def drain(self, timeout_s: float = 600.0) -> list[list[Any]]:
+    def drain(self, timeout_s: float = 600.0) -> tuple[list[list[Any]], int]:
         """Forward what is left in the candidates topic (one replica taking over from several: run
         with no other stage of the filter), then close; returns every visit's count,
-        ``[[visit, count], ...]``, for the in-process cap (:meth:`VisitCap.restore`).
+        ``[[visit, count], ...]``, for the in-process cap (:meth:`VisitCap.restore`), and the
+        replay request they were counted under.
 
         Raises:
             TimeoutError: the topic was not drained within ``timeout_s``.
@@ -313,7 +319,7 @@ class CapStage:
         ledger = VisitLedger(self.max_per_visit)
         for tp in committed:  # each partition's ledger, as committed at its end
             ledger.restore(tp.metadata)
-        return ledger.counts()
+        return ledger.counts(), ledger.generation
 
     def run_until(self, done: Callable[[], bool], timeout_s: float) -> None:
         """Turn the loop in this thread until ``done()`` (checked every second or so)."""

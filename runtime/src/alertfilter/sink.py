@@ -154,6 +154,8 @@ class Sink:
         #: The batch whose records are being produced (their acknowledgements count against it).
         self.batch: InFlight | None = None
         self._failed: list[tuple[KafkaError, Any, Callable[[], None] | None, InFlight | None]] = []
+        #: The replay request the input is read under, which candidates carry (``--cap-stage``).
+        self.generation: Callable[[], int] = int
 
     def produce(
         self,
@@ -202,7 +204,8 @@ class Sink:
         With a cap stage (``--cap-stage``), send it to the candidates topic instead, keyed by its
         visit (:mod:`alertfilter.candidates`): the stage forwards it, or caps it."""
         if self.settings.cap_stage:
-            topic, key, headers = self.settings.candidates_topic, visit_key(oc.visit), candidate_headers(m, oc.alert_id)
+            topic, key = self.settings.candidates_topic, visit_key(oc.visit)
+            headers = candidate_headers(m, oc.alert_id, self.generation())
         else:
             topic, key = self.settings.output_topic, m.key()
             headers = (

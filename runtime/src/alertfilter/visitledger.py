@@ -11,6 +11,10 @@ the messages are read again: each candidate names its source message (topic, par
 the ledger admits a source once per visit (:attr:`Verdict.DUPLICATE` the next times). The ledger
 travels with the stage's committed offsets (:meth:`VisitLedger.snapshot`, Kafka offset metadata), so
 a stage that restarts reads the candidates after its committed offset with the ledger as it was there.
+
+A replay (``--replay-id``, :mod:`alertfilter.positions`) reads alerts again to forward them again,
+capped afresh: candidates carry the replay request their input was read under (their generation, 0
+before any), and the first candidate of a later generation starts the ledger afresh.
 """
 
 from __future__ import annotations
@@ -45,14 +49,20 @@ class VisitLedger:
         max_per_visit: the cap N (>= 0).
         max_visits: how many distinct recent visits to remember (least recently seen are dropped).
         seed: counts another cap kept before this ledger took over (the in-process cap of a filter
-            that ran with one replica), ``{visit: count}``: a visit's count is never below its seed.
+            that ran with one replica), ``{visit: count}``: a visit's count is never below its seed
+            while the ledger is at ``seed_generation`` (the replay request the seed was counted under).
 
     A visit's entry is ``[count, {source ids}]``; the count may exceed the ids remembered (a seed,
-    or a snapshot cut short to fit), never the reverse.
+    or a snapshot cut short to fit), never the reverse. :attr:`generation` is the replay request
+    the counts belong to.
     """
 
     def __init__(
-        self, max_per_visit: int, max_visits: int = DEFAULT_MAX_VISITS, seed: Mapping[Hashable, int] | None = None
+        self,
+        max_per_visit: int,
+        max_visits: int = DEFAULT_MAX_VISITS,
+        seed: Mapping[Hashable, int] | None = None,
+        seed_generation: int = 0,
     ) -> None:
         if max_per_visit < 0:
             raise ValueError(f"max_per_visit must be >= 0, got {max_per_visit}")
@@ -61,6 +71,8 @@ class VisitLedger:
         self.max_per_visit = max_per_visit
         self.max_visits = max_visits
         self.seed: Mapping[Hashable, int] = seed or {}
+        self.seed_generation = seed_generation
+        self.generation = 0
         self._visits: OrderedDict[Hashable, tuple[int, frozenset[SourceId]]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -69,12 +81,17 @@ class VisitLedger:
     def count(self, visit: Hashable) -> int:
         """Alerts of ``visit`` counted so far (at least its seed)."""
         n = self._visits[visit][0] if visit in self._visits else 0
-        return max(n, self.seed.get(visit, 0))
+        return max(n, self.seed.get(visit, 0)) if self.generation == self.seed_generation else n
 
-    def admit(self, visit: Hashable, source: SourceId) -> Verdict:
-        """Decide the candidate of ``visit`` that came from the input message ``source``."""
-        n, ids = self._visits.get(visit, (0, frozenset()))
-        n = max(n, self.seed.get(visit, 0))
+    def admit(self, visit: Hashable, source: SourceId, generation: int = 0) -> Verdict:
+        """Decide the candidate of ``visit`` that came from the input message ``source``, read
+        under replay request ``generation`` (a later one than the ledger's starts it afresh; an
+        earlier one, a candidate written before the replay, counts with the current ones)."""
+        if generation > self.generation:
+            self._visits.clear()
+            self.generation = generation
+        ids = self._visits[visit][1] if visit in self._visits else frozenset()
+        n = self.count(visit)
         if source in ids:
             verdict = Verdict.DUPLICATE
         elif n >= self.max_per_visit:
@@ -87,13 +104,13 @@ class VisitLedger:
             self._visits.popitem(last=False)
         return verdict
 
-    def checkpoint(self) -> OrderedDict[Hashable, tuple[int, frozenset[SourceId]]]:
+    def checkpoint(self) -> tuple[int, OrderedDict[Hashable, tuple[int, frozenset[SourceId]]]]:
         """The ledger as it is now, for :meth:`rollback` (entries are immutable: a shallow copy)."""
-        return OrderedDict(self._visits)
+        return self.generation, OrderedDict(self._visits)
 
-    def rollback(self, checkpoint: OrderedDict[Hashable, tuple[int, frozenset[SourceId]]]) -> None:
+    def rollback(self, checkpoint: tuple[int, OrderedDict[Hashable, tuple[int, frozenset[SourceId]]]]) -> None:
         """Return to ``checkpoint`` (from :meth:`checkpoint`)."""
-        self._visits = OrderedDict(checkpoint)
+        self.generation, self._visits = checkpoint[0], OrderedDict(checkpoint[1])
 
     def counts(self) -> list[list[Any]]:
         """``[[visit, count], ...]``, most recent last: the form :meth:`alertfilter.cap.VisitCap.restore` reads."""
@@ -101,15 +118,16 @@ class VisitLedger:
 
     def snapshot(self, max_bytes: int = SNAPSHOT_MAX_BYTES) -> str:
         """The most recent visits as compact JSON ``[[visit, count, {topic: [[partition, offset], ...]}], ...]``,
-        most recent last, at most ``max_bytes`` long (UTF-8).
+        most recent last, at most ``max_bytes`` long (UTF-8); after a replay, ``{"g": generation, "v": [...]}``.
 
         A visit whose source ids do not fit keeps its count alone (``[visit, count]``: after a
         restart, a copy of one of its alerts would count again); older visits are left out once
         not even that fits. At N = 20 and offsets of 8 digits a visit takes ~300 bytes: the
         snapshot holds the last ~10 visits of a partition.
         """
+        head = f'{{"g":{self.generation},"v":' if self.generation else ""
         items: list[str] = []
-        size = 2
+        size = 2 + len(head) + (1 if head else 0)
         for visit, (n, ids) in reversed(self._visits.items()):
             by_topic: dict[str, list[list[int]]] = {}
             for topic, partition, offset in sorted(ids):
@@ -122,15 +140,23 @@ class VisitLedger:
                     break
             else:
                 break
-        return "[" + ",".join(reversed(items)) + "]"
+        return head + "[" + ",".join(reversed(items)) + "]" + ("}" if head else "")
 
     def restore(self, snapshot: str | None) -> None:
         """Take the visits of a :meth:`snapshot` (JSON text; anything unreadable is ignored, item by
-        item): a visit's count is the larger of the two, its source ids the union."""
+        item): a visit's count is the larger of the two, its source ids the union. A snapshot of a
+        later generation replaces the ledger; one of an earlier generation is ignored."""
         try:
             data = json.loads(snapshot) if snapshot else None
         except ValueError:
             return
+        generation = data.get("g") if isinstance(data, dict) else 0
+        if not isinstance(generation, int) or isinstance(generation, bool) or generation < self.generation:
+            return
+        if generation > self.generation:
+            self._visits.clear()
+            self.generation = generation
+        data = data.get("v") if isinstance(data, dict) else data
         for item in data if isinstance(data, list) else []:
             parsed = _item(item)
             if parsed is None:

@@ -184,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{hard:g} s" if hard else "none",
         )
         try:
-            with cap_stage(settings, clients.consumer, cap, runner.sink.base_headers, metrics, stop):
+            with cap_stage(runner, stop):
                 return runner.run()
         except (StartupError, TopicsMissing, BrokersUnreachable) as exc:
             log.error("%s", exc)
