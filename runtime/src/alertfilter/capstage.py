@@ -45,6 +45,10 @@ from .visitledger import Verdict, VisitLedger
 
 log = logging.getLogger("alertfilter.capstage")
 
+#: The longest one consume call of the stage waits for a batch to fill, s: candidates trickle in (a
+#: few per visit and replica), and each waits this long at most before the stage sees it.
+STAGE_POLL_S = 0.05
+
 
 def stage_settings(s: RunnerSettings) -> RunnerSettings:
     """The settings of a runner's cap stage: its group, and its transactional id (the runner's
@@ -164,7 +168,7 @@ class CapStage:
         s = self.settings
         self.heartbeat.beat()
         batch = []
-        for m in self.consumer.consume(s.batch_size, s.poll_timeout_s):
+        for m in self.consumer.consume(s.batch_size, min(s.poll_timeout_s, STAGE_POLL_S)):
             err = m.error()
             if err is None:
                 batch.append(m)
