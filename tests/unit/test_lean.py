@@ -173,6 +173,10 @@ class M:
     def headers(self) -> Any:
         return self._h
 
+    def timestamp(self) -> tuple[int, int]:
+        """Produced at a time of its own (ms), none for offset 11, as a broker without timestamps."""
+        return (0, -1) if self._o == 11 else (1, 1_700_000_000_000 + self._o)
+
     def error(self) -> None:
         return None
 
@@ -234,6 +238,8 @@ def test_each_alert_goes_to_its_input_partition_with_its_key_and_headers_and_off
         ("alerts.lean", 2, b"k2"),
         ("alerts.lean", 0, None),
     ]
+    # each copy keeps its original's time (startFrom/replayFrom), none when the original has none
+    assert [r.get("timestamp") for r in sent] == [1_700_000_000_010, 1_700_000_000_005, None, 1_700_000_000_006]
     assert decode(sent[0]["value"][5:]) == {**record(0), "cutoutDifference": None, "cutoutScience": None}
     assert dict(sent[0]["headers"]) == {
         "h": b"v",
