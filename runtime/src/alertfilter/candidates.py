@@ -71,6 +71,16 @@ def cap_group(group: str) -> str:
     return group + CAP_GROUP_SUFFIX
 
 
+def candidates_problem(s: Any) -> str | None:
+    """Why the runner's settings ``s`` (:class:`~alertfilter.settings.RunnerSettings`) cannot go with
+    their candidates topic and cap stage, or None."""
+    if s.cap_stage and not s.candidates_topic:
+        return "--cap-stage needs --candidates-topic"
+    if s.candidates_topic in (s.input_topic, s.output_topic, s.dead_letter_topic):
+        return f"the candidates topic {s.candidates_topic!r} cannot be the input, output or dead-letter topic"
+    return None
+
+
 def visit_key(visit: Hashable) -> bytes:
     """A candidate's key: the visit id as compact JSON (an ``int`` or a ``str``)."""
     return json.dumps(visit, separators=(",", ":"), ensure_ascii=False).encode()

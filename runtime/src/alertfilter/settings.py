@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .candidates import CAP_STAGE_OPTIONS
+from .candidates import CAP_STAGE_OPTIONS, candidates_problem
 from .cap import DEFAULT_MAX_ALERTS_PER_VISIT
 from .codecs import BACKENDS, FORMATS
 from .convert import SettingError, field_path, int_in, lower, parse_bool, seconds
@@ -149,8 +149,8 @@ class RunnerSettings:
         replay_from, replay_id: a replay request (an RFC 3339 time, its number), or None.
         full_topic: the full stream when ``input_topic`` is its lean stream (cutouts null): an
             accepted alert is forwarded as its original, read from here (:mod:`alertfilter.originals`).
-        candidates_topic: the filter's candidates topic, or None (:mod:`alertfilter.capstage`).
-        cap_stage: send accepted alerts to ``candidates_topic`` and cap them in a cap stage.
+        candidates_topic, cap_stage: the filter's candidates topic (or None), and whether accepted
+            alerts go there, for a cap stage (:mod:`alertfilter.capstage`).
     """
 
     bootstrap_servers: str
@@ -200,12 +200,8 @@ class RunnerSettings:
             raise ValueError(f"the input topic {self.input_topic!r} cannot also be the output or dead-letter topic")
         if (self.replay_from is None) != (self.replay_id is None):
             raise ValueError("--replay-from and --replay-id go together: a replay is a time and its request number")
-        if self.cap_stage and not self.candidates_topic:
-            raise ValueError("--cap-stage needs --candidates-topic")
-        if self.candidates_topic in (self.input_topic, self.output_topic, self.dead_letter_topic):
-            raise ValueError(
-                f"the candidates topic {self.candidates_topic!r} cannot be the input, output or dead-letter topic"
-            )
+        if problem := candidates_problem(self):
+            raise ValueError(problem)
         if self.hard_timeout_s and filter_timeout_s and self.hard_timeout_s <= filter_timeout_s:
             raise ValueError(
                 f"the filter hard timeout ({self.hard_timeout_s:g} s) must be longer than the filter "
