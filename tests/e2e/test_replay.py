@@ -37,7 +37,8 @@ def test_a_replay_writes_the_alerts_again_once_and_the_status_records_it(devstac
     group = af["status"]["names"]["consumerGroup"]
     before = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=2)
     produce_batch(st, alerts_dir, copies=5, first_visit=visit, first_id=visit * 1000)  # two visits of 60
-    wait_for(lambda: committed_to_end(pool, group, "alerts"), 300, "the runner to process the new alerts")
+    topic = af["status"]["inputTopic"]  # the pool's lean topic for this filter (it reads no cutout)
+    wait_for(lambda: committed_to_end(pool, group, topic), 300, "the runner to process the new alerts")
     first = visits(read(pool, f"{namespace}.again"))
     assert first == {visit: CAP, visit + 1: CAP}, first  # latest: nothing of the earlier alerts
     assert early.visits and visit - 2 not in first
