@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from alertfilter.decoding import DecodingSpec
+from alertfilter.filterenv import filter_home
 from alertfilter.filterspec import FilterSpec
 from alertfilter.outcome import Kind
-from alertfilter.supervisor import FilterProcess, filter_home
+from alertfilter.supervisor import FilterProcess
 
 ALERT = (Path(__file__).resolve().parents[1] / "data" / "sim-lsst-alert-1.avro").read_bytes()
 WRITES_HOME = """import os, pathlib

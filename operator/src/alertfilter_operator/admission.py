@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from .contract import claims_of, name_prefix, output_topic_problem, pool_change_problem
-from .images import image_allowed, image_problem
+from .images import allowed_images, image_allowed, image_problem
 from .kube import Kube
 from .state import State
 
@@ -67,12 +67,6 @@ def validate_contract(
         raise kopf.AdmissionError(problem, code=422)
 
 
-def _allowed_images(pool: Mapping[str, Any] | None) -> list[str] | None:
-    """A FilterPool's ``spec.allowedImages`` (None: unset, any image)."""
-    allowed = ((pool or {}).get("spec") or {}).get("allowedImages")
-    return None if allowed is None else [str(a) for a in allowed]
-
-
 def validate_image(
     spec: kopf.Spec,
     name: str,
@@ -103,12 +97,12 @@ def validate_image(
         pool = state.kube.get("FilterPool", pool_name)
         if pool is None:
             return  # the reconciler says PoolNotFound
-        problem = image_problem(image, pool_name, _allowed_images(pool), runner_image)
+        problem = image_problem(image, pool_name, allowed_images(pool), runner_image)
         if problem:
             raise kopf.AdmissionError(problem, code=422)
         return
     pools = state.kube.list("FilterPool")
-    if pools and not any(image_allowed(image, _allowed_images(p), runner_image) for p in pools):
+    if pools and not any(image_allowed(image, allowed_images(p), runner_image) for p in pools):
         names = ", ".join(sorted(p["metadata"]["name"] for p in pools))
         raise kopf.AdmissionError(
             f"spec.image: {image!r} is allowed in no FilterPool ({names}: see their spec.allowedImages); use an "

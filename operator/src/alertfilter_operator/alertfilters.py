@@ -31,9 +31,10 @@ from .builders import (
 )
 from .conditions import FALSE, TRUE, UNKNOWN, deployment_ready, runner_pod_problem, strimzi_ready
 from .contract import Claims, claims_of, output_topic_problem, pool_change_problem
-from .images import image_allowed, image_problem, runner_image_of
+from .filter_pools import image_refused, place, pool_info
+from .images import runner_image_of
 from .kube import owner_reference
-from .models import AlertFilterSpec, FilterPoolSpec, pool_kafka_name
+from .models import AlertFilterSpec
 from .naming import (
     FILTER_LABEL,
     OWNER_UID,
@@ -46,7 +47,7 @@ from .naming import (
     topic_resource_name,
 )
 from .ownership import NameConflict, apply_owned, delete_owned, owner_uid
-from .placement import PlacementIndex, Unschedulable, choose_pool, filter_weight, pool_loads
+from .placement import PlacementIndex, Unschedulable
 from .pools import refresh_pool_status
 from .replay import pending_request, replay_request
 from .staging import has_candidates, topic_roles, topics_said
@@ -64,46 +65,6 @@ RETRY_CONFLICT_S = 60
 RETRY_CREDENTIALS_MAX_S = 300
 #: Most characters of a spec validation error written into the Ready condition.
 INVALID_SPEC_MESSAGE_MAX = 1000
-
-
-def _place(
-    state: State, index: PlacementIndex, key: tuple[str, str], spec: AlertFilterSpec, current: str | None
-) -> str:
-    """The filter's pool: where it already is (the book, or its ``status.pool``) unless ``spec.pool``
-    names another, else a new choice. Records the decision as pending (see :meth:`State.placement_book`).
-
-    Raises:
-        Unschedulable: no pool can take it.
-    """
-    weight = filter_weight(spec.replicas)
-    with state.placement_lock:
-        book = state.placement_book(index)
-        placed = book.get(key)
-        if placed is not None and spec.pool in (None, placed[0]):
-            pool = placed[0]
-        elif current and spec.pool in (None, current):
-            pool = current
-        else:
-            pools = state.kube.list("FilterPool")
-            if spec.image and not spec.pool:  # only pools that allow its image (FilterPool spec.allowedImages)
-                runner_image = state.config.runner_image
-                pools = [p for p in pools if image_allowed(spec.image, _allowed_images(p), runner_image)]
-            pool = choose_pool(pool_loads(pools, book, exclude=key), weight, spec.pool)
-        state.pending[key] = (pool, weight)
-        return pool
-
-
-def _allowed_images(pool: dict[str, Any]) -> list[str] | None:
-    """A FilterPool body's ``spec.allowedImages`` (None: any image)."""
-    allowed = (pool.get("spec") or {}).get("allowedImages")
-    return None if allowed is None else [str(a) for a in allowed]
-
-
-def _image_refused(state: State, image: str | None, pool_name: str) -> str | None:
-    """Why FilterPool ``pool_name`` may not run ``spec.image`` (its ``spec.allowedImages``); None when
-    it may, when the filter names no image, or when the pool does not exist (PoolNotFound says so)."""
-    body = state.kube.get("FilterPool", pool_name) if image else None
-    return image_problem(image, pool_name, _allowed_images(body), state.config.runner_image) if body else None
 
 
 def refresh_status(state: State, namespace: str, name: str) -> None:
@@ -145,20 +106,6 @@ def _child_conditions(state: State, body: dict[str, Any], st: StatusUpdate) -> N
         if why:
             reason, msg = why[0], f"{msg}; {why[1]}"
     st.set("RunnerReady", s, reason, msg)
-
-
-def _pool_info(state: State, pool_name: str) -> PoolInfo:
-    """What the filter needs of its pool, with the bootstrap address Strimzi published.
-
-    Raises:
-        LookupError: the FilterPool does not exist.
-    """
-    pool_body = state.kube.get("FilterPool", pool_name)
-    if pool_body is None:
-        raise LookupError(f"FilterPool {pool_name!r} does not exist")
-    pool_spec = FilterPoolSpec.model_validate(pool_body.get("spec") or {})
-    kafka = state.kube.get("Kafka", pool_kafka_name(pool_name, pool_spec), pool_spec.kafka.namespace)
-    return PoolInfo.from_spec(pool_name, pool_spec, (kafka or {}).get("status"))
 
 
 def _static_claims(state: State, namespace: str, spec: dict[str, Any]) -> Claims:
@@ -311,19 +258,19 @@ def reconcile(state: State, body: dict[str, Any], logger: kopf.Logger, index: Pl
                 _refuse(st, reason, problem, topic=reason == "TopicConflict")
                 raise kopf.TemporaryError(problem, delay=RETRY_CONFLICT_S)
         try:
-            pool_name = _place(state, index, (ns, name), spec, placed)
+            pool_name = place(state, index, (ns, name), spec, placed)
         except Unschedulable as exc:
             st.set("Ready", FALSE, "Unschedulable", str(exc))
             st.write()
             raise kopf.TemporaryError(f"unschedulable: {exc}", delay=RETRY_UNPLACED_S) from None
-        refused = _image_refused(state, spec.image, pool_name)
+        refused = image_refused(state, spec.image, pool_name)
         if refused:  # the webhook refuses it at apply; here: admitted without it, or the pool's list changed since
             if delete_owned(kube, "Deployment", runner_name(name), ns, uid):
                 logger.info("deleted the runner: its image is not allowed in FilterPool %s", pool_name)
             _refuse(st, "ImageNotAllowed", refused, topic=False)
             raise kopf.TemporaryError(refused, delay=RETRY_CONFLICT_S)
         try:
-            pool = _pool_info(state, pool_name)
+            pool = pool_info(state, pool_name)
         except LookupError:
             st.set("Ready", FALSE, "PoolNotFound", f"FilterPool {pool_name!r} does not exist")
             st.write()

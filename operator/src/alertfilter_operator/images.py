@@ -10,7 +10,8 @@ reach only the pool's Kafka and DNS. A pool's operators say which images they tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def runner_image_of(spec_image: str | None, runner_image: str) -> str:
@@ -40,3 +41,9 @@ def image_problem(image: str | None, pool: str, allowed: Sequence[str] | None, r
         f"spec.image: {image!r} is not allowed in FilterPool {pool!r}: {how}. Use an allowed image (built FROM "
         "the runner image), leave spec.image out, or ask the pool's operators to allow it"
     )
+
+
+def allowed_images(pool: Mapping[str, Any] | None) -> list[str] | None:
+    """A FilterPool body's ``spec.allowedImages`` (None: unset, any image)."""
+    allowed = ((pool or {}).get("spec") or {}).get("allowedImages")
+    return None if allowed is None else [str(a) for a in allowed]

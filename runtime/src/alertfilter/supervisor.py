@@ -11,7 +11,6 @@ replaced and the rest of the batch goes to the new one.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -21,12 +20,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Generator, Sequence
 
 from . import protocol as p
+from .filterenv import KEPT_ENV, filter_home, protect_runner
 from .filterspec import FilterLoadError, FilterProcessError, FilterSpec, Ready
 from .outcome import Kind, Outcome, Reason
 from .schemas import SchemaSourceError
@@ -48,43 +47,7 @@ PIPE_BYTES = 1 << 20
 #: Bytes of the shared region a batch's values cross in: 200 alerts of 300 KB (DMTN-102: alerts are
 #: 50-250 KB); memory is taken only as it is written, and larger values go through the pipe.
 REGION_BYTES = 64 << 20
-#: Variables the filter process keeps from the runner's environment; every other one (Kafka
-#: settings and credentials above all) is left out. The XDG folders hold the science packages'
-#: settings (the runner image's astropy.cfg); the thread counts bound numeric libraries' pools.
-KEPT_ENV = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "PYTHONHASHSEED",
-    "XDG_CONFIG_HOME",
-    "XDG_CACHE_HOME",
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-)
 _F_SETPIPE_SZ = 1031
-_PR_SET_DUMPABLE = 4
-
-
-def protect_runner() -> None:
-    """Make this process non-dumpable, so that a process of the same user without CAP_SYS_PTRACE
-    (the filter process) cannot read its memory or environment through ``/proc`` (Linux only)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-
-
-def filter_home(env: dict[str, str]) -> str | None:
-    """A HOME of the filter process's own when the runner's is not a folder it can write (the
-    runner image's user has ``/nonexistent``): a new private folder under the temporary directory
-    (the pod's ``/tmp``), where packages such as astropy may keep their caches; None when HOME will do."""
-    home = env.get("HOME")
-    if home and os.path.isdir(home) and os.access(home, os.W_OK | os.X_OK):
-        return None
-    return tempfile.mkdtemp(prefix="alertfilter-home-")
 
 
 def describe_exit(returncode: int | None) -> str:
