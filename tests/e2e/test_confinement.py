@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
-from .conftest import apply_filter, runner_pods, wait_for
+from .conftest import apply_filter, produce_batch, runner_pods, wait_for
 
 PROBE = r'''
 import json, os, socket, sys
@@ -89,7 +90,7 @@ def _probe_line(text: str) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def probes(devstack, tmp_path_factory):
+def probes(devstack, alerts_dir):
     """(from the filter, from a plain pod): each probe's result."""
     from alertfilter_devstack.stack import RESTRICTED
 
@@ -109,10 +110,11 @@ def probes(devstack, tmp_path_factory):
                         "command": ["python", "-c", source + "\nprobe_everything(None)\n"],
                         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(control))
-    apply_filter(cluster, ns, "probe", source, filterTimeoutSeconds=60)
-    # a filter is called once an alert comes: the mirrored stream has alerts from the chain tests,
-    # and a filter reads it from its beginning
+    apply_filter(cluster, ns, "probe", source, filterTimeoutSeconds=60, startFrom="earliest")
     pod = wait_for(lambda: runner_pods(cluster, ns, "probe"), 120, "the probe's runner pod")[0]["metadata"]["name"]
+    # a filter is called once an alert comes: from its input's beginning (startFrom), and new alerts
+    # in case earlier tests left none on the topic it reads (the pool's lean topic: it reads no cutout)
+    produce_batch(st, alerts_dir, copies=1, first_visit=7_000 + int(time.time()) % 1_000_000)
     got = wait_for(lambda: _probe_line(cluster.kubectl("logs", "-n", ns, pod, check=False).stdout), 240,
                    "the probe's result in the runner's log (kubectl logs)")
     ctl = wait_for(lambda: _probe_line(cluster.kubectl("logs", "-n", ns, "probe-control", check=False).stdout), 120,
