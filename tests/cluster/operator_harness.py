@@ -174,6 +174,18 @@ def alertfilter(name: str, source: str | None = None, **spec: Any) -> dict[str, 
     }
 
 
+def replica_set(deployment: str) -> dict[str, Any]:
+    """An ownerReference to a ReplicaSet of ``deployment``, for a runner pod a test makes by hand (no
+    controller runs here): the operator reads the status of the runner Deployment's pods only."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": f"{deployment}-5d9c",
+        "uid": str(uuid.uuid4()),
+        "controller": True,
+    }
+
+
 def set_status(apiserver, kind: str, name: str, namespace: str, status: dict[str, Any]) -> None:
     """What Strimzi or the Deployment controller would do: write the child's status subresource."""
     apiserver.kubectl(

@@ -17,7 +17,16 @@ from alertfilter.limits import LimitGuard, Limits
 from alertfilter.metrics import HealthServer, RunnerMetrics
 from alertfilter.runstatus import RunnerStatus
 
-from .operator_harness import OperatorProcess, alertfilter, apply_json, get, make_pool, wait_condition, wait_for
+from .operator_harness import (
+    OperatorProcess,
+    alertfilter,
+    apply_json,
+    get,
+    make_pool,
+    replica_set,
+    wait_condition,
+    wait_for,
+)
 
 NOON = dt.datetime(2026, 12, 3, 12, 3, 11, tzinfo=dt.UTC).timestamp()
 
@@ -110,7 +119,11 @@ def test_limits_reach_the_runner_over_the_pools_defaults_and_the_limited_conditi
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "af-capped-runner", "labels": {"alerts.lsst.io/filter": "capped"}},
+        "metadata": {
+            "name": "af-capped-runner",
+            "labels": {"alerts.lsst.io/filter": "capped", "pod-template-hash": "5d9c"},
+            "ownerReferences": [replica_set("af-capped")],
+        },
         "spec": {"containers": [{"name": "runner", "image": "alertfilter-runner:test"}]},
     }
     apiserver.kubectl("create", "serviceaccount", "default", "-n", namespace, check=False)  # no controllers here

@@ -17,7 +17,7 @@ import pytest
 from alertfilter.metrics import HealthServer, RunnerMetrics
 from alertfilter.runstatus import RunnerStatus
 
-from .operator_harness import OperatorProcess, alertfilter, apply_json, get, make_pool, wait_for
+from .operator_harness import OperatorProcess, alertfilter, apply_json, get, make_pool, replica_set, wait_for
 
 T = "2026-06-01T00:00:00Z"
 
@@ -83,7 +83,11 @@ def test_start_replay_and_what_the_runners_report(apiserver, operator, namespace
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "af-f-runner", "labels": {"alerts.lsst.io/filter": "f"}},
+        "metadata": {
+            "name": "af-f-runner",
+            "labels": {"alerts.lsst.io/filter": "f", "pod-template-hash": "5d9c"},
+            "ownerReferences": [replica_set("af-f")],
+        },
         "spec": {"containers": [{"name": "runner", "image": "alertfilter-runner:test"}]},
     }
     apiserver.kubectl("create", "serviceaccount", "default", "-n", namespace, check=False)  # no controller makes it

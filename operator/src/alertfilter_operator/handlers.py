@@ -19,6 +19,7 @@ import functools
 import logging
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -43,6 +44,10 @@ from .webhook import (
 
 #: Labels of the runner Deployments and pods the operator creates (what its event handlers watch).
 RUNNER_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "filter-runner"}
+#: Threads reading runner pods' status documents (State.status_executor): runners answer in
+#: milliseconds, so 4 threads serve hundreds of filters per 30 s round; a pod that does not costs
+#: one of them at most runner_status.FETCH_TIMEOUT_S, and never a thread of the reconciles.
+STATUS_READERS = 4
 #: Default of the ``placements`` argument. kopf always passes the index (by its name) to every
 #: handler; the default is there because kopf's handler protocols do not know the indices.
 NO_PLACEMENTS: PlacementIndex = MappingProxyType({})
@@ -82,7 +87,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
                 namespace=ns, name=name, port=config.webhook_port, cert_dir=cert_dir
             )
         settings.admission.managed = f"alertfilters.{GROUP}"
-    memo.state = State(Kube(), config, executor=settings.execution.executor, cert_dir=cert_dir)
+    status_executor = ThreadPoolExecutor(max_workers=STATUS_READERS, thread_name_prefix="runner-status")
+    memo.state = State(
+        Kube(), config, executor=settings.execution.executor, status_executor=status_executor, cert_dir=cert_dir
+    )
     logger.info("alert filter operator: runner image %s, webhook %s", config.runner_image, config.webhook)
 
 
@@ -93,6 +101,8 @@ def close(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     if state is None:
         return
     state.kube.api.close()
+    if state.status_executor is not None:
+        state.status_executor.shutdown(wait=False, cancel_futures=True)
     if state.cert_dir is not None:
         shutil.rmtree(state.cert_dir, ignore_errors=True)
     logger.info("alert filter operator: stopped")
@@ -157,7 +167,7 @@ async def observe_runners(
     loop = asyncio.get_running_loop()
     while not await stopped.wait(interval):
         read = functools.partial(observe.observe, state, namespace, name, logger)
-        await loop.run_in_executor(state.executor, read)
+        await loop.run_in_executor(state.status_executor, read)
 
 
 @kopf.on.delete(GROUP, VERSION, "alertfilters")

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from .limited import limited_change
-from .naming import FILTER_LABEL
+from .naming import FILTER_LABEL, runner_name
 from .replay import replay_progress
 from .runner_status import RunnerReport, read_runners
 from .state import State
@@ -46,7 +46,8 @@ def observe(state: State, namespace: str, name: str, logger: kopf.Logger) -> dic
     returns the fields written, or None (nothing changed, or the filter is gone)."""
     kube = state.kube
     pods = kube.list("Pod", namespace, f"{FILTER_LABEL}={name}")
-    report = read_runners(pods, state.config.runner_status_port)  # outside the lock: pods may be slow to answer
+    # outside the lock: pods may be slow to answer; only the runner Deployment's pods are asked
+    report = read_runners(pods, state.config.runner_status_port, deployment=runner_name(name))
     with state.lock("AlertFilter", namespace, name):
         body = kube.get("AlertFilter", name, namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):

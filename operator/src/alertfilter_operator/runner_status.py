@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
+import socket
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +32,15 @@ log = logging.getLogger("alertfilter_operator.runner_status")
 #: The runner's status document: path and format (``alertfilter.runstatus``).
 STATUS_PATH = "/status"
 STATUS_FORMAT = 1
-#: How long one pod may take to answer, s (an unanswered pod is left out of that round).
+#: How long one pod may take to answer, s, all of it (connect, headers, body): a pod that trickles
+#: its answer is cut off there and left out of that round.
 FETCH_TIMEOUT_S = 3.0
 #: Largest document read, bytes (a pod answering more is ignored).
 MAX_DOCUMENT_BYTES = 1 << 20
+#: Largest response head (status line and headers), bytes.
+MAX_HEAD_BYTES = 16 * 1024
+#: Pods of one filter asked at once: a filter's pods cost one timeout per round, not one each.
+PARALLEL_FETCHES = 8
 
 
 def _latest_time(values: list[Any]) -> Any:
@@ -111,26 +118,71 @@ def valid(doc: Any) -> bool:
     )
 
 
-def reachable(pods: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """``(name, IP)`` of the runner pods that can answer: running, not being deleted, with an IP."""
+def _owned_by(pod: dict[str, Any], deployment: str) -> bool:
+    """True when ``pod`` is controlled by the ReplicaSet ``<deployment>-<pod-template-hash>``, as the
+    pods of the Deployment ``deployment`` are: a bare pod that only carries the filter's label is
+    not asked. (Defence in depth: what bounds a pod that answers slowly is :func:`fetch`'s deadline.)"""
+    template = (pod["metadata"].get("labels") or {}).get("pod-template-hash")
+    if not template:
+        return False
+    return any(
+        ref.get("controller") and ref.get("kind") == "ReplicaSet" and ref.get("name") == f"{deployment}-{template}"
+        for ref in pod["metadata"].get("ownerReferences") or []
+    )
+
+
+def reachable(pods: Iterable[dict[str, Any]], deployment: str | None = None) -> list[tuple[str, str]]:
+    """``(name, IP)`` of the runner pods that can answer: running, not being deleted, with an IP,
+    and (with ``deployment``) controlled by that Deployment's ReplicaSets."""
     out = []
     for p in pods:
         st = p.get("status") or {}
+        if deployment is not None and not _owned_by(p, deployment):
+            continue
         if st.get("phase") == "Running" and st.get("podIP") and not p["metadata"].get("deletionTimestamp"):
             out.append((p["metadata"]["name"], st["podIP"]))
     return out
 
 
-def fetch(ip: str, port: int, timeout: float = FETCH_TIMEOUT_S) -> dict[str, Any] | None:
-    """The status document of the runner at ``ip``, or None (unreachable, not a document, too large)."""
+def _get(ip: str, port: int, timeout: float) -> bytes | None:
+    """The body of ``GET /status`` (HTTP/1.0: the server closes the connection after it) from
+    ``ip:port`` within ``timeout`` s in all, or None (an error, not 200, too large, too slow).
+    A socket of its own rather than urllib, whose timeout is per read: a pod sending a byte a
+    second would hold an operator thread for as long as it likes."""
+    deadline = time.monotonic() + timeout
     host = f"[{ip}]" if ":" in ip else ip
+    chunks: list[bytes] = []
+    size = 0
+    with socket.create_connection((ip, port), timeout=timeout) as sock:
+        sock.sendall(f"GET {STATUS_PATH} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no whole answer within {timeout:g} s")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES + MAX_HEAD_BYTES:
+                return None
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(head) > MAX_HEAD_BYTES or len(status) < 2 or status[1] != b"200":
+        return None
+    return body
+
+
+def fetch(ip: str, port: int, timeout: float = FETCH_TIMEOUT_S) -> dict[str, Any] | None:
+    """The status document of the runner at ``ip``, or None (unreachable, slower than ``timeout``
+    s in all, not a document, too large)."""
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}{STATUS_PATH}", timeout=timeout) as resp:
-            body = resp.read(MAX_DOCUMENT_BYTES + 1)
+        body = _get(ip, port, timeout)
     except (OSError, ValueError) as exc:
         log.debug("no status from %s:%d: %s", ip, port, exc)
         return None
-    if len(body) > MAX_DOCUMENT_BYTES:
+    if body is None or len(body) > MAX_DOCUMENT_BYTES:
         return None
     try:
         doc = json.loads(body)
@@ -139,8 +191,14 @@ def fetch(ip: str, port: int, timeout: float = FETCH_TIMEOUT_S) -> dict[str, Any
     return doc if valid(doc) else None
 
 
-def read_runners(pods: Iterable[dict[str, Any]], port: int, timeout: float = FETCH_TIMEOUT_S) -> RunnerReport:
-    """Ask every reachable pod of ``pods`` for its document and merge what comes back."""
-    targets = reachable(pods)
-    docs = [d for d in (fetch(ip, port, timeout) for _, ip in targets) if d is not None]
-    return merge(docs, asked=len(targets))
+def read_runners(
+    pods: Iterable[dict[str, Any]], port: int, timeout: float = FETCH_TIMEOUT_S, deployment: str | None = None
+) -> RunnerReport:
+    """Ask every reachable pod of ``pods`` (of ``deployment``, when given) for its document, up to
+    :data:`PARALLEL_FETCHES` at once, and merge what comes back."""
+    targets = reachable(pods, deployment)
+    if not targets:
+        return merge([], asked=0)
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(targets))) as pool:
+        answers = list(pool.map(lambda t: fetch(t[1], port, timeout), targets))
+    return merge([d for d in answers if d is not None], asked=len(targets))

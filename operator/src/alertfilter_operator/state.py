@@ -29,6 +29,9 @@ class State:
         config: the configuration loaded at startup.
         executor: where the async resync daemons run the (blocking) reconcile: kopf's own thread
             pool for sync handlers, so its ``max_workers`` bounds both; None for the loop's default.
+        status_executor: where the runner-status daemons read the runner pods: a pool of its own,
+            so pods that answer slowly (a filter's own image serves what it likes) delay only the
+            status of filters, never a reconcile or an admission review; None for the loop's default.
         cert_dir: the webhook's certificate directory, removed at cleanup (None without webhook).
         pending: placements this operator decided that the watch stream has not brought back into
             the placement index yet (see :func:`.placement.merge_placements`); guarded by ``placement_lock``.
@@ -37,6 +40,7 @@ class State:
     kube: Kube
     config: OperatorConfig
     executor: Executor | None = None
+    status_executor: Executor | None = None
     cert_dir: Path | None = None
     pending: dict[FilterKey, Placement] = field(default_factory=dict)
     #: When each pending decision was first seen in the book (monotonic s).

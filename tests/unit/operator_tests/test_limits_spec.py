@@ -187,7 +187,15 @@ def test_observe_sets_limited_from_a_runners_document_and_posts_events():
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "af-f-1", "namespace": "sci", "labels": {"alerts.lsst.io/filter": "f"}},
+        "metadata": {
+            "name": "af-f-1",
+            "namespace": "sci",
+            "labels": {"alerts.lsst.io/filter": "f", "pod-template-hash": "5d9c"},
+            # the runner Deployment's ReplicaSet: the operator asks no other pod
+            "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "af-f-5d9c", "controller": True}
+            ],
+        },
         "status": {"phase": "Running", "podIP": "127.0.0.1"},
     }
     kube = FakeKube([af, pod])
