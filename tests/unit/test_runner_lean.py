@@ -78,7 +78,7 @@ class FakeFetch:
 def lean_msg(offset: int, i: int, visit: int = 1, source: int | None = None) -> Msg:
     src = offset if source is None else source
     headers = [(H_LEAN_TOPIC, b"full"), (H_LEAN_PARTITION, b"0"), (H_LEAN_OFFSET, str(src).encode())]
-    return Msg(offset, container(i, visit), topic="lean", headers=headers, key=b"lean-key")
+    return Msg(offset, container(i, visit), topic="lean", headers=headers, key=f"k{i}".encode())  # the original's key
 
 
 def original(offset: int, i: int, visit: int = 1) -> Msg:
@@ -148,3 +148,16 @@ def test_a_lean_message_without_its_source_or_from_another_topic_names_no_origin
     assert b"names no original" in dls[0].headers["alertfilter.error.message"]
     assert b"not in the full stream" in dls[1].headers["alertfilter.error.message"]
     assert lean_source(forged) == ("secret", 0, 0)
+
+
+def test_a_lean_message_naming_another_alert_s_original_forwards_nothing(make_runner):
+    # its headers name offset 1, the original of alert 1 (another key): alert 0's acceptance must
+    # not forward alert 1
+    log = {k: original(k, k) for k in range(3)}
+    r = make_runner("def f(a):\n    return True\n", FakeFetch(log))
+    r.process_batch([lean_msg(0, 0, source=1), lean_msg(2, 2)])
+    out = [d for d in r.producer.delivered if d.topic() == "out"]
+    (dl,) = [d for d in r.producer.delivered if d.topic() == "out.deadletter"]
+    assert [d.value for d in out] == [log[2].value()]
+    assert dl.headers[H_REASON] == b"original-missing" and dl.headers[H_SRC_OFFSET] == b"1"
+    assert b"is not its original" in dl.headers["alertfilter.error.message"]

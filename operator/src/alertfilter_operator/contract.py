@@ -100,9 +100,9 @@ def claims_of(
         spec = p.get("spec") or {}
         full = (spec.get("mirror") or {}).get("topic") or "alerts"
         lean = spec.get("lean") or {}
-        inputs.add(full)
-        if lean.get("enabled", True):  # the lean stream (cutouts null): filters only read it
-            inputs.add(lean.get("topic") or f"{full}.lean")
+        # the lean stream (cutouts null), which filters only read: claimed on or off, so that no
+        # filter can hold its name when it is turned on (it would write what lean filters read)
+        inputs.update({full, f"{full}.lean", lean.get("topic") or f"{full}.lean"})
     return Claims(frozenset(inputs), frozenset(taken), frozenset(namespaces))
 
 

@@ -63,6 +63,14 @@ def lean_source(m: Any) -> tuple[str, int, int] | None:
         return None
 
 
+def same_alert(lean: Any, original: Any) -> bool:
+    """Whether ``original`` can be the full message of the lean message ``lean``: the same key,
+    the same framing and schema id (the first 5 bytes), and no smaller (the lean copy has only
+    nulled cutouts). A defence in depth against a lean message whose headers name another alert."""
+    lv, ov = lean.value() or b"", original.value() or b""
+    return bool(lean.key() == original.key() and lv[:5] == ov[:5] and len(ov) >= len(lv))
+
+
 class LeanView:
     """A lean message seen at its original's place (topic, partition, offset), for dead letters;
     its value, key and headers are the lean message's."""
@@ -191,11 +199,16 @@ class Originals:
         got = self.fetch(wanted) if wanted else {}
         for (m, oc), src in zip(pending, sources, strict=True):
             original = got.get((src[1], src[2])) if src is not None and src[0] == self.full_topic else None
-            if original is not None:
+            if original is not None and same_alert(m, original):
                 forward(original, oc)
                 continue
             self.missing += 1
-            if src is None:
+            if original is not None and src is not None:
+                why = (
+                    f"the message at {self.full_topic}[{src[1]}]@{src[2]}, which this accepted lean alert names, "
+                    "is not its original (another key, schema id or a smaller size): nothing forwarded"
+                )
+            elif src is None:
                 why = "the lean message names no original (no alertfilter.lean.source-* headers)"
             elif src[0] != self.full_topic:
                 why = f"the lean message names an original in {src[0]!r}, not in the full stream {self.full_topic!r}"
