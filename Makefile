@@ -21,8 +21,10 @@ LINT_PATHS ?= operator runtime tests/cluster tests/data tests/unit tests/realdat
 
 all: test
 
-# The venv is rebuilt when a dependency list changes; pip's own cache makes that fast.
-$(VENV)/.installed: runtime/pyproject.toml operator/pyproject.toml devstack/pyproject.toml requirements-dev.txt constraints.txt
+# The venv is rebuilt when a dependency list or the compiled skipper's C source changes (the editable
+# install builds it in place); pip's own cache makes that fast.
+$(VENV)/.installed: runtime/pyproject.toml operator/pyproject.toml devstack/pyproject.toml requirements-dev.txt constraints.txt \
+    $(wildcard runtime/src/alertfilter/*.c runtime/src/alertfilter/*.h)
 	@echo ">> Python environment in $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null

@@ -132,6 +132,31 @@ def test_messages_that_cannot_be_spliced_are_forwarded_whole_with_a_reason():
         assert lean_value(value, splicers) == (value, why)
 
 
+def test_a_schema_the_splicer_cannot_take_or_a_body_that_breaks_it_never_stops_the_stream():
+    # records nested 1,500 deep (Python's recursion limit), an array of nulls whose count is 2^62
+    def deep(n: int) -> dict[str, Any]:
+        inner: Any = "long"
+        for k in range(n):
+            inner = {"type": "record", "name": f"r{k}", "fields": [{"name": "x", "type": inner}]}
+        return {**inner, "fields": [*inner["fields"], {"name": "cutoutScience", "type": ["null", "bytes"]}]}
+
+    nulls = {
+        "type": "record",
+        "name": "alert",
+        "fields": [
+            {"name": "flags", "type": {"type": "array", "items": "null"}},
+            {"name": "cutoutScience", "type": ["null", "bytes"]},
+        ],
+    }
+    splicers = Splicers(StaticSchemaSource({7: deep(1500), 8: nulls}))
+    value = b"\x00\x00\x00\x00\x07\x02\x00"
+    assert lean_value(value, splicers) == (value, "schema-refused")
+    # zig-zag 2^62 then the end of the array, then the cutout (null): a legal body, spliced at once
+    huge = b"\x00\x00\x00\x00\x08" + b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01" + b"\x00\x00"
+    lean, reason = lean_value(huge, splicers)
+    assert reason is None and lean == huge
+
+
 def test_lean_headers_keep_the_originals_and_name_the_source_but_never_a_forged_lean_header():
     got = lean_headers([("trace", b"1"), ("alertfilter.lean.source-offset", b"0"), ("x", None)], "alerts", 3, 41)
     assert got == [

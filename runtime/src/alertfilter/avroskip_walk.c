@@ -24,8 +24,12 @@ int avs_skip(ctx_t *c, int32_t node, int depth) {
                 continue;
             }
             for (i = 0; i < n; i++) {
+                Py_ssize_t before = c->pos;
                 if (p[0] == OP_MAP) { int64_t klen; if (read_long(c, &klen) || advance(c, klen)) return -1; }
                 if (skip_fast(c, p[1], depth + 1)) return -1;
+                /* an item that took no byte (null, an empty record) reads nothing: nor will the
+                 * rest, so a count of 2^62 of them is done now, not in years */
+                if (c->pos == before) break;
             }
         }
     case OP_UNION:

@@ -123,8 +123,8 @@ class Splicers:
             else:
                 try:
                     got = Splicer(writer)
-                except (NotSpliceable, ValueError) as exc:
-                    got = NotSpliceable(str(exc), "schema-refused")
+                except Exception as exc:  # noqa: BLE001 - any schema it cannot take (nested too deep, a huge fixed...) is refused, never a stopped stream
+                    got = NotSpliceable(f"{type(exc).__name__}: {exc}"[:500], "schema-refused")
             if isinstance(got, NotSpliceable):
                 log.error("schema id %d: %s; its alerts go to the lean topic whole", schema_id, got)
             self._by_id[schema_id] = got
@@ -139,7 +139,7 @@ def lean_value(value: bytes | None, splicers: Callable[[int], Splicer]) -> tuple
         return splice_confluent(value or b"", splicers), None
     except NotSpliceable as exc:
         return value, exc.reason
-    except ValueError:
+    except Exception:  # noqa: BLE001 - whatever a body does to the splicer, it is copied whole, never stops the stream
         return value, "corrupt"
 
 
