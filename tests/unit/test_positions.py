@@ -3,6 +3,7 @@ partition starts at, what is committed at once, what a restart finds, and the op
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +12,8 @@ from confluent_kafka import TopicPartition
 
 from alertfilter.cap import VisitCap
 from alertfilter.convert import SettingError
-from alertfilter.offsets import Offsets, decode_commit_metadata
+from alertfilter.limits import LimitGuard, Limits
+from alertfilter.offsets import Offsets, decode_commit_metadata, decode_limits_metadata
 from alertfilter.positions import Mark, Positions, read_mark, stamp, start_position, time_ms
 from alertfilter.runstatus import RunnerStatus
 from alertfilter.settings import RunnerSettings, from_env
@@ -165,3 +167,22 @@ def test_a_committed_offset_read_that_fails_once_is_retried(monkeypatch: pytest.
     broker.committed = flaky  # type: ignore[method-assign]
     assign(broker, start_from="latest")
     assert len(calls) == 2 and broker.commits == []  # resumed where the group was: nothing moved
+
+
+def test_a_replay_keeps_the_limits_state_and_drops_only_the_cap_s_counts() -> None:
+    # a tripped maxAcceptedPerDay must not be reset by asking for a replay (spec.replayFrom)
+    now = time_ms(T) / 1000 + 3600
+    guard = LimitGuard(Limits(max_accepted_per_day=2), clock=lambda: now)
+    assert [guard.admit(100) for _ in range(3)] == [True, True, False]
+    limits = json.dumps(guard.snapshot(), separators=(",", ":"))
+    broker = Broker(STAMPS)
+    broker.committed_at = {0: (9, '{"cap":[[7,3]],"limits":' + limits + "}"), 1: (4, "[[7,1]]")}
+    assign(broker, replay_from="2026-01-01T00:02:00Z", replay_id=5)
+    meta0, meta1 = broker.committed_at[0][1], broker.committed_at[1][1]
+    assert read_mark(meta0) == read_mark(meta1) == Mark(5, 2)
+    assert decode_limits_metadata(meta0) == json.loads(limits)
+    assert decode_commit_metadata(meta0) in (None, []) and decode_commit_metadata(meta1) in (None, [])
+    assert decode_limits_metadata(meta1) is None
+    restarted = LimitGuard(Limits(max_accepted_per_day=2), clock=lambda: now)
+    restarted.restore([decode_limits_metadata(meta0)])
+    assert not restarted.admit(100)  # still stopped for the rest of the day

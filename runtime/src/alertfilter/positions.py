@@ -158,6 +158,18 @@ def stamp(metadata: str | None, mark: Mark | None) -> str | None:
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
+def limits_only(metadata: str | None) -> str | None:
+    """The limits' state alone of committed ``metadata`` (``{"limits": {...}}``), or None: a replay
+    clears the cap's counts (its visits are forwarded again, capped afresh) but never the day's or
+    the window's limits, or a replay would be a way around them."""
+    try:
+        data = json.loads(metadata) if metadata else None
+    except ValueError:
+        return None
+    limits = data.get("limits") if isinstance(data, dict) else None
+    return json.dumps({"limits": limits}, separators=(",", ":")) if isinstance(limits, dict) else None
+
+
 class Positions:
     """Start positions and replays of the partitions assigned to one runner.
 
@@ -204,7 +216,7 @@ class Positions:
             mark = read_mark(tp.metadata)
             if self.replay is not None and (mark is None or mark.request < self.replay[0]):
                 mark = Mark(self.replay[0], self._offset_at(tp.topic, tp.partition, self.replay[1]))
-                moves.append(TopicPartition(tp.topic, tp.partition, mark.offset, stamp(None, mark)))
+                moves.append(TopicPartition(tp.topic, tp.partition, mark.offset, stamp(limits_only(tp.metadata), mark)))
                 log.info(
                     "replay %d: %s[%d] rewound to offset %d (the first alert at or after %s; it was at %s)",
                     *(mark.request, tp.topic, tp.partition, mark.offset, self.replay_from, _offset_text(tp.offset)),
