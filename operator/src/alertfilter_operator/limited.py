@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 from alertfilter.limitspec import LIMIT_NAMES, MAX_MATCH_RATE
 
@@ -32,7 +32,14 @@ LIMIT_RESET = "LimitReset"
 
 
 def _figure(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    # what a pod reports, so bounded: a condition's message must stay short
+    return (f"{value:g}" if isinstance(value, float) else str(value))[:40]
+
+
+def _epoch(t: Any) -> TypeGuard[float]:
+    """True for a Unix time a runner can have tripped at (finite, 1970 to 9999): anything else a
+    pod reports (NaN, 1e300, a string) is left out, never a failed status round."""
+    return isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 253_402_300_800
 
 
 def merge_limits(per_pod: Iterable[Any]) -> dict[str, dict[str, Any]] | None:
@@ -57,7 +64,7 @@ def merge_limits(per_pod: Iterable[Any]) -> dict[str, dict[str, Any]] | None:
                 merged["limited"] = True
                 merged["limitedPods"] += 1
                 t = entry.get("trippedAt")
-                if isinstance(t, (int, float)) and not isinstance(t, bool):
+                if _epoch(t):
                     merged["trippedAt"] = t if merged["trippedAt"] is None else min(merged["trippedAt"], t)
     return out or None
 
@@ -66,7 +73,7 @@ def limit_message(name: str, entry: dict[str, Any]) -> str:
     """What one limit that stops forwarding says: ``maxAcceptedPerDay 500 reached at 12:03:11 UTC;
     forwarding resumes at 00:00 UTC``."""
     t = entry.get("trippedAt")
-    when = f" at {dt.datetime.fromtimestamp(t, dt.UTC).strftime('%H:%M:%S')} UTC" if t is not None else ""
+    when = f" at {dt.datetime.fromtimestamp(t, dt.UTC).strftime('%H:%M:%S')} UTC" if _epoch(t) else ""
     if name == MAX_MATCH_RATE:
         window = entry.get("window")
         of = f" of {window} alerts" if window else ""

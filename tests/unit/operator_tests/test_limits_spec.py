@@ -127,6 +127,17 @@ def test_pods_merge_a_limit_stops_the_filter_when_it_stops_one_runner_since_the_
     )
 
 
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), 1e300, -5, "12:00", True])
+def test_a_trip_time_no_clock_has_is_left_out_never_a_failed_status_round(t):
+    # what a runner pod serves is its own: a filter's image may serve any JSON
+    merged = merge_limits([{"maxAcceptedPerDay": {"value": 500, "limited": True, "trippedAt": t}}])
+    assert merged is not None and merged["maxAcceptedPerDay"]["trippedAt"] is None
+    assert limited_verdict(merged)[2] == "maxAcceptedPerDay 500 reached; forwarding resumes at 00:00 UTC"  # type: ignore[index]
+    assert limit_message("maxAcceptedPerDay", {"value": 500, "trippedAt": t}).startswith(
+        "maxAcceptedPerDay 500 reached;"
+    )
+
+
 def test_verdicts():
     assert limited_verdict(None) is None
     s, reason, msg = limited_verdict(merge_limits([rep(True)]))  # type: ignore[misc]
