@@ -178,3 +178,14 @@ def test_check_with_local_modules_judges_by_this_python(tmp_path: Path, capsys: 
     assert f"{flt}:2:1: warning: module 'no_such_module_anywhere' is not in this Python environment" in err
     assert code == 2  # and loading it fails here, as the warning said
     assert sys.modules.get("no_such_module_anywhere") is None
+
+
+def test_a_tree_deeper_than_python_s_recursion_limit_is_read_without_failing():
+    # a source the compiler takes can nest past the recursion limit (a thousand `+` in one
+    # expression): the webhook must still answer, with the line of the import it lacks
+    expr: ast.expr = ast.Name("alert", ast.Load())
+    for _ in range(5000):
+        expr = ast.BinOp(expr, ast.Add(), ast.Name("alert", ast.Load()))
+    body = [ast.Import([ast.alias("pandas")], lineno=1, col_offset=0), ast.Expr(expr)]
+    tree = ast.Module(body, [])  # ast's own helpers recurse: only the import needs its place
+    assert [(r.top, r.line) for r in missing_imports(tree)] == [("pandas", 1)]

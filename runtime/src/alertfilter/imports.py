@@ -120,41 +120,41 @@ def _literal_module(call: ast.Call) -> str | None:
     return None
 
 
-def _walk(node: ast.AST, guarded: bool) -> Iterator[ImportRef]:
-    if isinstance(node, ast.Import):
-        for alias in node.names:
-            yield ImportRef(alias.name, node.lineno, node.col_offset + 1, guarded)
-        return
-    if isinstance(node, ast.ImportFrom):
-        if node.level == 0 and node.module:
-            yield ImportRef(node.module, node.lineno, node.col_offset + 1, guarded)
-        return
-    if isinstance(node, ast.Call):
-        name = _literal_module(node)
-        if name is not None:
-            yield ImportRef(name, node.lineno, node.col_offset + 1, guarded)
+def _children(node: ast.AST, guarded: bool) -> Iterator[tuple[ast.AST, bool]]:
+    """The nodes under ``node`` to look into, each with whether an import there is guarded."""
     if isinstance(node, ast.Try | ast.TryStar):
         body_guarded = guarded or any(_catches_import_error(h) for h in node.handlers)
-        for stmt in node.body:
-            yield from _walk(stmt, body_guarded)
-        for part in (*node.handlers, *node.orelse, *node.finalbody):
-            yield from _walk(part, guarded)
-        return
-    if isinstance(node, ast.With | ast.AsyncWith):
+        yield from ((stmt, body_guarded) for stmt in node.body)
+        yield from ((part, guarded) for part in (*node.handlers, *node.orelse, *node.finalbody))
+    elif isinstance(node, ast.With | ast.AsyncWith):
         body_guarded = guarded or any(_suppresses_import_error(i) for i in node.items)
-        for item in node.items:
-            yield from _walk(item, guarded)
-        for stmt in node.body:
-            yield from _walk(stmt, body_guarded)
-        return
-    if isinstance(node, ast.If) and _is_type_checking(node.test):
-        for stmt in node.body:
-            yield from _walk(stmt, True)
-        for stmt in node.orelse:
-            yield from _walk(stmt, guarded)
-        return
-    for child in ast.iter_child_nodes(node):
-        yield from _walk(child, guarded)
+        yield from ((item, guarded) for item in node.items)
+        yield from ((stmt, body_guarded) for stmt in node.body)
+    elif isinstance(node, ast.If) and _is_type_checking(node.test):
+        yield from ((stmt, True) for stmt in node.body)
+        yield from ((stmt, guarded) for stmt in node.orelse)
+    else:
+        yield from ((child, guarded) for child in ast.iter_child_nodes(node))
+
+
+def _walk(root: ast.AST, guarded: bool) -> Iterator[ImportRef]:
+    # a stack, not recursion: a source the compiler takes may nest deeper than Python's recursion
+    # limit (a thousand `+` in one expression), and the webhook must answer it, not fail
+    stack = [(root, guarded)]
+    while stack:
+        node, guarded = stack.pop()
+        if isinstance(node, ast.Import):
+            yield from (ImportRef(alias.name, node.lineno, node.col_offset + 1, guarded) for alias in node.names)
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                yield ImportRef(node.module, node.lineno, node.col_offset + 1, guarded)
+            continue
+        if isinstance(node, ast.Call):
+            name = _literal_module(node)
+            if name is not None:
+                yield ImportRef(name, node.lineno, node.col_offset + 1, guarded)
+        stack.extend(_children(node, guarded))
 
 
 def read_imports(tree: ast.AST) -> list[ImportRef]:
