@@ -265,6 +265,26 @@ def summarise(latencies: list[float], expected: int) -> LatencySummary:
 
 
 # --- what one run implies ---------------------------------------------------------------------------
+#: How late a nominal visit may start, and how much longer than the cadence it may take to be
+#: produced, s, for the step to count as fed at the nominal rate. Past it the machine could not feed
+#: 10,000 alerts per 39 s, and low latencies of a slowed stream say nothing of the nominal rate.
+CADENCE_SLACK_S = 5.0
+
+
+def cadence_problem(visits: list[dict[str, Any]], cadence: float) -> str | None:
+    """Why the feed did not hold the nominal rate over a step's nominal ``visits`` (their
+    ``started_late_s`` and ``produce_s``, s), or None when it did."""
+    for v in visits:
+        if v["peak"]:
+            continue
+        if v["started_late_s"] > CADENCE_SLACK_S or v["produce_s"] > cadence + CADENCE_SLACK_S:
+            return (
+                f"the feed did not hold the nominal rate: visit {v['visit']} started {v['started_late_s']:.0f} s late "
+                f"and took {v['produce_s']:.0f} s to produce (cadence {cadence:g} s)"
+            )
+    return None
+
+
 def n_max(passed: dict[int, bool]) -> tuple[int, int | None]:
     """``(largest N that passed below the first failure, first N that failed)`` of a sweep
     ``{N: passed}``: 0 when the smallest N failed; None when nothing failed."""

@@ -176,3 +176,15 @@ def test_per_node_estimates() -> None:
     assert est["by_cpu"] == 250 and est["by_memory"] == pytest.approx(60 * 1024 / 300)
     assert est["requests"] == est["by_memory"]
     assert dm.per_node(0, 2, None, None)["requests"] is None
+
+
+def test_a_step_whose_feed_fell_behind_the_cadence_is_not_a_pass_at_the_nominal_rate():
+    def visit(i: int, late: float, produce: float, peak: bool = False) -> dict[str, Any]:
+        return {"visit": i, "peak": peak, "started_late_s": late, "produce_s": produce, "ok": True}
+
+    on_time = [visit(0, 0.0, 28.0), visit(1, 1.2, 36.0), visit(2, 90.0, 200.0, peak=True)]
+    assert dm.cadence_problem(on_time, 39.0) is None  # a peak visit may take longer: it is not nominal
+    late = [visit(0, 0.0, 28.0), visit(1, 27.0, 66.0)]
+    assert dm.cadence_problem(late, 39.0) == (
+        "the feed did not hold the nominal rate: visit 1 started 27 s late and took 66 s to produce (cadence 39 s)"
+    )
