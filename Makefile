@@ -28,7 +28,7 @@ $(VENV)/.installed: runtime/pyproject.toml operator/pyproject.toml devstack/pypr
 	@echo ">> Python environment in $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -c constraints.txt -e "runtime[registry,report]" -e operator -e devstack -r requirements-dev.txt
+	@$(PY) -m pip install -q -c constraints.txt -e "runtime[registry,report,science]" -e operator -e devstack -r requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed

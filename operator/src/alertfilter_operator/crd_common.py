@@ -125,8 +125,10 @@ class Resources(CrdModel):
             ]
         },
     )
-    requests: Annotated[ResourceList | None, Field(description="Resources reserved for each filter-runner pod.")] = None
-    limits: Annotated[ResourceList | None, Field(description="Most each filter-runner pod may use.")] = None
+    requests: Annotated[
+        ResourceList | None, Field(description="What the scheduler reserves for each pod (Kubernetes requests).")
+    ] = None
+    limits: Annotated[ResourceList | None, Field(description="The most each pod may use (Kubernetes limits).")] = None
 
 
 class Toleration(CrdModel):

@@ -152,7 +152,9 @@ class LeanStream(CrdModel):
     ] = 3 * 86_400_000
     resources: Annotated[
         Resources | None,
-        Field(description="Resources of the lean producer's pod (default: builders.lean.DEFAULT_LEAN_RESOURCES)."),
+        Field(
+            description="Resources of the lean producer's pod. Default: requests 200m CPU and 512Mi, limits 1 CPU and 1Gi."
+        ),
     ] = None
 
 

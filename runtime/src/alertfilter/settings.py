@@ -356,9 +356,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("decoder", "Avro decoder", "cavro", choices=BACKENDS, commands=_DECODE),
     Option(
         "fields",
-        "top-level alert fields to decode: auto (the filter's `fields` declaration, else those its "
-        "source reads as alert['x'] / alert.get('x'), else all), all, or a comma-separated list; decoding only "
-        "what a filter reads is ~20x faster on long-history alerts",
+        "alert fields to decode: auto (the filter's `fields` declaration, else those its source reads; else all), "
+        "all, or a comma-separated list of top-level and history fields (diaSource,prvDiaSources.psfFlux,"
+        "prvDiaSources[band]); decoding only what a filter reads is ~20x faster on long-history alerts",
         "auto",
     ),
 )

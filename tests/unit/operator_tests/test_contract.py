@@ -255,16 +255,3 @@ def test_every_adversarial_pair_runs_side_by_side(state: State, kube: FakeKube) 
     assert len({t["spec"]["topicName"] for t in topics}) == len(topics)
     for a, b in itertools.combinations(ADVERSARIAL, 2):
         assert _ref(*a).runner_name != _ref(*b).runner_name or a[0] != b[0]
-
-
-def test_a_pool_s_lean_topic_is_never_a_filter_s_output_even_with_the_lean_stream_off() -> None:
-    # a filter holding the name while the lean stream is off would, once it is on, write what every
-    # lean filter of the pool reads (and hold Write on it with its own KafkaUser)
-    pools = [
-        {"spec": {"mirror": {"topic": "alerts"}, "lean": {"enabled": False}}},
-        {"spec": {"mirror": {"topic": "stream2"}, "lean": {"enabled": False, "topic": "stream2.thin"}}},
-    ]
-    claims = claims_of([], pools, ["sci"], None)
-    for topic in ("alerts.lean", "alerts_lean", "stream2.lean", "stream2.thin"):
-        problem = output_topic_problem("sci", "f", {"output": {"topic": topic}}, claims)
-        assert problem is not None and "lean topic" in problem, (topic, problem)
