@@ -129,8 +129,8 @@ def markdown(meta: dict[str, Any], steps: list[dict[str, Any]], summ: dict[str, 
         f"- command: `{meta['command']}` (from `/work/main`)",
         (
             f"- machine: {m['nproc']} cores ({m['cpu_model']}), kernel {m['kernel']}; load average "
-            f"{meta['loadavg_start']} at start, {meta['loadavg_end']} at end. **The machine was shared**: other "
-            "engineers' builds, tests and benchmarks ran during the run, so the figures are a lower bound."
+            f"{meta['loadavg_start']} at start (the load of what else ran: the run's own comes after), "
+            f"{meta['loadavg_end']} at end."
         ),
         (
             f"- software: Python {m['python']}, cavro {m['cavro']}, confluent-kafka {m['confluent_kafka']} (librdkafka "
@@ -200,7 +200,8 @@ def markdown(meta: dict[str, Any], steps: list[dict[str, Any]], summ: dict[str, 
             continue
         pn = x["per_node"]
         out.append(
-            f"- **{mode} stream: N_max = {x['n_max']}** on this machine (p98 < 60 s on every nominal visit; "
+            f"- **{mode} stream: N_max = {x['n_max']}** on this machine (p98 < 60 s on every nominal visit and the "
+            "cadence held; "
             f"first failing N: {x['first_fail'] or 'none tried'}). Per runner at that N: "
             f"{num(x['runner'].get('cpu_mean'))} millicores at the nominal rate (max "
             f"{num(x['runner'].get('cpu_max'))}), PSS up to {num(x['runner'].get('pss_max'))} MiB. Per "

@@ -287,8 +287,8 @@ class AlertFilterSpec(CrdModel):
     resources: Annotated[
         Resources | None,
         Field(
-            description="Resources of each filter-runner pod. Default: requests 250m CPU and 1Gi, "
-            "so that 50 runners fit on a 16 vCPU, 64 GiB node; limits 1 CPU and 1536Mi. A limit left "
+            description="Resources of each filter-runner pod. Default, from the density benchmark: requests "
+            "150m CPU and 384Mi (100 runners on a 16 vCPU, 64 GiB node); limits 1 CPU and 1Gi. A limit left "
             "out is the default one, or the request when that is larger."
         ),
     ] = None

@@ -133,8 +133,8 @@ def test_deployment_runs_on_the_pool_nodes_confined_and_probed(ref: FilterRef, p
     assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert ctr["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert ctr["resources"] == {
-        "requests": {"cpu": "250m", "memory": "1Gi"},
-        "limits": {"cpu": "1", "memory": "1536Mi"},
+        "requests": {"cpu": "150m", "memory": "384Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
     }
     assert {"name": "filter", "configMap": {"name": "af-bright"}} in pod["volumes"]
     # a new source changes the pod template, so the runner rolls

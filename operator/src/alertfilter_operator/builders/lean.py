@@ -18,10 +18,10 @@ from alertfilter_operator.pool_models import lean_topic_of
 from .refs import STRIMZI_API
 from .runner import RUNNER_UID
 
-#: The lean producer's resources: one process splicing in C, ~150,000 real Rubin alerts/s in memory
-#: (bench/RESULTS.md), so a fraction of a core at Rubin's 256 alerts/s; its librdkafka queues hold
-#: at most 4 batches of full alerts. The density benchmark (bench/density.py) measures it: set the
-#: figures it gives here, or per pool in ``spec.lean.resources``.
+#: The lean producer's resources: one process splicing in C; the density benchmark (bench/RESULTS.md,
+#: 2026-12-03 19:42 UTC) measured 6 % of a core at Rubin's 256 alerts/s, so 200m covers a peak visit
+#: at 4x the rate with room; its librdkafka queues hold at most 4 batches of full alerts. Per pool:
+#: ``spec.lean.resources``.
 DEFAULT_LEAN_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 #: The lean producer's component label (``app.kubernetes.io/component``).
 LEAN_COMPONENT = "lean"

@@ -15,14 +15,15 @@ from alertfilter_operator.naming import FILTER_LABEL, METRICS_PORT, POOL_LABEL, 
 from .env import FILTER_FILE, FILTER_FILE_DIR, runner_env
 from .refs import KAFKA_PORT, FilterRef, PoolInfo
 
-#: Default runner resources: 50 runners x (250m, 1Gi) = 12.5 vCPU, 50 GiB, inside an m4.4xlarge
-#: (16 vCPU, 64 GiB) with room for the kubelet and system pods; the original design ran 20-50 per node (DMTN-028).
-#: The limits bound what a filter that spins or allocates can take from its neighbours: one core for
-#: the runner and its filter process together, and 1.5x the memory request.
-#: THE PLACE FOR MEASURED FIGURES (issue #14): the density benchmark (bench/density.py) measures a
-#: runner's CPU and RSS per filter on the full and on the lean stream; its figures replace these
-#: (and builders/lean.py's DEFAULT_LEAN_RESOURCES the lean producer's). spec.resources overrides them.
-DEFAULT_RUNNER_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1536Mi"}}
+#: Default runner resources, from the density benchmark (bench/RESULTS.md, "density", 2026-12-03
+#: 19:42 UTC; the runner and its filter process at Rubin's 256 alerts/s of 134 KB mean): CPU 126-152 m
+#: per runner for the benchmark's mix (diaSource cuts 38-68 m, light curves 295-447 m, a cutout reader
+#: 67-83 m), PSS at most 277 MiB and peak RSS at most 362 MiB. So requests of 150m and 384Mi: 100
+#: runners on an m4.4xlarge (15 of its 16 vCPU, 37.5 of 64 GiB), twice the original design's 50
+#: (DMTN-028). The limits bound what a filter that spins or allocates can take from its neighbours:
+#: one core for the runner and its filter process together (a light curve at a 4x peak visit), and
+#: 1Gi, nearly 3x the largest peak RSS measured. spec.resources overrides them.
+DEFAULT_RUNNER_RESOURCES = {"requests": {"cpu": "150m", "memory": "384Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 #: The runner image's non-root user and group (runtime/Dockerfile).
 RUNNER_UID = 10001
 
