@@ -276,3 +276,30 @@ def test_a_lean_producer_killed_midway_loses_no_alert(kafka, streams):
     assert sources == {(k % 2, k // 2) for k in range(600)}  # every alert, each in its own partition
     assert all(r.partition == int(r.headers[H_LEAN_PARTITION]) for r in copies)
     assert len(copies) >= 600
+
+
+def test_a_runner_on_the_lean_path_killed_midway_forwards_every_original_after_its_restart(kafka, streams):
+    """SIGKILL of a runner reading the lean topic while it forwards originals, then a restart (as the
+    kubelet restarts a killed container): its output is the full path's, alert for alert (as a set:
+    at-least-once may repeat a batch read again), the cap holding."""
+    import signal
+
+    slow = "import time\n" + BRIGHT.replace("def bright(alert):\n", "def bright(alert):\n    time.sleep(0.05)\n")
+    full_out = _run(kafka, streams, "killed-ref", BRIGHT, False, "--max-alerts-per-visit", "2")
+    tmp: Path = streams["tmp"]
+    (tmp / "killed.py").write_text(slow)
+    out = "lean-test.killed.lean"
+    r = RunnerProcess(kafka.bootstrap, streams["lean"], out, tmp / "killed.py", streams["schema_dir"],
+                      tmp / "killed.log", "--full-topic", streams["full"], "--max-alerts-per-visit", "2",
+                      "--batch-size", "4")  # fmt: skip
+    r.start()
+    deadline = time.monotonic() + 120
+    while len(read_topic(kafka.bootstrap, out)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r.kill(signal.SIGKILL)
+    r.wait(30)
+    forwarded_before = len(read_topic(kafka.bootstrap, out))
+    assert r.run_to_idle() == 0, r.log()
+    full, lean = _outputs(kafka, full_out), _outputs(kafka, out)
+    assert 2 <= forwarded_before < len(full), "killed too late or too early to prove anything"
+    assert {(x.value, x.key) for x in lean} == {(x.value, x.key) for x in full}
