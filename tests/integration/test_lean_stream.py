@@ -284,7 +284,7 @@ def test_a_runner_on_the_lean_path_killed_midway_forwards_every_original_after_i
     at-least-once may repeat a batch read again), the cap holding."""
     import signal
 
-    slow = "import time\n" + BRIGHT.replace("def bright(alert):\n", "def bright(alert):\n    time.sleep(0.05)\n")
+    slow = "import time\n" + BRIGHT.replace("def bright(alert):\n", "def bright(alert):\n    time.sleep(0.2)\n")
     full_out = _run(kafka, streams, "killed-ref", BRIGHT, False, "--max-alerts-per-visit", "2")
     tmp: Path = streams["tmp"]
     (tmp / "killed.py").write_text(slow)
@@ -292,11 +292,15 @@ def test_a_runner_on_the_lean_path_killed_midway_forwards_every_original_after_i
     r = RunnerProcess(kafka.bootstrap, streams["lean"], out, tmp / "killed.py", streams["schema_dir"],
                       tmp / "killed.log", "--full-topic", streams["full"], "--max-alerts-per-visit", "2",
                       "--batch-size", "4")  # fmt: skip
+    from confluent_kafka import Consumer
+
+    ends = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "lean-test-killed-ends"})
     r.start()
     deadline = time.monotonic() + 120
-    while len(read_topic(kafka.bootstrap, out)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while ends.get_watermark_offsets(TopicPartition(out, 0), timeout=5)[1] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     r.kill(signal.SIGKILL)
+    ends.close()
     r.wait(30)
     forwarded_before = len(read_topic(kafka.bootstrap, out))
     assert r.run_to_idle() == 0, r.log()
