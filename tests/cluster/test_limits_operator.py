@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """spec.limits with the operator as a process against a real API server: bad limits are refused at
 ``kubectl apply`` with the field named, the runner's environment has the filter's limits over its
 pool's spec.defaultLimits (and follows a change of the defaults), and the Limited condition and its
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,6 @@ from alertfilter.metrics import HealthServer, RunnerMetrics
 from alertfilter.runstatus import RunnerStatus
 
 from .operator_harness import (
-    OperatorProcess,
     alertfilter,
     apply_json,
     get,
@@ -27,6 +26,9 @@ from .operator_harness import (
     wait_condition,
     wait_for,
 )
+
+# the fixtures of modules that serve a fake runner: imported, their names are the tests' arguments
+from .status_fixtures import operator, runner_port  # noqa: F401
 
 NOON = dt.datetime(2026, 12, 3, 12, 3, 11, tzinfo=dt.UTC).timestamp()
 
@@ -40,26 +42,6 @@ class FakeRunner:
         status = RunnerStatus()
         status.provide("limits", lambda: self.guard.status() or None)
         self.server = HealthServer(port, RunnerMetrics(), lambda: True, lambda: True, host="127.0.0.1", status=status)
-
-
-@pytest.fixture(scope="module")
-def runner_port() -> int:
-    from alertfilter_devstack.procs import free_port
-
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def operator(apiserver: Any, tmp_path_factory: pytest.TempPathFactory, runner_port: int) -> Iterator[OperatorProcess]:
-    """The operator, reading runner pods' status every second, on ``runner_port`` (the fake runner's)."""
-    op = OperatorProcess(
-        apiserver,
-        tmp_path_factory.mktemp("operator"),
-        ALERTFILTER_OPERATOR_RUNNER_STATUS_SECONDS="1",
-        ALERTFILTER_OPERATOR_RUNNER_STATUS_PORT=str(runner_port),
-    ).start()
-    yield op
-    op.stop()
 
 
 def patch_pool(apiserver: Any, name: str, spec: dict[str, Any], check: bool = True) -> Any:

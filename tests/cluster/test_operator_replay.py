@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """spec.startFrom and spec.replayFrom with the operator as a process against a real API server:
 bad values are refused at ``kubectl apply`` with what is expected; the runner's environment says
 where a new filter starts and which replay to carry out; the request is recorded in status.replay
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,29 +17,12 @@ import pytest
 from alertfilter.metrics import HealthServer, RunnerMetrics
 from alertfilter.runstatus import RunnerStatus
 
-from .operator_harness import OperatorProcess, alertfilter, apply_json, get, make_pool, replica_set, wait_for
+from .operator_harness import alertfilter, apply_json, get, make_pool, replica_set, wait_for
+
+# the fixtures of modules that serve a fake runner: imported, their names are the tests' arguments
+from .status_fixtures import operator, runner_port  # noqa: F401
 
 T = "2026-06-01T00:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def runner_port() -> int:
-    from alertfilter_devstack.procs import free_port
-
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def operator(apiserver: Any, tmp_path_factory: pytest.TempPathFactory, runner_port: int) -> Iterator[OperatorProcess]:
-    """The operator, reading runner pods' status every second, on ``runner_port`` (the fake runner's)."""
-    op = OperatorProcess(
-        apiserver,
-        tmp_path_factory.mktemp("operator"),
-        ALERTFILTER_OPERATOR_RUNNER_STATUS_SECONDS="1",
-        ALERTFILTER_OPERATOR_RUNNER_STATUS_PORT=str(runner_port),
-    ).start()
-    yield op
-    op.stop()
 
 
 def env_of(apiserver: Any, name: str, ns: str) -> dict[str, str]:
