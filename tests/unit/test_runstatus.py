@@ -4,8 +4,11 @@ the client's statistics, the last accepted alert's time; served by the health se
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.request
+
+import pytest
 
 from alertfilter.clients import ClientEvents
 from alertfilter.metrics import HealthServer, RunnerMetrics
@@ -60,5 +63,21 @@ def test_the_health_server_serves_the_document_and_the_last_accepted_time() -> N
         assert doc["values"]["lastAcceptedTime"] == rfc3339(metrics.last_accepted_at)
         text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
         assert "alertfilter_last_accepted_timestamp_seconds" in text
+    finally:
+        server.stop()
+
+
+def test_no_other_process_can_bind_the_runner_s_port_for_the_other_address_family() -> None:
+    # bound on 0.0.0.0 alone, the filter process could bind [::] (IPv6 only) on the same port and,
+    # on an IPv6 pod network, answer /status in the runner's name
+    server = HealthServer(0, RunnerMetrics(), lambda: True, lambda: True).start()
+    try:
+        for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                with pytest.raises(OSError, match="in use"):
+                    s.bind((address, server.port))
+        assert urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).read() == b"ok\n"
     finally:
         server.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -136,6 +137,7 @@ class HealthServer:
         metrics: the registry to expose.
         alive: returns True while the poll loop makes progress.
         ready: returns True while partitions are assigned.
+        host: the address to bind; empty (the default): every address of both families.
         status: the runner's status document, served on ``/status`` (None: 404 there).
     """
 
@@ -145,7 +147,7 @@ class HealthServer:
         metrics: RunnerMetrics,
         alive: Callable[[], bool],
         ready: Callable[[], bool],
-        host: str = "0.0.0.0",
+        host: str = "",
         status: RunnerStatus | None = None,
     ) -> None:
         registry = metrics.registry
@@ -179,7 +181,7 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet access log
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _bind(host, port, Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
@@ -191,6 +193,27 @@ class HealthServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _DualStackServer(ThreadingHTTPServer):
+    """IPv6 and IPv4 on one socket (``::`` with IPV6_V6ONLY off): no other process of the pod (the
+    filter process) can bind the port for the other family and answer in the runner's name."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def _bind(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """The server on ``host`` (empty: every address, both families where the pod has IPv6)."""
+    if host:
+        return ThreadingHTTPServer((host, port), handler)
+    try:
+        return _DualStackServer(("::", port), handler)
+    except OSError:  # no IPv6 in this network namespace: IPv4 alone
+        return ThreadingHTTPServer(("0.0.0.0", port), handler)
 
 
 class Heartbeat:
