@@ -54,7 +54,10 @@ def test_three_replicas_interleaved_visits_and_a_sigkill_give_exactly_n_per_visi
     st, cp, _ = devstack
     pool = st["kafka_pool"]["bootstrap"]
     apply_filter(cp, namespace, "capped", SLOW, replicas=3, maxAlertsPerVisit=CAP, startFrom="latest")
-    wait_for(lambda: len(runner_pods(cp, namespace, "capped")) == 3, 300, "three running replicas")
+    # one input partition: one replica reads it (and is Ready), the other two run cap stages only
+    wait_for(lambda: len([p for p in runner_pods(cp, namespace, "capped", running=False)
+                          if (p.get("status") or {}).get("phase") == "Running"]) == 3 and
+             runner_pods(cp, namespace, "capped"), 300, "three running replicas, one reading the input")  # fmt: skip
     status = cp.get_json("alertfilter", "capped", "-n", namespace)["status"]
     assert status["names"].get("candidatesTopic"), status["names"]
     group, topic = status["names"]["consumerGroup"], status["inputTopic"]
@@ -71,7 +74,7 @@ def test_three_replicas_interleaved_visits_and_a_sigkill_give_exactly_n_per_visi
 
     # the replica that reads the input (the topic has one partition), once it has read some of it
     def reader() -> str | None:
-        pods = [p["metadata"]["name"] for p in runner_pods(cp, namespace, "capped")]
+        pods = [p["metadata"]["name"] for p in runner_pods(cp, namespace, "capped", running=False)]
         return next((p for p in pods if _consumed(cp, namespace, p) >= 60), None)
 
     victim = wait_for(reader, 300, "a replica to have read 60 alerts")

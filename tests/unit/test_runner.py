@@ -178,3 +178,17 @@ def test_cap_counts_are_restored_from_the_committed_offsets(make_runner):
     assert r.consumer.commits[-1][0].offset == 13 and decode_commit_metadata(r.consumer.commits[-1][0].metadata) == [
         [9, 3]
     ]
+
+
+def test_a_replica_given_no_partition_is_ready_as_a_standby(make_runner):
+    # replicas: 3 on a one-partition input: two members get an empty assignment; they are healthy
+    # standbys (and run their cap stages), so the Deployment and the filter's Ready can be True
+    settings = RunnerSettings("fake:9092", "in", "out", "out.deadletter", "g")
+    clients = KafkaClients(FakeConsumer({}), FakeProducer({"message.max.bytes": settings.max_message_bytes}))
+    r = Runner(settings, clients, InlineFilters("def f(a):\n    return True\n"), VisitCap(None), "f", "0" * 64)
+    assert not r.ready()  # not in the group yet
+    r.on_assign(r.consumer, [])
+    assert r.ready()
+    busy = make_runner()
+    busy.on_revoke(busy.consumer, [TopicPartition("in", 0)])
+    assert busy.ready()  # a rebalance moves partitions; the member stays in the group

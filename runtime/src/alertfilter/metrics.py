@@ -5,7 +5,8 @@ Endpoints (one HTTP port, ``--metrics-port``):
 - ``/metrics``: Prometheus text format.
 - ``/healthz``: 200 while the runner has processed a message or turned its poll loop within the
   liveness window (it beats once per message, so a slow but progressing batch stays healthy), else 503.
-- ``/readyz``: 200 while the consumer has partitions assigned, else 503.
+- ``/readyz``: 200 once the consumer has joined its group (partitions assigned, or none for a
+  standby replica), else 503.
 - ``/status``: the runner's status document for the operator, JSON (:mod:`alertfilter.runstatus`).
 """
 
@@ -136,7 +137,7 @@ class HealthServer:
         port: TCP port (0 picks a free one; see :attr:`port`).
         metrics: the registry to expose.
         alive: returns True while the poll loop makes progress.
-        ready: returns True while partitions are assigned.
+        ready: returns True once the consumer has joined its group.
         host: the address to bind; empty (the default): every address of both families.
         status: the runner's status document, served on ``/status`` (None: 404 there).
     """
@@ -163,7 +164,7 @@ class HealthServer:
                 elif path == "/readyz":
                     ok = ready()
                     body, ctype, code = (
-                        (b"ok\n" if ok else b"no partitions assigned\n"),
+                        (b"ok\n" if ok else b"not in the consumer group yet\n"),
                         "text/plain",
                         200 if ok else 503,
                     )

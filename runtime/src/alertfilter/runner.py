@@ -105,6 +105,7 @@ class Runner:
         self.heartbeat = Heartbeat(settings.liveness_window())
         self._stop = stop or threading.Event()
         self._assigned: set[tuple[str, int]] = set()
+        self._joined = False  # an assignment came, maybe empty (a replica past the input's partitions)
         self._eof: set[tuple[str, int]] = set()
         #: The batches produced whose offsets are not committed yet, oldest first.
         self._inflight = Ledger()
@@ -129,8 +130,9 @@ class Runner:
         self._stop.set()
 
     def ready(self) -> bool:
-        """True while partitions are assigned."""
-        return bool(self._assigned)
+        """True once the consumer has joined its group: partitions assigned, or none for a standby
+        replica (more replicas than input partitions), which takes over on a rebalance."""
+        return self._joined or bool(self._assigned)
 
     def run(self) -> int:
         """Run until :meth:`stop`, SIGTERM/SIGINT, a fatal client error or idleness.
@@ -171,6 +173,7 @@ class Runner:
         self._settle_pending()
         self.positions.on_assign(partitions)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._joined = True
         self.offsets.on_assign(partitions)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
