@@ -102,7 +102,7 @@ def claims_of(
         lean = spec.get("lean") or {}
         # the lean stream (cutouts null), which filters only read: claimed on or off, so that no
         # filter can hold its name when it is turned on (it would write what lean filters read)
-        inputs.update({full, f"{full}.lean", lean.get("topic") or f"{full}.lean"})
+        inputs.update({full, f"{full}.lean", *([lean["topic"]] if lean.get("topic") else [])})
     return Claims(frozenset(inputs), frozenset(taken), frozenset(namespaces))
 
 
