@@ -131,7 +131,19 @@ def test_stamp_keeps_what_the_metadata_holds() -> None:
     assert read_mark("[[1,2]]") is None and read_mark('{"replay":[true,1]}') is None and read_mark("{bad") is None
 
 
-@pytest.mark.parametrize("bad", ["now", "2026-02-30T00:00:00Z", "2026-01-02 03:04:05Z", "2026-01-02T03:04:05", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "now",
+        "2026-02-30T00:00:00Z",
+        "2026-01-02 03:04:05Z",
+        "2026-01-02T03:04:05",
+        "",
+        "9999-12-31T23:59:59-01:00",  # past the calendar in UTC
+        "0001-01-01T00:00:00+01:00",  # before it
+        "1969-12-31T23:59:59.999Z",  # Kafka's timestamp -1 is "latest", not a time
+    ],
+)
 def test_a_start_position_that_is_not_one_is_refused_with_what_is_expected(bad: str) -> None:
     with pytest.raises(SettingError, match="expected latest, earliest or an RFC 3339 time"):
         start_position(bad)

@@ -62,11 +62,14 @@ class Claims:
         input_topics: every FilterPool's input (mirrored) topic and lean topic.
         taken: collision key (:func:`collision_key`) of every other filter's output and dead-letter topic.
         namespaces: names of the cluster's namespaces.
+        mirror_prefixes: each pool's MirrorMaker 2 prefix, ``<pool kafka>-mirror``: its Connect storage
+            topics (``-configs``, ``-offsets``, ``-status``) start with it, and its KafkaUser holds it.
     """
 
     input_topics: frozenset[str]
     taken: frozenset[str]
     namespaces: frozenset[str]
+    mirror_prefixes: frozenset[str] = frozenset()
 
 
 def filter_topics(namespace: str, name: str, spec: Mapping[str, Any]) -> tuple[str, str]:
@@ -96,14 +99,18 @@ def claims_of(
         for topic in filter_topics(meta.get("namespace", ""), meta.get("name", ""), body.get("spec") or {}):
             taken.add(collision_key(topic))
     inputs: set[str] = set()
+    mirrors: set[str] = set()
     for p in pools:
         spec = p.get("spec") or {}
+        # pool_models.pool_kafka_name on the unparsed body: <clusterName or pool-kafka>-mirror
+        cluster = (spec.get("kafka") or {}).get("clusterName") or f"{(p.get('metadata') or {}).get('name')}-kafka"
+        mirrors.add(f"{cluster}-mirror")
         full = (spec.get("mirror") or {}).get("topic") or "alerts"
         lean = spec.get("lean") or {}
         # the lean stream (cutouts null), which filters only read: claimed on or off, so that no
         # filter can hold its name when it is turned on (it would write what lean filters read)
         inputs.update({full, f"{full}.lean", *([lean["topic"]] if lean.get("topic") else [])})
-    return Claims(frozenset(inputs), frozenset(taken), frozenset(namespaces))
+    return Claims(frozenset(inputs), frozenset(taken), frozenset(namespaces), frozenset(mirrors))
 
 
 def _kafka_problem(topic: str) -> str | None:
@@ -149,6 +156,10 @@ def output_topic_problem(
     inputs = {collision_key(t) for t in claims.input_topics}
     if collision_key(out) in inputs or collision_key(dlq) in inputs:
         return f"{where}: {out!r} is (or collides with) a FilterPool's input topic or lean topic"
+    # MirrorMaker 2's storage topics: a filter's KafkaTopic would take them over and stop the mirror
+    mirror = next((m for m in sorted(claims.mirror_prefixes) if collision_key(out).startswith(collision_key(m))), None)
+    if mirror is not None:
+        return f"{where}: names starting with {mirror!r} are a FilterPool's MirrorMaker 2 topics"
     if claimed:
         return None
     prefix = name_prefix(out)

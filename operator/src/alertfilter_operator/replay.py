@@ -33,7 +33,10 @@ def instant(text: str) -> dt.datetime | None:
         return None
     if t.tzinfo is None:
         return None
-    return t.astimezone(dt.UTC)
+    try:
+        return t.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00: past the calendar in UTC
+        return None
 
 
 def same_time(a: str | None, b: str | None) -> bool:

@@ -60,9 +60,14 @@ def parse_time(text: str) -> dt.datetime:
     if not RFC3339.match(t):
         raise SettingError(f"expected an RFC 3339 time such as 2026-01-02T03:04:05Z, got {text!r}")
     try:
-        return dt.datetime.fromisoformat(t.upper())
-    except ValueError as exc:
+        parsed = dt.datetime.fromisoformat(t.upper())
+        utc = parsed.astimezone(dt.UTC)  # OverflowError at the calendar's edges (9999-12-31T23:59:59-01:00)
+    except (ValueError, OverflowError) as exc:
         raise SettingError(f"not a valid time: {text!r} ({exc})") from None
+    # Kafka's negative timestamps are special (-1 latest, -2 earliest): a time before the epoch is none
+    if utc < dt.datetime(1970, 1, 1, tzinfo=dt.UTC):
+        raise SettingError(f"expected a time from 1970-01-01T00:00:00Z on (Kafka's timestamps), got {text!r}")
+    return parsed
 
 
 def rfc3339_time(text: str) -> str:

@@ -255,3 +255,19 @@ def test_every_adversarial_pair_runs_side_by_side(state: State, kube: FakeKube) 
     assert len({t["spec"]["topicName"] for t in topics}) == len(topics)
     for a, b in itertools.combinations(ADVERSARIAL, 2):
         assert _ref(*a).runner_name != _ref(*b).runner_name or a[0] != b[0]
+
+
+def test_a_pool_s_mirrormaker_2_storage_topics_are_refused_as_an_output() -> None:
+    # MirrorMaker 2's Connect storage topics (<pool kafka>-mirror-configs|offsets|status): a filter's
+    # KafkaTopic would take one over (delete policy, its retention) and stop the pool's mirror
+    pools = [
+        {"metadata": {"name": "pool-a"}, "spec": {"mirror": {"topic": "alerts"}}},
+        {"metadata": {"name": "pool-b"}, "spec": {"kafka": {"clusterName": "central"}}},
+    ]
+    claims = claims_of([], pools, ["sci"], exclude=None)
+    for topic in ("pool-a-kafka-mirror-configs", "pool-a-kafka-mirror-offsets", "Pool-A-Kafka-Mirror-Status",
+                  "central-mirror-configs", "central-mirror.x"):  # fmt: skip
+        problem = output_topic_problem("sci", "f", {"output": {"topic": topic}}, claims)
+        assert problem is not None and "MirrorMaker 2 topics" in problem, topic
+    assert output_topic_problem("sci", "f", {"output": {"topic": "pool-a-kafka-mirrors-fan"}}, claims) is not None
+    assert output_topic_problem("sci", "f", {"output": {"topic": "sci.mirror-configs"}}, claims) is None

@@ -152,3 +152,10 @@ def test_the_operator_records_a_replay_request_once_and_tells_the_runners(kube: 
     assert [e["reason"] for e in kube.events()].count("ReplayRequested") == 1
     # a new time: a new request
     assert _reconcile(kube, _filter(4, replayFrom="2026-05-01T00:00:00Z"))["ALERTFILTER_REPLAY_ID"] == "4"
+
+
+def test_a_time_past_the_calendar_in_utc_is_no_instant_not_a_crash_of_the_reconcile() -> None:
+    from alertfilter_operator.replay import instant, same_time
+
+    assert instant("9999-12-31T23:59:59-01:00") is None
+    assert not same_time("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59-01:00")
