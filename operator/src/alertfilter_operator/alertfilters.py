@@ -339,6 +339,8 @@ def follow_pool(state: State, pool: str, logger: kopf.Logger, index: PlacementIn
             reconcile(state, af, logger, index)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             logger.info("re-reconcile of %s/%s: %s", ns, fname, exc)
+        except Exception:  # one filter's fault must not keep the pool's other filters on the old pool
+            logger.exception("re-reconcile of %s/%s failed; the pool's other filters go on", ns, fname)
 
 
 def delete(state: State, body: dict[str, Any], logger: kopf.Logger, index: PlacementIndex) -> None:

@@ -202,3 +202,21 @@ def test_a_resync_puts_back_a_child_deleted_by_hand(kube: FakeKube, state: State
     alertfilters.resync(state, "sci", "bright", LOG, _index({("sci", "bright"): ("pool-a", 1)}))  # logs, never raises
     assert kube.find("NetworkPolicy", "af-bright", "sci") is not None
     alertfilters.resync(state, "sci", "gone", LOG, {})  # a filter deleted meanwhile: nothing to do
+
+
+def test_one_filter_failing_does_not_keep_the_pool_s_others_from_following_it(
+    kube: FakeKube, state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("broken", "bright"):
+        kube.put(_filter(name))
+    seen: list[str] = []
+
+    def reconcile(state: State, body: dict[str, Any], logger: Any, index: Any) -> None:
+        seen.append(body["metadata"]["name"])
+        if body["metadata"]["name"] == "broken":
+            raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(alertfilters, "reconcile", reconcile)
+    index = _index({("sci", "broken"): ("pool-a", 1), ("sci", "bright"): ("pool-a", 1)})
+    alertfilters.follow_pool(state, "pool-a", LOG, index)
+    assert sorted(seen) == ["bright", "broken"]
