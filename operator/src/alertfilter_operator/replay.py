@@ -21,21 +21,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from alertfilter.convert import SettingError
+from alertfilter.positions import parse_time
+
 from .conditions import now as now_rfc3339
 from .runner_status import RunnerReport
 
 
 def instant(text: str) -> dt.datetime | None:
-    """The UTC instant an RFC 3339 time names, or None when ``text`` is not one with an offset."""
+    """The UTC instant an RFC 3339 time names, or None when ``text`` is not one the runner accepts
+    (:func:`alertfilter.positions.parse_time`, the rule the webhook applies to ``spec.replayFrom``)."""
     try:
-        t = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except (ValueError, AttributeError):
-        return None
-    if t.tzinfo is None:
-        return None
-    try:
-        return t.astimezone(dt.UTC)
-    except OverflowError:  # 9999-12-31T23:59:59-01:00: past the calendar in UTC
+        return parse_time(text).astimezone(dt.UTC)
+    except SettingError:
         return None
 
 
